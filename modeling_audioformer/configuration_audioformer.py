@@ -1,0 +1,108 @@
+"""AudioFormer configuration.
+
+AudioFormer is RoFormer (rotary position embedding, post-norm BERT blocks) over the discrete
+acoustic codes of EnCodec (paper sections 3.1-3.2). The field names are RoFormer's, so a
+`RoFormerConfig` and an `AudioFormerConfig` with the same numbers describe the same network.
+"""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+MULTI_LABEL_LOSSES = ("lsep", "bce")
+
+
+@strict
+class AudioFormerConfig(PreTrainedConfig):
+    r"""
+    Configuration of an AudioFormer model. The defaults are the paper's (section 4.2): 12 layers,
+    hidden size 768, 12 heads, vocabulary 1028 = 1024 EnCodec codes + `<BOA>`, `<PAD>`, `<EOA>`,
+    `<MASK>`.
+
+    Args:
+        vocab_size: number of token ids; code `c` of a codebook is id `c + 3`.
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act,
+        hidden_dropout_prob, attention_probs_dropout_prob, type_vocab_size, initializer_range,
+        layer_norm_eps, rotary_value: as in `RoFormerConfig`.
+        max_position_embeddings: longest sequence, `<BOA>` and `<EOA>` included (a 10 s clip is 752).
+        num_codebooks: codebooks the feature extractor produces (3 kbps EnCodec = 4).
+        codebook_index: which codebook row of a `(batch, num_codebooks, seq_len)` input the model
+            reads (0 = C1, the paper's anchor).
+        classifier_dropout: dropout before the classification head (`hidden_dropout_prob` if None).
+        multi_label_loss: `"lsep"` (paper eq. 7, default) or `"bce"` for multi-label classification.
+
+    Example:
+
+    ```python
+    >>> from modeling_audioformer import AudioFormerConfig, AudioFormerModel
+    >>> config = AudioFormerConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+    >>> model = AudioFormerModel(config)
+    ```
+    """
+
+    model_type = "audioformer"
+
+    vocab_size: int = 1028
+    embedding_size: int | None = None
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.1
+    max_position_embeddings: int = 1536
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    rotary_value: bool = False
+    bos_token_id: int | None = 0
+    pad_token_id: int | None = 1
+    eos_token_id: int | None = 2
+    mask_token_id: int | None = 1027
+    num_codebooks: int = 4
+    codebook_index: int = 0
+    classifier_dropout: float | int | None = None
+    multi_label_loss: str = "lsep"
+    is_decoder: bool = False
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        self.embedding_size = self.hidden_size if self.embedding_size is None else self.embedding_size
+        self.check_values()
+        super().__post_init__(**kwargs)
+
+    def check_values(self):
+        """Raise a ValueError naming the first inconsistent field (a plain ValueError, not a strict-dataclass error)."""
+        positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                    "max_position_embeddings", "num_codebooks")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be a multiple of `num_attention_heads` "
+                f"({self.num_attention_heads})."
+            )
+        if (self.hidden_size // self.num_attention_heads) % 2 != 0:
+            raise ValueError(
+                f"The head size hidden_size / num_attention_heads = {self.hidden_size // self.num_attention_heads} "
+                "must be even for the rotary position embedding."
+            )
+        if not 0 <= self.codebook_index < self.num_codebooks:
+            raise ValueError(
+                f"`codebook_index` ({self.codebook_index}) must be in [0, {self.num_codebooks - 1}] "
+                f"for a codec with `num_codebooks`={self.num_codebooks}."
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
+        if self.multi_label_loss not in MULTI_LABEL_LOSSES:
+            raise ValueError(f"`multi_label_loss` must be one of {MULTI_LABEL_LOSSES}, got {self.multi_label_loss!r}.")
+        for name in ("bos_token_id", "pad_token_id", "eos_token_id", "mask_token_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(f"`{name}` ({value}) must be a token id in [0, {self.vocab_size - 1}].")
+
+
+__all__ = ["AudioFormerConfig"]

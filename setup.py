@@ -1,0 +1,42 @@
+"""AudioFormer: audio classification from EnCodec acoustic codes, as a Hugging Face Transformers integration."""
+
+from setuptools import setup
+
+setup(
+    name="audioformer",
+    version="0.1.0",
+    description="AudioFormer (EnCodec codes + RoFormer MLM pretraining + FT1/FT2 fine-tuning) for Hugging Face Transformers",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=["modeling_audioformer", "tokenization"],
+    package_data={"tokenization": ["metrics/*/*.py"]},
+    py_modules=["run_mlm", "run_classification"],
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5.0,<6",
+        "safetensors>=0.4",
+        "numpy>=1.24",
+        "datasets>=3.0",
+        "accelerate>=1.0",
+        "evaluate>=0.4",
+        "huggingface_hub>=1.0",
+        "soundfile>=0.12",
+        "soxr>=0.3",
+        "scipy>=1.10",
+        "scikit-learn>=1.3",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # Meta's reference codec, for the parity test only. It declares torchaudio, which would pull a second torch:
+        # install it with `pip install --no-deps encodec==0.1.1` (README) beside these.
+        "encodec": ["einops>=0.6"],
+        "dev": ["pytest>=7", "einops>=0.6", "matplotlib>=3.7"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Multimedia :: Sound/Audio :: Analysis",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
