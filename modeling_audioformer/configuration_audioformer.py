@@ -40,6 +40,8 @@ class AudioFormerConfig(PreTrainedConfig):
     """
 
     model_type = "audioformer"
+    # Outputs Trainer's evaluation loop need not gather (only the logits feed the metrics).
+    keys_to_ignore_at_inference = ["pooled_output", "hidden_states", "attentions"]
 
     vocab_size: int = 1028
     embedding_size: int | None = None

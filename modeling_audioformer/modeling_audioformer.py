@@ -1,9 +1,15 @@
 """AudioFormer: RoFormer over EnCodec acoustic codes (paper sections 3.2-3.3).
 
 The parameter names are those of transformers' `RoFormerModel` / `RoFormerForMaskedLM`, so their state dicts load as
-they are. What differs is how the network runs: attention goes through transformers' attention interface
-(`scaled_dot_product_attention` by default), the rotary tables are computed once per forward for all layers, and
-inputs may carry all codebooks `(batch, num_codebooks, seq_len)`, of which the model reads `config.codebook_index`.
+they are, and the outputs agree with RoFormer's on real (non-padding) positions. What differs is how the network runs:
+
+- attention goes through transformers' attention interface (`scaled_dot_product_attention` by default);
+- a padded batch is "unpadded": embeddings, projections, feed-forward blocks and LayerNorms run on the real tokens only,
+  packed as `(num_real_tokens, hidden)`; only attention sees the padded `(batch, heads, seq_len, head_size)` layout.
+  Padding positions of the returned hidden states are therefore 0, not RoFormer's (meaningless) values there;
+- query, key and value come from one matrix product, the rotary tables are computed once per forward as complex
+  numbers, and a batch without padding attends with no mask at all;
+- inputs may carry all codebooks `(batch, num_codebooks, seq_len)`, of which the model reads `config.codebook_index`.
 """
 
 from collections.abc import Callable
@@ -30,7 +36,8 @@ def select_codebook(input_ids: torch.Tensor, config: AudioFormerConfig) -> torch
         return input_ids
     if input_ids.dim() != 3:
         raise ValueError(
-            f"input_ids must have shape (batch, seq_len) or (batch, num_codebooks, seq_len), got {tuple(input_ids.shape)}."
+            "input_ids must have shape (batch, seq_len) or (batch, num_codebooks, seq_len), "
+            f"got {tuple(input_ids.shape)}."
         )
     if config.codebook_index >= input_ids.shape[1]:
         raise ValueError(
@@ -56,25 +63,59 @@ class AudioFormerSinusoidalPositionalEmbedding(nn.Embedding):
         angle = position * inv_freq  # (P, dim / 2)
         return torch.cat([angle.sin(), angle.cos()], dim=-1).to(self.weight.dtype)
 
-    def rotary_tables(self, seq_len: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """`cos, sin` of shape `(seq_len, head_size)`, each angle repeated for the two members of its pair."""
+    def rotary_tables(self, seq_len: int) -> torch.Tensor:
+        """`exp(i * t * theta_j)`: complex64 `(seq_len, head_size / 2)`, one entry per position and pair."""
         if seq_len > self.weight.shape[0]:
             raise ValueError(
                 f"Sequence length {seq_len} is longer than max_position_embeddings={self.weight.shape[0]}."
             )
-        sin, cos = self.weight[:seq_len].chunk(2, dim=-1)
-        return cos.repeat_interleave(2, dim=-1).to(dtype), sin.repeat_interleave(2, dim=-1).to(dtype)
+        sin, cos = self.weight[:seq_len].float().chunk(2, dim=-1)
+        return torch.complex(cos, sin)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair `(x_{2i}, x_{2i+1})` by angle `t * theta_i` (paper eq. 2).
+def apply_rotary(x: torch.Tensor, rotary: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair `(x_{2j}, x_{2j+1})` by angle `t * theta_j` (paper eq. 2) as the complex product
+    `(x_{2j} + i x_{2j+1}) * exp(i t theta_j)`, in float32.
 
     Args:
-        x: `(B, H, T, D)` queries or keys. cos, sin: `(T, D)`.
+        x: `(..., head_size)` queries or keys whose position `t` is the dimension `rotary` broadcasts against.
+        rotary: complex `(..., head_size / 2)` from `rotary_tables`, broadcastable to `x`'s pairs.
     """
-    x_pairs = x.unflatten(-1, (-1, 2))
-    rotated_half = torch.stack((-x_pairs[..., 1], x_pairs[..., 0]), dim=-1).flatten(-2)  # [-x1, x0, -x3, x2, ...]
-    return x * cos + rotated_half * sin
+    # One complex multiply instead of RoFormer's stack / interleave of sin and cos: fewer kernels and temporaries.
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * rotary).flatten(-2).to(x.dtype)
+
+
+class Padding:
+    """Where the real tokens of a padded `(batch_size, seq_len)` batch are, to pack them and unpack them.
+
+    `indices` holds the flat positions `b * seq_len + t` of the real tokens, or is None when there is no padding (then
+    packing is a free reshape). `lengths` (real tokens per clip) is set when attention runs clip by clip on the packed
+    tokens instead of on the padded batch.
+    """
+
+    def __init__(self, batch_size: int, seq_len: int, indices: torch.Tensor | None, lengths: list[int] | None = None):
+        self.batch_size, self.seq_len, self.indices, self.lengths = batch_size, seq_len, indices, lengths
+
+    @classmethod
+    def from_mask(cls, attention_mask: torch.Tensor | None, batch_size: int, seq_len: int,
+                  per_clip_attention: bool = False) -> "Padding":
+        if attention_mask is None or bool(attention_mask.all()):
+            return cls(batch_size, seq_len, None)
+        indices = attention_mask.reshape(-1).nonzero().squeeze(-1)
+        lengths = attention_mask.sum(dim=1).tolist() if per_clip_attention else None
+        return cls(batch_size, seq_len, indices, lengths)
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, T, ...)` -> `(N, ...)`: the real tokens only."""
+        x = x.reshape(self.batch_size * self.seq_len, *x.shape[2:])
+        return x if self.indices is None else x.index_select(0, self.indices)
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """`(N, ...)` -> `(B, T, ...)` with zeros at padding positions."""
+        if self.indices is not None:
+            x = x.new_zeros(self.batch_size * self.seq_len, *x.shape[1:]).index_copy(0, self.indices, x)
+        return x.view(self.batch_size, self.seq_len, *x.shape[1:])
 
 
 def eager_attention_forward(
@@ -133,29 +174,56 @@ class AudioFormerSelfAttention(nn.Module):
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None,
-                rotary: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`(B, T, hidden)` -> `(B, T, hidden)` and the attention weights (eager only)."""
-        head_shape = (*hidden_states.shape[:-1], self.num_attention_heads, self.attention_head_size)
-        query = self.query(hidden_states).view(head_shape).transpose(1, 2)  # (B, H, T, D)
-        key = self.key(hidden_states).view(head_shape).transpose(1, 2)
-        value = self.value(hidden_states).view(head_shape).transpose(1, 2)
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, rotary: torch.Tensor,
+                padding: Padding) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Packed `(N, hidden)` real tokens -> `(N, hidden)`, and the `(B, H, T, T)` attention weights (eager only)."""
+        # One matrix product for query, key and value (RoFormer's three weights stay separate parameters).
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        qkv = F.linear(hidden_states, weight, bias).unflatten(-1, (3, self.num_attention_heads, -1))  # (N, 3, H, D)
+        if padding.lengths is not None:
+            return self.attend_per_clip(qkv, rotary, padding), None
 
-        cos, sin = rotary
-        query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
-        if self.rotary_value:
-            value = apply_rotary(value, cos, sin)
-
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        attn_output, attn_weights = attention_interface(
+        qkv = padding.unpack(qkv)  # (B, T, 3, H, D)
+        query_key, value = self.rotate(qkv, rotary[:, None])
+        query, key = query_key.transpose(1, 3).unbind(2)  # (B, H, T, D) each
+        value = value.transpose(1, 2)
+        attn_output, attn_weights = self.attention_interface()(
             self, query, key, value, attention_mask,
-            dropout=self.dropout.p if self.training else 0.0,
-            scaling=self.scaling,
-            is_causal=False,
+            dropout=self.dropout.p if self.training else 0.0, scaling=self.scaling, is_causal=False,
         )
-        return attn_output.reshape(*hidden_states.shape[:-1], -1), attn_weights
+        return padding.pack(attn_output.flatten(-2)), attn_weights
+
+    def attention_interface(self) -> Callable:
+        return ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+
+    def rotate(self, qkv: torch.Tensor, rotary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(..., 3, H, D)` -> rotated queries and keys `(..., 2, H, D)`, values `(..., H, D)` (rotated if
+        `config.rotary_value`). `rotary`: `(..., 1, D / 2)`, broadcastable to the values' pairs."""
+        value = qkv[..., 2, :, :]
+        query_key = apply_rotary(qkv[..., :2, :, :], rotary.unsqueeze(-3))
+        return query_key, (apply_rotary(value, rotary) if self.rotary_value else value)
+
+    def attend_per_clip(self, qkv: torch.Tensor, rotary: torch.Tensor, padding: Padding) -> torch.Tensor:
+        """Attention of each clip over its own real tokens, with no mask: `(N, 3, H, D)` -> `(N, hidden)`.
+
+        A padded batch's attention costs `B * T^2`; clip by clip it costs `sum(length^2)` (about half for lengths
+        spread over [T/4, T]). `rotary` is per packed token: `(N, D / 2)`.
+        """
+        query_key, value = self.rotate(qkv, rotary[:, None])
+        outputs = []
+        for clip_query_key, clip_value in zip(query_key.split(padding.lengths), value.split(padding.lengths)):
+            if clip_value.shape[0] == 0:  # an all-padding clip has no tokens to attend from
+                outputs.append(clip_value.flatten(-2))
+                continue
+            query, key = clip_query_key.permute(1, 2, 0, 3).unsqueeze(1).unbind(0)  # (1, H, L, D) each
+            value = clip_value.transpose(0, 1).unsqueeze(0)
+            attn_output, _ = self.attention_interface()(
+                self, query, key, value, None,
+                dropout=self.dropout.p if self.training else 0.0, scaling=self.scaling, is_causal=False,
+            )
+            outputs.append(attn_output[0].flatten(-2))  # (L, hidden)
+        return torch.cat(outputs)
 
 
 class AudioFormerSelfOutput(nn.Module):
@@ -175,8 +243,8 @@ class AudioFormerAttention(nn.Module):
         self.self = AudioFormerSelfAttention(config)
         self.output = AudioFormerSelfOutput(config)
 
-    def forward(self, hidden_states, attention_mask, rotary):
-        attn_output, attn_weights = self.self(hidden_states, attention_mask, rotary)
+    def forward(self, hidden_states, attention_mask, rotary, padding):
+        attn_output, attn_weights = self.self(hidden_states, attention_mask, rotary, padding)
         return self.output(attn_output, hidden_states), attn_weights
 
 
@@ -202,7 +270,7 @@ class AudioFormerOutput(nn.Module):
 
 
 class AudioFormerLayer(GradientCheckpointingLayer):
-    """One post-norm BERT block: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+    """One post-norm BERT block on packed real tokens `(N, hidden)`: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
 
     def __init__(self, config: AudioFormerConfig):
         super().__init__()
@@ -210,8 +278,8 @@ class AudioFormerLayer(GradientCheckpointingLayer):
         self.intermediate = AudioFormerIntermediate(config)
         self.output = AudioFormerOutput(config)
 
-    def forward(self, hidden_states, attention_mask=None, rotary=None):
-        attention_output, attn_weights = self.attention(hidden_states, attention_mask, rotary)
+    def forward(self, hidden_states, attention_mask, rotary, padding):
+        attention_output, attn_weights = self.attention(hidden_states, attention_mask, rotary, padding)
         layer_output = self.output(self.intermediate(attention_output), attention_output)
         return layer_output, attn_weights
 
@@ -226,17 +294,21 @@ class AudioFormerEncoder(nn.Module):
         self.layer = nn.ModuleList([AudioFormerLayer(config) for _ in range(config.num_hidden_layers)])
         self.gradient_checkpointing = False
 
-    def forward(self, hidden_states, attention_mask=None, output_attentions=False, output_hidden_states=False):
-        rotary = self.embed_positions.rotary_tables(hidden_states.shape[1], hidden_states.dtype)  # once for all layers
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
+    def forward(self, hidden_states, attention_mask, padding, output_attentions=False, output_hidden_states=False):
+        """Packed `(N, hidden)` real tokens -> `BaseModelOutput` of `(B, T, hidden)` states, 0 at padding."""
+        rotary = self.embed_positions.rotary_tables(padding.seq_len)  # once for all layers
+        if padding.lengths is not None:  # per packed token
+            rotary = rotary[padding.indices % padding.seq_len]
+        all_hidden_states = (padding.unpack(hidden_states),) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer_module in self.layer:
-            hidden_states, attn_weights = layer_module(hidden_states, attention_mask, rotary)
+            hidden_states, attn_weights = layer_module(hidden_states, attention_mask, rotary, padding)
             if output_hidden_states:
-                all_hidden_states += (hidden_states,)
+                all_hidden_states += (padding.unpack(hidden_states),)
             if output_attentions:
                 all_attentions += (attn_weights,)
-        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions)
+        return BaseModelOutput(last_hidden_state=padding.unpack(hidden_states), hidden_states=all_hidden_states,
+                               attentions=all_attentions)
 
 
 class AudioFormerPredictionHeadTransform(nn.Module):
@@ -281,6 +353,9 @@ class AudioFormerPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = False
     _supports_attention_backend = True
     _no_split_modules = ["AudioFormerLayer"]
+    # The losses are batch means: Trainer must not rescale them by the token count of the whole (DDP) batch, which it
+    # does for any forward that takes **kwargs unless told otherwise.
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -328,7 +403,8 @@ class AudioFormerModel(AudioFormerPreTrainedModel):
                 `config.pad_token_id` are padding.
 
         Returns:
-            `BaseModelOutput` with `last_hidden_state` `(B, T, hidden_size)`.
+            `BaseModelOutput` with `last_hidden_state` `(B, T, hidden_size)`. Only real positions are computed: the
+            hidden states (and `hidden_states` after each layer) are 0 at padding positions.
         """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -349,15 +425,30 @@ class AudioFormerModel(AudioFormerPreTrainedModel):
         if attention_mask is not None and attention_mask.dim() == 3:  # (B, K, T) masks: every row is the same
             attention_mask = attention_mask[:, self.config.codebook_index]
 
-        embedding_output = self.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds, token_type_ids=token_type_ids)
+        batch_size, seq_len = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+        # On CPU, attention clip by clip over real tokens skips the padding's share of the T^2 work. The per-clip loop
+        # needs the SDPA path (no weights to return); on accelerators one batched kernel is kept.
+        per_clip_attention = (
+            self.config._attn_implementation == "sdpa" and not output_attentions and self.device.type == "cpu"
+        )
+        padding = Padding.from_mask(attention_mask, batch_size, seq_len, per_clip_attention)
+        # Everything but attention is token-wise, so it runs on the real tokens only.
+        embedding_output = self.embeddings(
+            input_ids=padding.pack(input_ids) if input_ids is not None else None,
+            inputs_embeds=padding.pack(inputs_embeds) if inputs_embeds is not None else None,
+            token_type_ids=padding.pack(token_type_ids) if token_type_ids is not None else None,
+        )  # (N, embedding_size)
         if hasattr(self, "embeddings_project"):
             embedding_output = self.embeddings_project(embedding_output)
 
+        # None without padding (attention then needs no mask); the mask only reads the shape and dtype of the embeds.
         extended_mask = create_bidirectional_mask(
-            config=self.config, inputs_embeds=embedding_output, attention_mask=attention_mask
+            config=self.config,
+            inputs_embeds=embedding_output.new_empty(batch_size, seq_len, 0),
+            attention_mask=attention_mask if padding.indices is not None else None,
         )
         outputs = self.encoder(
-            embedding_output, extended_mask,
+            embedding_output, extended_mask, padding,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         if not return_dict:

@@ -1,0 +1,353 @@
+"""AudioFormer models against transformers' RoFormer on shared weights, padding, codebooks, Auto round trips, heads."""
+
+import json
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForAudioClassification,
+    AutoModelForMaskedLM,
+    RoFormerConfig,
+    RoFormerForMaskedLM,
+    RoFormerModel,
+)
+
+from modeling_audioformer import (
+    AudioFormerConfig,
+    AudioFormerForAudioClassification,
+    AudioFormerForMaskedLM,
+    AudioFormerModel,
+    lsep_loss,
+)
+
+PAD = 1
+TINY = dict(vocab_size=1028, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+LENGTHS = [20, 13, 6]
+
+
+def tiny_config(**kwargs):
+    return AudioFormerConfig(**{**TINY, **kwargs})
+
+
+def padded_batch(lengths=LENGTHS, seed=0):
+    """Codes ids `(B, T)` (BOA, codes, EOA, then PAD) and the matching attention mask."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.full((len(lengths), max(lengths)), PAD, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for i, n in enumerate(lengths):
+        input_ids[i, :n] = torch.randint(3, 1027, (n,), generator=generator)
+        input_ids[i, 0], input_ids[i, n - 1] = 0, 2
+        attention_mask[i, :n] = 1
+    return input_ids, attention_mask
+
+
+def build(cls, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return cls(tiny_config(**kwargs)).eval()
+
+
+def roformer_twin(model, cls):
+    """A transformers RoFormer (eager) holding `model`'s weights."""
+    config = RoFormerConfig(**{**TINY, "rotary_value": model.config.rotary_value, "pad_token_id": PAD},
+                            attn_implementation="eager")
+    twin = cls(config).eval()
+    result = twin.load_state_dict(model.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    return twin
+
+
+def test_state_dicts_load_both_ways_with_no_missing_keys():
+    for ours, theirs in ((AudioFormerModel, RoFormerModel), (AudioFormerForMaskedLM, RoFormerForMaskedLM)):
+        model = build(ours)
+        twin = roformer_twin(model, theirs)
+        result = build(ours, seed=1).load_state_dict(twin.state_dict(), strict=True)
+        assert not result.missing_keys and not result.unexpected_keys
+        assert set(model.state_dict()) == set(twin.state_dict())
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("rotary_value", [False, True])
+def test_matches_roformer_on_real_positions(attn_implementation, rotary_value):
+    model = build(AudioFormerModel, attn_implementation=attn_implementation, rotary_value=rotary_value)
+    twin = roformer_twin(model, RoFormerModel)
+    input_ids, attention_mask = padded_batch()
+    with torch.no_grad():
+        ours = model(input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        theirs = twin(input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    real = attention_mask.bool()
+    assert ours.last_hidden_state.shape == theirs.last_hidden_state.shape == (3, 20, 32)
+    torch.testing.assert_close(ours.last_hidden_state[real], theirs.last_hidden_state[real], atol=1e-4, rtol=0)
+    assert len(ours.hidden_states) == len(theirs.hidden_states) == 3
+    for a, b in zip(ours.hidden_states, theirs.hidden_states):
+        torch.testing.assert_close(a[real], b[real], atol=1e-4, rtol=0)
+    # Padding positions are documented as 0 (only attention sees the padded layout).
+    assert ours.last_hidden_state[~real].abs().max() == 0
+
+
+def test_batched_sdpa_path_matches_roformer(monkeypatch):
+    """On CPU, SDPA attends clip by clip; accelerators use one masked, batched call. Force the latter here."""
+    from modeling_audioformer import modeling_audioformer as module
+
+    from_mask = module.Padding.from_mask.__func__
+    monkeypatch.setattr(module.Padding, "from_mask", classmethod(lambda cls, mask, b, t, per_clip=False:
+                                                                from_mask(cls, mask, b, t, False)))
+    model = build(AudioFormerModel)
+    twin = roformer_twin(model, RoFormerModel)
+    input_ids, attention_mask = padded_batch()
+    with torch.no_grad():
+        ours = model(input_ids, attention_mask=attention_mask).last_hidden_state
+        theirs = twin(input_ids, attention_mask=attention_mask).last_hidden_state
+    real = attention_mask.bool()
+    torch.testing.assert_close(ours[real], theirs[real], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_matches_roformer_without_padding(attn_implementation):
+    model = build(AudioFormerModel, attn_implementation=attn_implementation)
+    twin = roformer_twin(model, RoFormerModel)
+    input_ids, _ = padded_batch([9, 9])
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids).last_hidden_state, twin(input_ids).last_hidden_state,
+                                   atol=1e-4, rtol=0)
+
+
+def test_mlm_logits_match_roformer():
+    model = build(AudioFormerForMaskedLM)
+    twin = roformer_twin(model, RoFormerForMaskedLM)
+    input_ids, attention_mask = padded_batch()
+    with torch.no_grad():
+        ours = model(input_ids, attention_mask=attention_mask).logits
+        theirs = twin(input_ids, attention_mask=attention_mask).logits
+    real = attention_mask.bool()
+    torch.testing.assert_close(ours[real], theirs[real], atol=1e-4, rtol=0)
+
+
+def test_sdpa_and_eager_agree_in_training_mode_without_dropout():
+    torch.manual_seed(0)
+    sdpa = build(AudioFormerModel).train()
+    eager = build(AudioFormerModel, attn_implementation="eager").train()
+    eager.load_state_dict(sdpa.state_dict())
+    input_ids, attention_mask = padded_batch()
+    real = attention_mask.bool()
+    grads = []
+    for model in (sdpa, eager):
+        hidden = model(input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden[real].square().sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_padding_invariance_of_the_backbone(attn_implementation):
+    model = build(AudioFormerModel, attn_implementation=attn_implementation)
+    input_ids, attention_mask = padded_batch()
+    with torch.no_grad():
+        batch = model(input_ids, attention_mask=attention_mask).last_hidden_state
+        for i, n in enumerate(LENGTHS):
+            alone = model(input_ids[i : i + 1, :n]).last_hidden_state
+            torch.testing.assert_close(batch[i, :n], alone[0], atol=1e-5, rtol=0)
+
+
+def test_padding_invariance_of_the_classifier():
+    model = build(AudioFormerForAudioClassification, num_labels=5)
+    input_ids, attention_mask = padded_batch()
+    with torch.no_grad():
+        batch = model(input_ids, attention_mask=attention_mask)
+        for i, n in enumerate(LENGTHS):
+            alone = model(input_ids[i : i + 1, :n])
+            torch.testing.assert_close(batch.pooled_output[i], alone.pooled_output[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(batch.logits[i], alone.logits[0], atol=1e-5, rtol=0)
+    # The pooled output is the masked mean of the last hidden states (paper 4.2).
+    with torch.no_grad():
+        hidden = model.roformer(input_ids, attention_mask=attention_mask).last_hidden_state
+    n = LENGTHS[1]
+    torch.testing.assert_close(batch.pooled_output[1], hidden[1, :n].mean(0), atol=1e-5, rtol=0)
+
+
+def test_attention_mask_is_derived_from_the_pad_id():
+    input_ids, attention_mask = padded_batch()
+    model = build(AudioFormerModel)
+    classifier = build(AudioFormerForAudioClassification, num_labels=3)
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids).last_hidden_state,
+                                   model(input_ids, attention_mask=attention_mask).last_hidden_state)
+        torch.testing.assert_close(classifier(input_ids).logits,
+                                   classifier(input_ids, attention_mask=attention_mask).logits)
+        # Without a mask, treating PAD as a real token would change the result: the derivation is what matters.
+        unmasked = model(input_ids, attention_mask=torch.ones_like(attention_mask)).last_hidden_state
+    assert not torch.allclose(unmasked[1, :LENGTHS[1]], model(input_ids).last_hidden_state[1, :LENGTHS[1]])
+
+
+@pytest.mark.parametrize("codebook_index", [0, 2])
+def test_codebook_row_selection(codebook_index):
+    input_ids, attention_mask = padded_batch()
+    codes = torch.stack([input_ids, (input_ids + 7) % 1024, (input_ids + 11) % 1024, (input_ids + 13) % 1024], 1)
+    codes[attention_mask.unsqueeze(1).expand_as(codes) == 0] = PAD  # (B, K=4, T)
+    row = codes[:, codebook_index]
+    model = build(AudioFormerModel, codebook_index=codebook_index)
+    classifier = build(AudioFormerForAudioClassification, codebook_index=codebook_index, num_labels=3)
+    mlm = build(AudioFormerForMaskedLM, codebook_index=codebook_index)
+    with torch.no_grad():
+        torch.testing.assert_close(model(codes).last_hidden_state, model(row).last_hidden_state)
+        torch.testing.assert_close(classifier(codes).logits, classifier(row).logits)
+        torch.testing.assert_close(mlm(codes).logits, mlm(row).logits)
+        other = model(codes[:, (codebook_index + 1) % 4]).last_hidden_state
+    assert not torch.allclose(model(codes).last_hidden_state, other)
+
+
+def test_codebook_shape_errors():
+    model = build(AudioFormerModel, codebook_index=3)
+    input_ids, _ = padded_batch()
+    with pytest.raises(ValueError, match="codebook"):
+        model(input_ids.unsqueeze(1).expand(-1, 2, -1))  # K=2 codebooks, row 3 wanted
+    with pytest.raises(ValueError, match="shape"):
+        model(input_ids[:, None, None])
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(torch.full((1, 65), 5))
+
+
+def test_auto_round_trips(tmp_path):
+    import modeling_audioformer  # noqa: F401  (registers the Auto classes)
+
+    input_ids, attention_mask = padded_batch()
+    cases = [
+        (AudioFormerModel, AutoModel, lambda out: out.last_hidden_state, {}),
+        (AudioFormerForMaskedLM, AutoModelForMaskedLM, lambda out: out.logits, {}),
+        (AudioFormerForAudioClassification, AutoModelForAudioClassification, lambda out: out.logits,
+         dict(num_labels=4)),
+    ]
+    for cls, auto_cls, output_of, kwargs in cases:
+        path = tmp_path / cls.__name__
+        model = build(cls, **kwargs)
+        model.save_pretrained(path)
+        assert os.path.isfile(path / "model.safetensors")
+        assert not any(f.endswith((".bin", ".pt")) for f in os.listdir(path))
+        saved = json.loads((path / "config.json").read_text())
+        assert saved["model_type"] == "audioformer"
+        assert saved["auto_map"]["AutoConfig"].endswith("AudioFormerConfig")
+        assert isinstance(AutoConfig.from_pretrained(path), AudioFormerConfig)
+        reloaded = auto_cls.from_pretrained(path).eval()
+        assert type(reloaded) is cls
+        with torch.no_grad():
+            torch.testing.assert_close(output_of(reloaded(input_ids, attention_mask=attention_mask)),
+                                       output_of(model(input_ids, attention_mask=attention_mask)))
+    assert "AutoModelForMaskedLM" in json.loads((tmp_path / "AudioFormerForMaskedLM" / "config.json").read_text())[
+        "auto_map"]
+
+
+def test_mlm_checkpoint_into_classifier_keeps_the_backbone(tmp_path):
+    mlm = build(AudioFormerForMaskedLM)
+    mlm.save_pretrained(tmp_path)
+    classifier = AutoModelForAudioClassification.from_pretrained(tmp_path, num_labels=3)
+    assert isinstance(classifier, AudioFormerForAudioClassification)
+    backbone, loaded = mlm.roformer.state_dict(), classifier.roformer.state_dict()
+    assert backbone.keys() == loaded.keys()
+    for name in backbone:
+        torch.testing.assert_close(loaded[name], backbone[name], msg=name)
+    assert classifier.classifier.weight.shape == (3, 32)
+
+
+def test_tied_embeddings(tmp_path):
+    model = build(AudioFormerForMaskedLM)
+    assert model.cls.predictions.decoder.weight is model.roformer.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        model.roformer.embeddings.word_embeddings.weight[5] += 1.0
+    model.save_pretrained(tmp_path)
+    reloaded = AudioFormerForMaskedLM.from_pretrained(tmp_path)
+    assert reloaded.cls.predictions.decoder.weight is reloaded.roformer.embeddings.word_embeddings.weight
+    torch.testing.assert_close(reloaded.cls.predictions.decoder.weight, model.cls.predictions.decoder.weight)
+
+
+def test_mlm_loss_ignores_minus_100():
+    model = build(AudioFormerForMaskedLM)
+    input_ids, attention_mask = padded_batch()
+    labels = torch.full_like(input_ids, -100)
+    labels[0, [2, 5, 7]] = input_ids[0, [2, 5, 7]]
+    labels[1, 3] = 1000
+    out = model(input_ids, attention_mask=attention_mask, labels=labels)
+    picked = labels != -100
+    expected = F.cross_entropy(out.logits[picked].double(), labels[picked])
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # Labels of all codebooks (B, K, T) read row codebook_index like the inputs.
+    out_k = model(input_ids, attention_mask=attention_mask, labels=torch.stack([labels, labels * 0], 1))
+    assert out_k.loss.item() == pytest.approx(out.loss.item(), rel=1e-6)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    input_ids, attention_mask = padded_batch()
+    labels = torch.tensor([0, 2, 1])
+    grads = []
+    for checkpointing in (False, True):
+        model = build(AudioFormerForAudioClassification, num_labels=3).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert model.roformer.encoder.layer[0].gradient_checkpointing
+        model(input_ids, attention_mask=attention_mask, labels=labels).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_output_attentions_with_eager():
+    model = build(AudioFormerModel, attn_implementation="eager")
+    twin = roformer_twin(model, RoFormerModel)
+    input_ids, attention_mask = padded_batch()
+    with torch.no_grad():
+        ours = model(input_ids, attention_mask=attention_mask, output_attentions=True).attentions
+        theirs = twin(input_ids, attention_mask=attention_mask, output_attentions=True).attentions
+    assert len(ours) == 2 and ours[0].shape == (3, 4, 20, 20)
+    n = LENGTHS[1]
+    torch.testing.assert_close(ours[1][1, :, :n, :n], theirs[1][1, :, :n, :n], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours[0][1, :, :n].sum(-1), torch.ones(4, n))
+    assert ours[0][1, :, :n, n:].abs().max() == 0  # no weight on padding keys
+    with pytest.raises(ValueError, match="eager"):
+        build(AudioFormerModel)(input_ids, output_attentions=True)
+
+
+def test_single_label_loss_is_cross_entropy():
+    model = build(AudioFormerForAudioClassification, num_labels=4)
+    input_ids, attention_mask = padded_batch()
+    labels = torch.tensor([3, 0, 1])
+    out = model(input_ids, attention_mask=attention_mask, labels=labels)
+    assert model.config.problem_type == "single_label_classification"
+    assert out.loss.item() == pytest.approx(F.cross_entropy(out.logits.double(), labels).item(), rel=1e-5)
+
+
+def test_multi_label_loss_is_lsep_by_default_and_bce_on_request():
+    input_ids, attention_mask = padded_batch()
+    labels = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0]])
+    model = build(AudioFormerForAudioClassification, num_labels=4, problem_type="multi_label_classification")
+    out = model(input_ids, attention_mask=attention_mask, labels=labels)
+    expected = lsep_loss(out.logits.detach(), labels).item()
+    assert out.loss.item() == pytest.approx(expected, rel=1e-5)
+    bce = F.binary_cross_entropy_with_logits(out.logits.detach().double(), labels.double()).item()
+    assert expected != pytest.approx(bce, rel=1e-3)  # the two losses really differ here
+
+    model_bce = build(AudioFormerForAudioClassification, num_labels=4, problem_type="multi_label_classification",
+                      multi_label_loss="bce")
+    out_bce = model_bce(input_ids, attention_mask=attention_mask, labels=labels)
+    assert out_bce.loss.item() == pytest.approx(bce, rel=1e-5)
+    with pytest.raises(ValueError, match="multi-hot"):
+        model(input_ids, attention_mask=attention_mask, labels=labels[:, :3])
+
+
+def test_classifier_outputs_and_tuple_form():
+    model = build(AudioFormerForAudioClassification, num_labels=4)
+    input_ids, attention_mask = padded_batch()
+    labels = torch.tensor([3, 0, 1])
+    with torch.no_grad():
+        out = model(input_ids, attention_mask=attention_mask, labels=labels, output_hidden_states=True)
+        as_tuple = model(input_ids, attention_mask=attention_mask, labels=labels, return_dict=False)
+    assert out.logits.shape == (3, 4) and out.pooled_output.shape == (3, 32)
+    assert len(out.hidden_states) == 3 and out.attentions is None
+    torch.testing.assert_close(as_tuple[0], out.loss)
+    torch.testing.assert_close(as_tuple[1], out.logits)
+    torch.testing.assert_close(as_tuple[2], out.pooled_output)
