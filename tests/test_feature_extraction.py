@@ -1,0 +1,304 @@
+"""Tests of tokenization.AudioFormerFeatureExtractor on a tiny seeded codec and synthesised audio."""
+
+import copy
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from tokenization import AudioFormerFeatureExtractor
+from tokenization.feature_extraction_audioformer import resample_poly
+from tokenization.tiny_codec import build_tiny_codec, seed_audio
+
+
+SR = 24000
+HOP = 320
+
+
+def _clip(seconds, seed=0, sr=SR):
+    return seed_audio(1, int(round(seconds * sr)), sr, seed=seed)[0, 0].numpy()
+
+
+def _codes(fe, ids, length):
+    """EnCodec codes of one row: (K, n) from input_ids (K, T)."""
+    return ids[:, 1 : length + 1] - 3
+
+
+# ---------------------------------------------------------------- resampling
+
+
+@pytest.mark.parametrize("orig_sr", [8000, 11025, 16000, 22050, 44100, 48000])
+def test_resample_poly_matches_scipy(orig_sr):
+    from scipy.signal import resample_poly as scipy_resample_poly
+
+    x = np.random.default_rng(orig_sr).standard_normal(orig_sr // 10 + 7)
+    g = math.gcd(orig_sr, SR)
+    expected = scipy_resample_poly(x, SR // g, orig_sr // g)
+    got = resample_poly(torch.from_numpy(x), orig_sr, SR).numpy()
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+
+
+def test_resample_is_anti_aliased():
+    # A 15 kHz tone at 48 kHz is above the 12 kHz Nyquist of 24 kHz: it must be removed, not folded to 9 kHz.
+    t = np.arange(48000) / 48000
+    tone = torch.from_numpy(np.sin(2 * np.pi * 15000 * t))
+    out = resample_poly(tone, 48000, SR)[1000:-1000]
+    assert out.pow(2).mean().sqrt() < 0.01
+    passband = resample_poly(torch.from_numpy(np.sin(2 * np.pi * 1000 * t)), 48000, SR)[1000:-1000]
+    assert abs(passband.pow(2).mean().sqrt().item() - math.sqrt(0.5)) < 0.01
+
+
+# ---------------------------------------------------------------- tiny codec
+
+
+def test_tiny_codec_is_seeded_and_codes_are_diverse():
+    a, b, c = build_tiny_codec(0), build_tiny_codec(0), build_tiny_codec(1)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["quantizer.layers.0.codebook.embed"], sc["quantizer.layers.0.codebook.embed"])
+    with torch.no_grad():
+        codes = a.encode(torch.from_numpy(_clip(2.0, seed=3))[None, None], bandwidth=3.0).audio_codes[0, 0]
+    assert codes.shape == (4, 150)
+    assert all(len(set(row.tolist())) > 10 for row in codes)  # a fresh EncodecModel gives 1
+
+
+# ---------------------------------------------------------------- output contract
+
+
+def test_token_layout_and_shapes(tiny_feature_extractor):
+    fe = tiny_feature_extractor
+    clips = [_clip(2.0, 1), _clip(0.5, 2), _clip(1.0 + 17 / SR, 3)]
+    out = fe(clips, sampling_rate=SR)
+    ids, mask = out["input_ids"], out["attention_mask"]
+    assert ids.dtype == torch.long and ids.shape == (3, 4, 152) and mask.shape == (3, 152)
+    for b, n in enumerate([150, 38, 76]):  # ceil(T / 320)
+        assert (ids[b, :, 0] == 0).all() and (ids[b, :, n + 1] == 2).all()
+        assert ((ids[b, :, 1 : n + 1] >= 3) & (ids[b, :, 1 : n + 1] <= 1026)).all()
+        assert (ids[b, :, n + 2 :] == 1).all()
+        assert mask[b, : n + 2].eq(1).all() and mask[b, n + 2 :].eq(0).all()
+    longest = fe(clips[1:], sampling_rate=SR, padding="longest")
+    assert longest["input_ids"].shape == (2, 4, 78)
+    torch.testing.assert_close(longest["input_ids"], ids[1:, :, :78], rtol=0, atol=0)
+
+
+def test_ten_seconds_is_752_ids(tiny_codec_dir):
+    fe = AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, max_duration=10.0)
+    out = fe(_clip(10.0, 4), sampling_rate=SR)
+    assert out["input_ids"].shape == (1, 4, 752) and out["attention_mask"].sum() == 752
+    assert fe.max_frames == 750
+
+
+def test_codes_equal_encodec_encode(tiny_feature_extractor):
+    fe = tiny_feature_extractor
+    codec = fe.codec
+    # Whole number of frames: exactly EncodecModel.encode(clip) + 3.
+    clip = _clip(1.0 + 5 * HOP / SR, 5)
+    ids = fe(clip, sampling_rate=SR)["input_ids"][0]
+    with torch.no_grad():
+        ref = codec.encode(torch.from_numpy(clip)[None, None], bandwidth=3.0).audio_codes[0, 0]
+    torch.testing.assert_close(_codes(fe, ids, ref.shape[-1]), ref, rtol=0, atol=0)
+    # Any length: the clip is zero-padded to whole frames; all frames but the last equal encode(clip) as is.
+    clip = _clip(0.7 + 123 / SR, 6)
+    n = math.ceil(len(clip) / HOP)
+    ids = fe(clip, sampling_rate=SR)["input_ids"][0]
+    padded = np.pad(clip, (0, n * HOP - len(clip)))
+    with torch.no_grad():
+        ref_padded = codec.encode(torch.from_numpy(padded)[None, None], bandwidth=3.0).audio_codes[0, 0]
+        ref_raw = codec.encode(torch.from_numpy(clip)[None, None], bandwidth=3.0).audio_codes[0, 0]
+    torch.testing.assert_close(_codes(fe, ids, n), ref_padded, rtol=0, atol=0)
+    torch.testing.assert_close(_codes(fe, ids, n)[:, :-1], ref_raw[:, :-1], rtol=0, atol=0)
+
+
+def test_codes_do_not_depend_on_the_batch_float64(tiny_codec_dir):
+    # In float64 there are no near-ties: codes must be bit-identical alone and in any padded batch.
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir, max_duration=1.0)
+    fe.codec.double()
+    target = _clip(0.6 + 41 / SR, 7)
+    others = [_clip(1.0, 8), _clip(0.2, 9), _clip(0.9, 10)]
+    alone = fe(target, sampling_rate=SR, padding="longest")["input_ids"][0]
+    n = alone.shape[-1]
+    cases = [([target] + others, 0, "max_length", 8), ([others[1], target], 1, "longest", 8),
+             (others[:2] + [target], 2, "max_length", 2)]  # 8: one codec call for the batch; 2: two calls
+    for batch, pos, padding, per_call in cases:
+        fe.codec_batch_size = per_call
+        ids = fe(batch, sampling_rate=SR, padding=padding)["input_ids"][pos]
+        torch.testing.assert_close(ids[:, :n], alone, rtol=0, atol=0)
+    # and by hand: one EncodecModel.encode call on the zero-padded batch with its padding mask
+    x = torch.zeros(2, 1, 2 * SR, dtype=torch.float64)
+    x[0, 0, : len(others[0])], x[1, 0, : len(target)] = torch.from_numpy(others[0]), torch.from_numpy(target)
+    mask = x != 0
+    with torch.no_grad():
+        codes = fe.codec.encode(x, padding_mask=mask, bandwidth=3.0).audio_codes[0, 1]
+    torch.testing.assert_close(codes[:, : n - 2] + 3, alone[:, 1:-1], rtol=0, atol=0)
+
+
+def test_float32_batch_flip_rate_is_small(tiny_feature_extractor):
+    # In float32 a code may flip on a near-tie between batch shapes; measured here, it must stay rare.
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_feature_extractor.codec_name_or_path, codec_batch_size=8)
+    clips = [_clip(2.0 - 0.1 * i, 20 + i) for i in range(6)]
+    batch = fe(clips, sampling_rate=SR)  # one codec call
+    total = flips = 0
+    for i, clip in enumerate(clips):
+        alone = fe(clip, sampling_rate=SR)
+        n = int(alone["attention_mask"].sum())
+        flips += (alone["input_ids"][0, :, :n] != batch["input_ids"][i, :, :n]).sum().item()
+        total += 4 * n
+    assert flips / total < 0.005
+
+
+# ---------------------------------------------------------------- input handling
+
+
+def test_input_types_and_channels(tiny_codec_dir):
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir, max_duration=1.0)
+    fe.codec.double()  # exact comparisons across batch shapes need float64 (see the flip-rate test)
+    clip = _clip(0.5, 11) * 0.5
+    ref = fe(clip, sampling_rate=SR)["input_ids"]
+    pcm16 = np.round(clip * 32767).astype(np.int16)
+    torch.testing.assert_close(fe(pcm16, sampling_rate=SR)["input_ids"], fe(pcm16.astype(np.float32) / 32768, sampling_rate=SR)["input_ids"])
+    pcm32 = pcm16.astype(np.int32) * 65536
+    torch.testing.assert_close(fe(pcm32, sampling_rate=SR)["input_ids"], fe(pcm16, sampling_rate=SR)["input_ids"])
+    torch.testing.assert_close(fe(torch.from_numpy(clip), sampling_rate=SR)["input_ids"], ref)
+    stereo = np.stack([clip + 0.1, clip - 0.1])  # mean = clip
+    torch.testing.assert_close(fe(stereo, sampling_rate=SR)["input_ids"], ref)
+    torch.testing.assert_close(fe([clip, stereo], sampling_rate=SR)["input_ids"][1], ref[0])
+    np_out = fe(clip, sampling_rate=SR, return_tensors="np")
+    assert isinstance(np_out["input_ids"], np.ndarray) and (np_out["input_ids"] == ref.numpy()).all()
+
+
+def test_resampled_input(tiny_feature_extractor):
+    fe = tiny_feature_extractor
+    clip16 = _clip(1.0, 12, sr=16000)
+    by_hand = resample_poly(torch.from_numpy(clip16).double(), 16000, SR).float()
+    torch.testing.assert_close(fe(clip16, sampling_rate=16000)["input_ids"], fe(by_hand, sampling_rate=SR)["input_ids"])
+    assert fe(clip16, sampling_rate=16000)["attention_mask"].sum() == 75 + 2
+
+
+def test_truncates_to_max_duration(tiny_feature_extractor):
+    fe = tiny_feature_extractor
+    long = _clip(3.0, 13)
+    torch.testing.assert_close(fe(long, sampling_rate=SR)["input_ids"], fe(long[: 2 * SR], sampling_rate=SR)["input_ids"])
+    # resampled input is cut before resampling, yet equals resampling the whole clip and then cutting
+    long44 = _clip(3.0, 14, sr=44100)
+    whole = resample_poly(torch.from_numpy(long44).double(), 44100, SR).float()[: 2 * SR]
+    assert fe._prepare(long44, 44100).shape == (2 * SR,)
+    torch.testing.assert_close(fe._prepare(long44, 44100), whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "audio, kwargs, message",
+    [
+        (np.zeros(100, np.float32), {}, "sampling_rate"),
+        (np.zeros(0, np.float32), {"sampling_rate": SR}, "empty"),
+        (np.array([0.0, np.nan] * 50, np.float32), {"sampling_rate": SR}, "NaN"),
+        (np.array([0.0, np.inf] * 50, np.float32), {"sampling_rate": SR}, "NaN or Inf"),
+        (np.zeros((1, 2, 100), np.float32), {"sampling_rate": SR}, "channels-first"),
+        (np.zeros((100, 2), np.float32), {"sampling_rate": SR}, "transpose"),
+        (np.zeros(100, np.float32), {"sampling_rate": SR, "padding": "do_not_pad"}, "padding"),
+    ],
+)
+def test_bad_input_raises(tiny_feature_extractor, audio, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_feature_extractor(audio, **kwargs)
+
+
+def test_unknown_bandwidth_raises(tiny_codec_dir):
+    fe = AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, bandwidth=2.0)
+    with pytest.raises(ValueError, match="[Bb]andwidth 2.0"):
+        fe(np.zeros(1000, np.float32), sampling_rate=SR)
+
+
+# ---------------------------------------------------------------- save / load / auto
+
+
+def test_save_and_load(tiny_codec_dir, tmp_path):
+    fe = AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, max_duration=1.0, device="cpu")
+    _ = fe.codec
+    fe.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert config["codec_name_or_path"] == tiny_codec_dir and config["max_duration"] == 1.0
+    assert config["sampling_rate"] == 24000 and config["feature_size"] == 1
+    assert config["auto_map"]["AutoFeatureExtractor"].endswith("AudioFormerFeatureExtractor")
+    assert not any(k.startswith("_") for k in config)  # no codec, no device
+    assert (tmp_path / "feature_extraction_audioformer.py").is_file()
+    assert os.path.getsize(tmp_path / "preprocessor_config.json") < 5000
+
+    loaded = AudioFormerFeatureExtractor.from_pretrained(tmp_path)
+    assert loaded._codec is None and loaded.model_input_names == ["input_ids", "attention_mask"]
+    clip = _clip(0.8, 14)
+    torch.testing.assert_close(loaded(clip, sampling_rate=SR)["input_ids"], fe(clip, sampling_rate=SR)["input_ids"])
+    assert copy.deepcopy(loaded).to_dict() == loaded.to_dict()
+
+
+def test_auto_feature_extractor(tiny_codec_dir):
+    from transformers import AutoFeatureExtractor
+
+    fe = AutoFeatureExtractor.from_pretrained(tiny_codec_dir)
+    assert type(fe).__name__ == "AudioFormerFeatureExtractor"
+    assert fe(_clip(0.5, 15), sampling_rate=SR)["input_ids"].shape == (1, 4, 152)
+
+
+def test_registered_for_audioformer_config():
+    configuration = pytest.importorskip("modeling_audioformer.configuration_audioformer")
+    from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING
+
+    assert FEATURE_EXTRACTOR_MAPPING[configuration.AudioFormerConfig] is AudioFormerFeatureExtractor
+
+
+def test_to_device(tiny_codec_dir):
+    fe = AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir).to("cpu")
+    assert fe.device == torch.device("cpu") and next(fe.codec.parameters()).device.type == "cpu"
+    assert AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir, device="cpu")._device == "cpu"
+    assert AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, device="cpu").device.type == "cpu"
+    if torch.cuda.is_available():
+        fe.to("cuda")
+        out = fe(_clip(0.5, 16), sampling_rate=SR)
+        assert next(fe.codec.parameters()).device.type == "cuda" and out["input_ids"].device.type == "cpu"
+
+
+# ---------------------------------------------------------------- code-id tokenizer
+
+
+def test_code_tokenizer_round_trip(tmp_path):
+    from transformers import AutoTokenizer, DataCollatorForLanguageModeling
+
+    from tokenization import AudioFormerTokenizer
+
+    tok = AudioFormerTokenizer()
+    assert len(tok) == 1028
+    assert (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id, tok.mask_token_id) == (0, 1, 2, 1027)
+    enc = tok("<c0> <MASK> <c1023>")
+    assert enc["input_ids"] == [0, 3, 1027, 1026, 2]
+    assert tok.decode(enc["input_ids"]) == "<BOA> <c0> <MASK> <c1023> <EOA>"
+    assert tok.get_special_tokens_mask(enc["input_ids"], already_has_special_tokens=True) == [1, 0, 1, 0, 1]
+    with pytest.raises(ValueError, match="Unknown token"):
+        tok("<c1024>")
+    tok.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert type(loaded).__name__ == "AudioFormerTokenizer" and loaded("<c7>")["input_ids"] == [0, 10, 2]
+    batch = DataCollatorForLanguageModeling(tok, mlm_probability=0.99)([tok("<c1> <c2> <c3>"), tok("<c4>")])
+    assert batch["input_ids"].shape == (2, 5) and batch["input_ids"][1, 3:].eq(1).all()
+    assert batch["labels"][1, 3:].eq(-100).all() and batch["labels"][:, 0].eq(-100).all()
+
+
+def test_loads_as_remote_code_without_the_package(tiny_codec_dir, tmp_path):
+    # A fresh interpreter outside the repository: the class comes from the copied feature_extraction file.
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from transformers import AutoFeatureExtractor; "
+        f"fe = AutoFeatureExtractor.from_pretrained({tiny_codec_dir!r}, trust_remote_code=True); "
+        "assert type(fe).__module__.startswith('transformers_modules'), type(fe).__module__; "
+        "print(tuple(fe(np.zeros(4800, np.float32) + 0.1, sampling_rate=24000)['input_ids'].shape))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("(1, 4, 152)")
