@@ -1,0 +1,189 @@
+"""Tests of the dataset pre-tokenizer (tokenization/tokenize_dataset.py, tokenization/audio_io.py)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import datasets
+
+from tokenization import AudioFormerFeatureExtractor
+from tokenization import tokenize_dataset as td
+from tokenization.audio_io import decode_audio, load_audio_dataset
+from tokenization.tiny_codec import seed_audio
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _write_wav(path, seconds, sr, seed, channels=1, subtype="PCM_16"):
+    audio = seed_audio(channels, int(seconds * sr), sr, seed=seed)[:, 0].numpy().T * 0.5
+    sf.write(path, audio, sr, subtype=subtype)
+
+
+@pytest.fixture(scope="module")
+def audiofolder(tmp_path_factory):
+    """train: 5 good clips (16 kHz, 24 kHz, stereo 44.1 kHz, ...) + 1 corrupt + 1 empty file; validation: 2 clips."""
+    root = tmp_path_factory.mktemp("audiofolder")
+    specs = {
+        "train": [(0.5, 16000, 1), (1.0, 24000, 1), (0.3, 44100, 2), (1.5, 24000, 1), (0.7, 8000, 1)],
+        "validation": [(0.4, 24000, 1), (0.9, 16000, 1)],
+    }
+    for split, clips in specs.items():
+        (root / split).mkdir()
+        rows = []
+        for i, (seconds, sr, ch) in enumerate(clips):
+            _write_wav(root / split / f"clip{i}.wav", seconds, sr, seed=10 * i + len(split), channels=ch)
+            rows.append({"file_name": f"clip{i}.wav", "label": i % 2, "caption": f"{split} {i}"})
+        if split == "train":
+            (root / split / "broken.wav").write_bytes(b"RIFF not really a wav file")
+            sf.write(root / split / "empty.wav", np.zeros((0,), np.float32), 24000)
+            rows.insert(2, {"file_name": "broken.wav", "label": 0, "caption": "broken"})
+            rows.append({"file_name": "empty.wav", "label": 1, "caption": "empty"})
+        with open(root / split / "metadata.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    return str(root)
+
+
+def test_load_audiofolder(audiofolder):
+    dsd = load_audio_dataset(data_dir=audiofolder)
+    assert set(dsd) == {"train", "validation"}
+    assert len(dsd["train"]) == 7 and set(dsd["train"].column_names) == {"audio", "label", "caption"}
+    audio, sr = decode_audio(dsd["train"][2 + 1]["audio"])  # the stereo 44.1 kHz clip after broken.wav
+    assert sr == 44100 and audio.shape == (2, int(0.3 * 44100))
+
+
+def test_load_csv_with_relative_paths(audiofolder, tmp_path):
+    csv_path = os.path.join(audiofolder, "train", "list.csv")
+    with open(csv_path, "w") as f:
+        f.write("path,label\nclip0.wav,a\nclip1.wav,b\n")
+    dsd = load_audio_dataset(train_file=csv_path, audio_column_name="path")
+    assert list(dsd) == ["train"] and os.path.isfile(dsd["train"][1]["path"])
+    with pytest.raises(ValueError, match="Audio column 'audio' not found"):
+        load_audio_dataset(train_file=csv_path)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ValueError, match="No data source"):
+        load_audio_dataset()
+    with pytest.raises(ValueError, match="does not exist"):
+        load_audio_dataset(train_file=str(tmp_path / "missing.csv"))
+
+
+def test_pretokenize_dict(audiofolder, tiny_codec_dir, tmp_path):
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
+    fe.codec.double()  # float64: codes independent of batch composition, so the comparison below is exact
+    dsd = load_audio_dataset(data_dir=audiofolder)
+    out = td.pretokenize(dsd, fe, tmp_path / "out", batch_size=3, num_shards=2, show_progress=False)
+
+    assert isinstance(out, datasets.DatasetDict) and set(out) == {"train", "validation"}
+    train = out["train"]
+    assert len(train) == 5 and len(out["validation"]) == 2  # broken and empty files left out
+    assert train.features["input_ids"].feature.feature.dtype == "int16"
+    assert set(train.column_names) == {"label", "caption", "input_ids", "length"}
+    assert train["caption"] == [f"train {i}" for i in range(5)]
+
+    failures = json.loads((tmp_path / "out" / "failures.json").read_text())
+    assert sorted(os.path.basename(f["audio"]) for f in failures["train"]) == ["broken.wav", "empty.wav"]
+    assert failures["validation"] == []
+    assert not (tmp_path / "out" / "_work").exists()
+
+    # Same ids as the feature extractor on the decoded clip, unpadded: (4, frames + 2), BOA ... EOA.
+    for row, src in zip(train, [r for r in dsd["train"] if "clip" in r["audio"]]):
+        audio, sr = decode_audio(src["audio"])
+        ref = fe(audio, sampling_rate=sr, padding="longest")["input_ids"][0]
+        ids = torch.tensor(row["input_ids"])
+        assert ids.shape == (4, row["length"]) and row["length"] == ref.shape[-1]
+        torch.testing.assert_close(ids.long(), ref, rtol=0, atol=0)
+
+    reloaded = td.load_tokenized_dataset(tmp_path / "out")
+    assert reloaded["train"]["input_ids"] == train["input_ids"]
+    assert isinstance(datasets.load_from_disk(str(tmp_path / "out")), datasets.DatasetDict)
+
+
+def test_pretokenize_resumes_unfinished_shards(audiofolder, tiny_codec_dir, tmp_path, monkeypatch):
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
+    ds = load_audio_dataset(data_dir=audiofolder)["validation"]
+    ds = datasets.concatenate_datasets([ds, ds, ds])  # 6 rows, 3 shards of 2
+    real = td._tokenize_shard
+    calls = []
+
+    def crash_on_second(shard, *args):
+        calls.append(len(shard))
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real(shard, *args)
+
+    monkeypatch.setattr(td, "_tokenize_shard", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        td.pretokenize(ds, fe, tmp_path / "out", num_shards=3, show_progress=False)
+    assert len(os.listdir(tmp_path / "out" / "_work" / "data")) == 1  # the first shard is finished
+
+    calls.clear()
+    monkeypatch.setattr(td, "_tokenize_shard", lambda shard, *a: calls.append(len(shard)) or real(shard, *a))
+    out = td.pretokenize(ds, fe, tmp_path / "out", num_shards=3, show_progress=False)
+    assert calls == [2, 2]  # only shards 2 and 3 were encoded again
+    assert isinstance(out, datasets.Dataset) and len(out) == 6
+    assert out["input_ids"][0] == out["input_ids"][2] == out["input_ids"][4]
+
+    other = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir, max_duration=1.0)
+    with pytest.raises(ValueError, match="other settings"):
+        td.pretokenize(ds, other, tmp_path / "out", num_shards=3, show_progress=False)
+
+
+def test_pretokenize_bad_arguments(tiny_codec_dir, tmp_path):
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
+    ds = datasets.Dataset.from_dict({"path": ["a.wav"]})
+    with pytest.raises(ValueError, match="Audio column 'audio' not found"):
+        td.pretokenize(ds, fe, tmp_path / "out", show_progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        td.pretokenize(ds, fe, tmp_path / "out", audio_column_name="path", batch_size=0, show_progress=False)
+
+
+def test_pad_code_batch():
+    rows = [{"input_ids": np.array([[0, 5, 2]] * 4, np.int16)}, {"input_ids": [[0, 7, 8, 9, 2]] * 4}]
+    batch = td.pad_code_batch(rows)
+    assert batch["input_ids"].dtype == torch.long and batch["input_ids"].shape == (2, 4, 5)
+    assert batch["input_ids"][0, :, 3:].eq(1).all() and batch["input_ids"][1, 2].tolist() == [0, 7, 8, 9, 2]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    flat = td.pad_code_batch([{"input_ids": [0, 3, 2]}], max_length=6)
+    assert flat["input_ids"].tolist() == [[0, 3, 2, 1, 1, 1]] and flat["attention_mask"].sum() == 3
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    return env
+
+
+def test_cli(audiofolder, tiny_codec_dir, tmp_path):
+    cmd = [sys.executable, "-m", "tokenization.tokenize_dataset", "--feature_extractor_name_or_path", tiny_codec_dir,
+           "--data_dir", audiofolder, "--output_dir", str(tmp_path / "out"), "--batch_size", "4"]
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "broken.wav" in proc.stderr and "empty.wav" in proc.stderr  # reported by name at the end
+    out = td.load_tokenized_dataset(tmp_path / "out")
+    assert len(out["train"]) == 5 and len(out["validation"]) == 2
+
+
+def test_accelerate_launch_two_processes(audiofolder, tiny_codec_dir, tmp_path):
+    pytest.importorskip("accelerate")
+    # Without a GPU, `--multi_gpu` starts torch.distributed workers that join a gloo group (MULTI_CPU).
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "tokenization.tokenize_dataset", "--feature_extractor_name_or_path", tiny_codec_dir,
+           "--data_dir", audiofolder, "--output_dir", str(tmp_path / "out"), "--num_shards", "4", "--batch_size", "1"]
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, "\n".join(l for l in proc.stderr.splitlines() if "[rank" in l)[-3000:]
+    assert "tokenizing (rank 1)" in proc.stderr  # a second process really took shards
+    single = td.pretokenize(load_audio_dataset(data_dir=audiofolder),
+                            AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir), tmp_path / "single",
+                            batch_size=1, show_progress=False)  # same batch shapes: same float32 codes
+    two = td.load_tokenized_dataset(tmp_path / "out")
+    for split in ("train", "validation"):
+        assert two[split]["caption"] == single[split]["caption"]
+        assert two[split]["input_ids"] == single[split]["input_ids"]
