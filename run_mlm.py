@@ -1,0 +1,192 @@
+#!/usr/bin/env python
+# Copyright 2026 The AudioFormer Authors.
+# Licensed under the Apache License, Version 2.0.
+"""
+Masked-LM pretraining of AudioFormer on EnCodec codes (paper sections 3.2 and 4.2): one model per codebook,
+25% of the code tokens masked, cross-entropy on the masked tokens.
+
+    python run_mlm.py configs/mlm_tiny_demo.json                       # all flags in one .json / .yaml file
+    python run_mlm.py --data_dir clips/ --config_overrides "hidden_size=64,num_hidden_layers=2" \
+        --codebook_index 0 --output_dir out --do_train --do_eval
+    accelerate launch --num_processes 8 run_mlm.py configs/mlm_audioset2m_c1.json     # DDP
+
+Raw audio is tokenized once (cached, see `tokenization/training_data.py`); or pass `--tokenized_dataset` made by
+`python -m tokenization.tokenize_dataset`. The output folder holds a safetensors checkpoint, its config (with
+`auto_map`), the feature extractor and a model card.
+"""
+
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+import transformers
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from modeling_audioformer import AudioFormerForMaskedLM
+from tokenization.collators import IGNORE_INDEX, DataCollatorForCodeMLM
+from tokenization.training_data import (
+    DataTrainingArguments,
+    ModelArguments,
+    load_config,
+    load_model,
+    max_positions_check,
+    num_codebooks_of,
+    parse_args,
+    prepare_code_datasets,
+    training_args_summary,
+)
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MLMDataArguments(DataTrainingArguments):
+    """The data flags of both scripts plus the masking ones."""
+
+    mlm_probability: float = field(default=0.25, metadata={"help": "Share of code tokens masked (paper: 0.25)."})
+    mask_replace_prob: float = field(
+        default=1.0, metadata={"help": "Share of masked tokens replaced by <MASK>; BERT's 80/10/10 rule is 0.8."}
+    )
+    random_replace_prob: float = field(
+        default=0.0, metadata={"help": "Share of masked tokens replaced by a random code; BERT's rule is 0.1."}
+    )
+    whole_run_masking: bool = field(
+        default=False, metadata={"help": "Mask whole runs of repeated codes instead of single tokens."}
+    )
+
+
+def preprocess_logits_for_metrics(logits, labels):
+    """Keeps only the predicted ids `(B, T)`, not the `(B, T, vocab)` logits, across the evaluation."""
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    return logits.argmax(dim=-1)
+
+
+def compute_metrics(eval_pred):
+    """Masked-token accuracy; predictions and labels are `(N, T)` (padded with -100 across batches)."""
+    predictions, labels = eval_pred.predictions, eval_pred.label_ids
+    masked = labels != IGNORE_INDEX
+    return {"accuracy": float((predictions[masked] == labels[masked]).mean()) if masked.any() else float("nan")}
+
+
+def resolve_checkpoint(training_args):
+    """--resume_from_checkpoint PATH, or "true" / "last" for the newest checkpoint in --output_dir."""
+    value = training_args.resume_from_checkpoint
+    if value is None or not training_args.do_train:
+        return None
+    if value.lower() in ("true", "last"):
+        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if last is None:
+            raise ValueError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {training_args.output_dir}.")
+        return last
+    if not os.path.isdir(value):
+        raise ValueError(f"--resume_from_checkpoint {value} is not a folder.")
+    return value
+
+
+def setup_logging(training_args):
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+
+
+def main(argv=None):
+    parser = HfArgumentParser((ModelArguments, MLMDataArguments, TrainingArguments))
+    model_args, data_args, training_args = parse_args(parser, argv)
+    setup_logging(training_args)
+    logger.warning(
+        "process %d / %d, device %s, distributed %s, bf16 %s", training_args.process_index, training_args.world_size,
+        training_args.device, training_args.parallel_mode.value, training_args.bf16,
+    )
+    # Fails on bad masking flags before the data is touched.
+    masking = dict(mlm_probability=data_args.mlm_probability, mask_replace_prob=data_args.mask_replace_prob,
+                   random_replace_prob=data_args.random_replace_prob, whole_run_masking=data_args.whole_run_masking,
+                   pad_to_multiple_of=data_args.pad_to_multiple_of)
+    DataCollatorForCodeMLM(**masking)
+
+    checkpoint = resolve_checkpoint(training_args)
+    set_seed(training_args.seed)
+
+    # Data first: every check on the input runs before a model is built or a step is taken.
+    code_datasets, feature_extractor = prepare_code_datasets(model_args, data_args, training_args)
+    config = load_config(model_args, num_codebooks=num_codebooks_of(code_datasets))
+    max_positions_check(code_datasets, config)
+    model = load_model(AudioFormerForMaskedLM, model_args, config)
+    if not hasattr(type(model), "accepts_loss_kwargs"):
+        # The model averages its loss over its own masked tokens and ignores `num_items_in_batch`; without this,
+        # Trainer (which sees `**kwargs` in forward) would multiply the loss by the number of processes.
+        model.accepts_loss_kwargs = False
+    logger.info("Pretraining on codebook C%d; %d parameters", config.codebook_index + 1, model.num_parameters())
+
+    code_datasets = code_datasets.select_columns(["input_ids"])  # labels, ids, ... of the source are not used
+    train_dataset = code_datasets.get("train") if training_args.do_train else None
+    eval_dataset = code_datasets.get("validation") if training_args.do_eval else None
+    collator = DataCollatorForCodeMLM(codebook_index=config.codebook_index, pad_token_id=config.pad_token_id,
+                                      mask_token_id=config.mask_token_id, **masking)
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collator,
+        processing_class=feature_extractor,
+        compute_metrics=compute_metrics if training_args.do_eval else None,
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics if training_args.do_eval else None,
+    )
+
+    metrics = {}
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()  # model.safetensors + config.json (auto_map) + preprocessor_config.json
+        metrics = dict(train_result.metrics, train_samples=len(train_dataset))
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+
+    if training_args.do_eval:
+        eval_metrics = trainer.evaluate()
+        eval_metrics["eval_samples"] = len(eval_dataset)
+        eval_metrics["perplexity"] = math.exp(min(eval_metrics["eval_loss"], 700.0))
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+
+    card_written = False
+    if training_args.do_train and trainer.is_world_process_zero():
+        card_written = write_card(trainer, model_args, data_args, training_args, metrics)
+    if training_args.push_to_hub and training_args.do_train:
+        if card_written:
+            trainer.create_model_card = lambda *args, **kwargs: None  # keep the AudioFormer card, not Trainer's
+        trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks="fill-mask")
+    return metrics
+
+
+def write_card(trainer, model_args, data_args, training_args, metrics):
+    try:
+        from modeling_audioformer.hub import write_model_card
+    except ImportError:
+        logger.info("modeling_audioformer.hub is not available: no model card written.")
+        return False
+    card_metrics = {k: float(metrics[k]) for k in ("eval_loss", "eval_accuracy") if k in metrics}
+    write_model_card(
+        training_args.output_dir, task="fill-mask", metrics=card_metrics or None,
+        dataset_name=data_args.dataset_name or data_args.data_dir or data_args.tokenized_dataset,
+        base_model=model_args.model_name_or_path, training_args=training_args_summary(training_args),
+        log_history=trainer.state.log_history,
+    )
+    return True
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Tests of tokenization/collators.py: masking rules of the MLM collator and the classification padding collator."""
+
+import numpy as np
+import pytest
+import torch
+
+from tokenization.collators import (
+    DataCollatorForCodeClassification,
+    DataCollatorForCodeMLM,
+    pad_code_rows,
+    run_ids,
+)
+
+
+BOA, PAD, EOA, MASK = 0, 1, 2, 1027
+
+
+def make_rows(num, length, num_codebooks=4, seed=0, repeat=1):
+    """Rows `(K, L_i)` int16 = [BOA, codes..., EOA] with varied lengths; codes repeated `repeat` times in runs."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(num):
+        n = length - (i % 5) * 3
+        codes = rng.integers(3, 1027, size=(num_codebooks, -(-n // repeat))).repeat(repeat, axis=1)[:, :n]
+        row = np.concatenate([np.full((num_codebooks, 1), BOA), codes, np.full((num_codebooks, 1), EOA)], axis=1)
+        rows.append({"input_ids": row.astype(np.int16)})
+    return rows
+
+
+def test_pad_code_rows_selects_codebook_and_pads():
+    rows = make_rows(3, 20)
+    batch = pad_code_rows(rows, codebook_index=2, pad_to_multiple_of=8)
+    assert batch["input_ids"].shape == (3, 24) and batch["input_ids"].dtype == torch.long
+    for i, r in enumerate(rows):
+        n = r["input_ids"].shape[1]
+        assert torch.equal(batch["input_ids"][i, :n], torch.as_tensor(r["input_ids"][2], dtype=torch.long))
+        assert (batch["input_ids"][i, n:] == PAD).all()
+        assert batch["attention_mask"][i].sum() == n
+    full = pad_code_rows(rows)
+    assert full["input_ids"].shape == (3, 4, 22)
+    with pytest.raises(ValueError, match="codebook_index 4"):
+        pad_code_rows(rows, codebook_index=4)
+
+
+def test_mlm_never_masks_specials_or_padding_and_hits_the_rate():
+    rows = make_rows(64, 400)
+    collator = DataCollatorForCodeMLM(codebook_index=1, generator=torch.Generator().manual_seed(0))
+    batch = collator(rows)
+    original = pad_code_rows(rows, codebook_index=1)["input_ids"]
+    selected = batch["labels"] != -100
+    codes = (original >= 3) & (original <= 1026) & (batch["attention_mask"] == 1)
+    assert not (selected & ~codes).any()  # BOA, EOA, PAD never selected
+    assert torch.equal(batch["input_ids"][~selected], original[~selected])
+    assert torch.equal(batch["labels"][selected], original[selected])
+    assert (batch["input_ids"][selected] == MASK).all()  # default: always <MASK>
+    rate = selected.sum().item() / codes.sum().item()
+    assert abs(rate - 0.25) < 0.01, rate
+
+
+def test_mlm_80_10_10_rule():
+    rows = make_rows(64, 400)
+    collator = DataCollatorForCodeMLM(codebook_index=0, mask_replace_prob=0.8, random_replace_prob=0.1,
+                                      generator=torch.Generator().manual_seed(1))
+    batch = collator(rows)
+    original = pad_code_rows(rows, codebook_index=0)["input_ids"]
+    selected = batch["labels"] != -100
+    inputs = batch["input_ids"][selected]
+    kept = inputs == original[selected]
+    masked = inputs == MASK
+    randomised = ~kept & ~masked
+    n = selected.sum().item()
+    assert abs(masked.sum().item() / n - 0.8) < 0.02
+    assert abs(randomised.sum().item() / n - 0.1) < 0.02
+    assert ((inputs[randomised] >= 3) & (inputs[randomised] <= 1026)).all()  # random ids are codes, never specials
+
+
+def test_whole_run_masking_masks_runs_entirely():
+    rows = make_rows(64, 400, repeat=4, seed=3)
+    collator = DataCollatorForCodeMLM(codebook_index=0, whole_run_masking=True,
+                                      generator=torch.Generator().manual_seed(2))
+    batch = collator(rows)
+    original = pad_code_rows(rows, codebook_index=0)["input_ids"]
+    selected = batch["labels"] != -100
+    runs = run_ids(original)
+    for b in range(original.shape[0]):
+        for r in runs[b].unique():
+            in_run = runs[b] == r
+            assert selected[b, in_run].all() or not selected[b, in_run].any()
+    codes = (original >= 3) & (original <= 1026)
+    rate = selected.sum().item() / codes.sum().item()
+    assert abs(rate - 0.25) < 0.03, rate
+    # Independent check of the runs: a selected token's neighbours with the same id are selected too.
+    same_next = (original[:, 1:] == original[:, :-1]) & codes[:, 1:]
+    assert torch.equal(selected[:, 1:][same_next], selected[:, :-1][same_next])
+
+
+def test_run_ids():
+    ids = torch.tensor([[0, 7, 7, 9, 7, 2, 1, 1]])
+    assert run_ids(ids).tolist() == [[0, 1, 1, 2, 3, 4, 5, 5]]
+
+
+def test_every_row_gets_a_target():
+    rows = [{"input_ids": [[BOA, 5, 6, EOA]]} for _ in range(200)]
+    collator = DataCollatorForCodeMLM(codebook_index=0, mlm_probability=0.01, generator=torch.Generator().manual_seed(0))
+    batch = collator(rows)
+    assert ((batch["labels"] != -100).sum(dim=1) >= 1).all()
+    assert (batch["labels"][:, [0, 3]] == -100).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"mlm_probability": 0.0}, "mlm_probability"), ({"mlm_probability": 1.5}, "mlm_probability"),
+     ({"mask_replace_prob": 0.8, "random_replace_prob": 0.3}, "<= 1")],
+)
+def test_mlm_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DataCollatorForCodeMLM(**kwargs)
+
+
+def test_mlm_needs_one_row():
+    with pytest.raises(ValueError, match="codebook_index"):
+        DataCollatorForCodeMLM(codebook_index=None)(make_rows(2, 10))
+
+
+def test_classification_collator_labels():
+    rows = make_rows(3, 12)
+    single = [dict(r, labels=i) for i, r in enumerate(rows)]
+    batch = DataCollatorForCodeClassification()(single)
+    assert batch["input_ids"].shape == (3, 4, 14)
+    assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [0, 1, 2]
+    multi = [dict(r, labels=[1, 0, 1]) for r in rows]
+    batch = DataCollatorForCodeClassification(codebook_index=0)(multi)
+    assert batch["input_ids"].shape == (3, 14)
+    assert batch["labels"].dtype == torch.float32 and batch["labels"].shape == (3, 3)
+    assert "labels" not in DataCollatorForCodeClassification()(rows)

@@ -1,0 +1,240 @@
+"""
+End-to-end tests of run_mlm.py on synthesised clips, a tiny seeded codec and a tiny model: one process, two
+processes (`accelerate launch --multi_gpu --num_processes 2` on CPU = 2 gloo ranks), resuming, and bad input.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_MODEL = "hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64,hidden_dropout_prob=0.0"
+COMMON = [
+    "--config_overrides", TINY_MODEL, "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+    "--learning_rate", "5e-3", "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true",
+    "--use_cpu", "true", "--seed", "0", "--dataloader_num_workers", "0",
+]
+
+
+def write_clips(directory, num_clips, seed):
+    """An audiofolder split: `num_clips` seeded 1-2 s clips (tones + noise at 24 kHz) and metadata.jsonl."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    os.makedirs(directory, exist_ok=True)
+    rows = []
+    for i in range(num_clips):
+        t = np.arange(int(24000 * rng.uniform(1.0, 2.0))) / 24000
+        audio = 0.4 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.05 * rng.standard_normal(t.size)
+        sf.write(os.path.join(directory, f"clip{i}.wav"), audio.astype(np.float32), 24000)
+        rows.append({"file_name": f"clip{i}.wav", "label": i % 3})
+    with open(os.path.join(directory, "metadata.jsonl"), "w") as f:
+        f.write("\n".join(json.dumps(r) for r in rows))
+
+
+def run_script(args, num_processes=1, timeout=300):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    if num_processes == 1:
+        cmd = [sys.executable, os.path.join(REPO, "run_mlm.py"), *args]
+    else:
+        env["ACCELERATE_USE_CPU"] = "1"
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+               str(num_processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", "29517", os.path.join(REPO, "run_mlm.py"), *args]
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    return output
+
+
+def logged_losses(output_dir):
+    with open(os.path.join(output_dir, "trainer_state.json")) as f:
+        history = json.load(f)["log_history"]
+    return [(e["step"], e["loss"]) for e in history if "loss" in e]
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlm_audio")
+    write_clips(root / "train", 24, seed=0)
+    write_clips(root / "validation", 8, seed=1)
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def single_run(audio_dir, tiny_codec_dir, tmp_path_factory):
+    """One single-process run from raw audio; its tokenized cache is reused by the other tests."""
+    out = str(tmp_path_factory.mktemp("mlm_single"))
+    cache = os.path.join(out, "tokenized")
+    run_script([
+        "--data_dir", audio_dir, "--feature_extractor_name", tiny_codec_dir, "--codebook_index", "1",
+        "--tokenized_cache_dir", cache, "--output_dir", os.path.join(out, "model"), "--do_train", "--do_eval",
+        "--num_train_epochs", "3", "--save_strategy", "steps", "--save_steps", "9", "--eval_strategy", "no", *COMMON,
+    ])
+    return {"out": os.path.join(out, "model"), "tokenized": cache}
+
+
+def test_single_process_trains_and_saves_a_loadable_checkpoint(single_run, tiny_codec_dir):
+    import torch
+
+    import modeling_audioformer  # noqa: F401 - registers the Auto classes
+    from modeling_audioformer import AudioFormerForMaskedLM
+    from transformers import AutoFeatureExtractor, AutoModelForMaskedLM
+
+    out = single_run["out"]
+    assert os.path.isfile(os.path.join(out, "model.safetensors"))
+    assert not os.path.exists(os.path.join(out, "pytorch_model.bin"))
+    with open(os.path.join(out, "config.json")) as f:
+        config = json.load(f)
+    assert config["auto_map"]["AutoModelForMaskedLM"] == "modeling_audioformer.AudioFormerForMaskedLM"
+    assert config["codebook_index"] == 1 and config["hidden_size"] == 32 and config["embedding_size"] == 32
+
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    assert isinstance(model, AudioFormerForMaskedLM) and model.config.codebook_index == 1
+    fe = AutoFeatureExtractor.from_pretrained(out)
+    assert fe.max_duration == 2.0
+    features = fe(np.sin(np.linspace(0, 300, 24000)).astype(np.float32), sampling_rate=24000, padding="longest")
+    with torch.no_grad():
+        logits = model(**features).logits
+    assert logits.shape == (1, features["input_ids"].shape[-1], 1028)
+
+    losses = [loss for _, loss in logged_losses(out)]
+    assert len(losses) == 18  # 24 clips / batch 4 * 3 epochs
+    assert abs(losses[0] - math.log(1028)) < 0.5  # an untrained model is a uniform guess
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.1, losses
+
+    with open(os.path.join(out, "eval_results.json")) as f:
+        results = json.load(f)
+    assert 0.0 <= results["eval_accuracy"] <= 1.0 and math.isfinite(results["eval_loss"])
+
+
+def test_resume_from_checkpoint_continues(single_run, tiny_codec_dir, tmp_path):
+    out = str(tmp_path / "resumed")
+    run_script([
+        "--tokenized_dataset", single_run["tokenized"], "--feature_extractor_name", tiny_codec_dir,
+        "--codebook_index", "1", "--output_dir", out, "--do_train", "--num_train_epochs", "3",
+        "--save_strategy", "no", "--resume_from_checkpoint", os.path.join(single_run["out"], "checkpoint-9"), *COMMON,
+    ])
+    steps = [step for step, _ in logged_losses(out)]
+    assert steps == list(range(1, 19))  # steps 1..9 come from the checkpoint's history, 10..18 are new
+    with open(os.path.join(out, "trainer_state.json")) as f:
+        assert json.load(f)["global_step"] == 18
+
+
+def test_two_processes(single_run, tiny_codec_dir, audio_dir, tmp_path):
+    out = str(tmp_path / "ddp")
+    output = run_script([
+        "--data_dir", audio_dir, "--feature_extractor_name", tiny_codec_dir, "--codebook_index", "1",
+        "--tokenized_cache_dir", str(tmp_path / "tokenized"), "--output_dir", out, "--do_train",
+        "--num_train_epochs", "2", "--save_strategy", "no", *COMMON,
+    ], num_processes=2)
+    assert "process 0 / 2" in output and "process 1 / 2" in output  # two ranks really ran
+    losses = logged_losses(out)
+    assert len(losses) == 6  # 24 clips / (2 ranks * batch 4) * 2 epochs: each rank took half of the data
+    # The logged loss is the mean over ranks: about ln(1028) at the start, not twice that (a sum).
+    assert abs(losses[0][1] - math.log(1028)) < 0.5, losses
+    import modeling_audioformer  # noqa: F401
+    from transformers import AutoModelForMaskedLM
+
+    assert AutoModelForMaskedLM.from_pretrained(out).config.codebook_index == 1
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def run_main(args):
+    """run_mlm.main in this process: bad input must raise before anything trains."""
+    sys.path.insert(0, REPO)
+    import run_mlm
+
+    return run_mlm.main(args)
+
+
+def assert_nothing_trained(output_dir):
+    assert not os.path.exists(os.path.join(output_dir, "model.safetensors"))
+    assert not any(n.startswith("checkpoint") for n in os.listdir(output_dir)) if os.path.isdir(output_dir) else True
+
+
+def test_bad_codebook_index(single_run, tiny_codec_dir, audio_dir, tmp_path):
+    out = str(tmp_path / "out")
+    with pytest.raises(ValueError, match="codebook_index 4 .*4 codebooks"):
+        run_main(["--data_dir", audio_dir, "--feature_extractor_name", tiny_codec_dir, "--codebook_index", "4",
+                  "--output_dir", out, "--do_train", *COMMON])
+    with pytest.raises(ValueError, match="codebook_index 7 .*4 codebooks"):
+        run_main(["--tokenized_dataset", single_run["tokenized"], "--feature_extractor_name", tiny_codec_dir,
+                  "--codebook_index", "7", "--output_dir", out, "--do_train", *COMMON])
+    assert_nothing_trained(out)
+
+
+def test_no_audio_column(tiny_codec_dir, audio_dir, tmp_path):
+    csv = tmp_path / "train.csv"
+    csv.write_text("path,label\n" + os.path.join(audio_dir, "train", "clip0.wav") + ",1\n")
+    out = str(tmp_path / "out")
+    with pytest.raises(ValueError, match="Audio column 'audio' not found"):
+        run_main(["--train_file", str(csv), "--feature_extractor_name", tiny_codec_dir, "--output_dir", out,
+                  "--do_train", *COMMON])
+    assert_nothing_trained(out)
+
+
+def test_label_only_and_empty_datasets(tiny_codec_dir, single_run, tmp_path):
+    import datasets
+
+    labels_only = str(tmp_path / "labels_only")
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"label": [0, 1, 2]})}).save_to_disk(labels_only)
+    out = str(tmp_path / "out")
+    with pytest.raises(ValueError, match="no 'input_ids' column"):
+        run_main(["--tokenized_dataset", labels_only, "--feature_extractor_name", tiny_codec_dir,
+                  "--output_dir", out, "--do_train", *COMMON])
+
+    codes = datasets.load_from_disk(single_run["tokenized"])
+    empty_eval = str(tmp_path / "empty_eval")
+    datasets.DatasetDict({"train": codes["train"], "validation": codes["validation"].select([])}).save_to_disk(
+        empty_eval, num_shards={"train": 1, "validation": 1}
+    )
+    with pytest.raises(ValueError, match="validation split .* is empty"):
+        run_main(["--tokenized_dataset", empty_eval, "--feature_extractor_name", tiny_codec_dir,
+                  "--output_dir", out, "--do_train", "--do_eval", *COMMON])
+    assert_nothing_trained(out)
+
+
+def test_config_overrides_and_json_file(tmp_path):
+    from modeling_audioformer import AudioFormerConfig
+    from tokenization.training_data import apply_config_overrides
+
+    config = apply_config_overrides(AudioFormerConfig(), "hidden_size=64,num_attention_heads=4,hidden_act=relu")
+    assert (config.hidden_size, config.embedding_size, config.num_attention_heads) == (64, 64, 4)
+    assert config.hidden_act == "relu"
+    with pytest.raises(ValueError, match="no field 'hiden_size'"):
+        apply_config_overrides(AudioFormerConfig(), "hiden_size=64")
+    with pytest.raises(ValueError, match="multiple of"):
+        apply_config_overrides(AudioFormerConfig(), "hidden_size=70")
+
+    # The shipped configs parse (paper recipe and demo).
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from run_mlm import MLMDataArguments
+    from tokenization.training_data import ModelArguments, parse_args
+
+    parser = HfArgumentParser((ModelArguments, MLMDataArguments, TrainingArguments))
+    demo = os.path.join(REPO, "configs", "mlm_tiny_demo.json")
+    assert parse_args(parser, [demo])[0].config_overrides.startswith("hidden_size=64")  # the file-as-argv path
+
+    codebooks = set()
+    for name in sorted(os.listdir(os.path.join(REPO, "configs"))):
+        if name.startswith("mlm_"):
+            with open(os.path.join(REPO, "configs", name)) as f:
+                values = json.load(f)
+            # use_cpu: this machine has no GPU for bf16; every other key is parsed as the script parses it.
+            model_args, data_args, training_args = parser.parse_dict(dict(values, use_cpu=True))
+            assert data_args.mlm_probability == 0.25
+            if "audioset" in name:
+                assert training_args.learning_rate == 1e-4 and training_args.num_train_epochs == 10
+                assert training_args.bf16 and data_args.mlm_probability == 0.25
+                codebooks.add(model_args.codebook_index)
+    assert codebooks == {0, 1, 2, 3}  # one pretraining run per codebook (paper 4.2)

@@ -1,0 +1,187 @@
+"""
+Batch collators for pre-tokenized code ids (rows of `input_ids` `(K, L_i)`, see `tokenize_dataset.py`).
+
+- `DataCollatorForCodeMLM`: pads, takes one codebook row and masks it for masked-LM pretraining (paper 3.2):
+  25% of the code tokens by default; `<BOA>`, `<EOA>` and padding are never masked. Options: BERT's 80/10/10
+  replacement rule, and masking whole runs of repeated codes (EnCodec codes repeat, paper eq. 4, which makes
+  single-token masking easy: a masked `738` between two `738`s is a free guess).
+- `DataCollatorForCodeClassification`: pads and stacks the labels (class index or multi-hot) for fine-tuning.
+
+    >>> collator = DataCollatorForCodeMLM(codebook_index=0, mlm_probability=0.25)
+    >>> batch = collator([{"input_ids": [[0, 740, 740, 2]] * 4}, {"input_ids": [[0, 9, 2]] * 4}])
+    >>> batch["input_ids"].shape, batch["labels"].shape     # (2, 4), (2, 4); labels -100 where not masked
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .feature_extraction_audioformer import BOA_TOKEN_ID, CODE_OFFSET, EOA_TOKEN_ID, MASK_TOKEN_ID, PAD_TOKEN_ID
+
+
+IGNORE_INDEX = -100
+
+
+def pad_code_rows(examples, pad_token_id: int = PAD_TOKEN_ID, codebook_index: int | None = None,
+                  pad_to_multiple_of: int | None = None) -> dict:
+    """
+    Pads rows of code ids into a batch.
+
+    Args:
+        examples: dicts with `input_ids` `(K, L_i)` or `(L_i,)` (nested lists, numpy, e.g. int16, or torch).
+        codebook_index: keep only this codebook row (rows must then be `(K, L_i)`).
+        pad_to_multiple_of: round the batch length up to a multiple of this.
+    Returns:
+        dict(input_ids LongTensor `(B, K, T)` (or `(B, T)` with `codebook_index` or 1-D rows),
+             attention_mask LongTensor `(B, T)`).
+    """
+    if not examples:
+        raise ValueError("Got an empty batch.")
+    rows = [torch.as_tensor(np.asarray(e["input_ids"]), dtype=torch.long) for e in examples]
+    if codebook_index is not None:
+        if rows[0].dim() != 2:
+            raise ValueError(f"codebook_index={codebook_index} needs rows of shape (K, L); got {tuple(rows[0].shape)}.")
+        if not 0 <= codebook_index < rows[0].shape[0]:
+            raise ValueError(f"codebook_index {codebook_index} out of range: the rows hold {rows[0].shape[0]} codebooks.")
+        rows = [r[codebook_index] for r in rows]
+    length = max(r.shape[-1] for r in rows)
+    if pad_to_multiple_of:
+        length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
+    ids = torch.full((len(rows), *rows[0].shape[:-1], length), pad_token_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), length, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, ..., : r.shape[-1]] = r
+        mask[i, : r.shape[-1]] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def run_ids(input_ids: torch.Tensor) -> torch.Tensor:
+    """`(B, T)` -> `(B, T)` index of the run of equal consecutive ids each position belongs to (0, 0, 1, 2, 2, ...)."""
+    starts = torch.ones_like(input_ids, dtype=torch.long)
+    starts[:, 1:] = (input_ids[:, 1:] != input_ids[:, :-1]).long()
+    return starts.cumsum(dim=1) - 1
+
+
+@dataclass
+class DataCollatorForCodeMLM:
+    """
+    Masked-LM collator for one codebook row.
+
+    Args:
+        codebook_index: row of `(K, L)` examples to train on (0 = C1); None if the rows are already 1-D.
+        mlm_probability: chance that a code token is selected (paper: 0.25). Each token is selected
+            independently, so the masked fraction is `mlm_probability` in expectation, per batch.
+        mask_replace_prob: share of selected tokens replaced by `<MASK>` (1.0 = always, the default).
+        random_replace_prob: share of selected tokens replaced by a random code; the rest keep their id.
+            BERT's 80/10/10 rule is `mask_replace_prob=0.8, random_replace_prob=0.1`.
+        whole_run_masking: select whole runs of repeated codes instead of single tokens; each run is selected
+            with `mlm_probability`, so the expected masked fraction stays `mlm_probability`.
+        pad_to_multiple_of: round the batch length up to a multiple of this.
+        generator: optional `torch.Generator` for reproducible masks (default: the global RNG, which `Trainer`
+            seeds).
+
+    Returns (from `__call__`): dict(input_ids `(B, T)` with masks applied, attention_mask `(B, T)`,
+    labels `(B, T)`: the original id at selected positions, -100 elsewhere).
+    """
+
+    codebook_index: int | None = 0
+    mlm_probability: float = 0.25
+    mask_replace_prob: float = 1.0
+    random_replace_prob: float = 0.0
+    whole_run_masking: bool = False
+    pad_to_multiple_of: int | None = None
+    pad_token_id: int = PAD_TOKEN_ID
+    mask_token_id: int = MASK_TOKEN_ID
+    special_token_ids: tuple = (BOA_TOKEN_ID, PAD_TOKEN_ID, EOA_TOKEN_ID, MASK_TOKEN_ID)
+    code_offset: int = CODE_OFFSET
+    codebook_size: int = 1024
+    generator: torch.Generator | None = None
+
+    def __post_init__(self):
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ValueError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}.")
+        for name in ("mask_replace_prob", "random_replace_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
+        if self.mask_replace_prob + self.random_replace_prob > 1.0:
+            raise ValueError(
+                f"mask_replace_prob + random_replace_prob must be <= 1, got "
+                f"{self.mask_replace_prob} + {self.random_replace_prob}."
+            )
+
+    def __call__(self, examples) -> dict:
+        batch = pad_code_rows(examples, self.pad_token_id, self.codebook_index, self.pad_to_multiple_of)
+        if batch["input_ids"].dim() != 2:
+            raise ValueError("DataCollatorForCodeMLM needs one codebook row per example: set codebook_index.")
+        batch["input_ids"], batch["labels"] = self.mask_tokens(batch["input_ids"], batch["attention_mask"])
+        return batch
+
+    def _rand(self, shape) -> torch.Tensor:
+        return torch.rand(shape, generator=self.generator)
+
+    def mask_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, T)` ids and mask -> (masked ids `(B, T)`, labels `(B, T)`)."""
+        specials = torch.isin(input_ids, torch.tensor(self.special_token_ids))
+        maskable = (attention_mask == 1) & ~specials
+
+        if self.whole_run_masking:
+            runs = run_ids(input_ids)  # (B, T); a run never spans a special and a code, their ids differ
+            selected = (self._rand(input_ids.shape) < self.mlm_probability).gather(1, runs)
+        else:
+            selected = self._rand(input_ids.shape) < self.mlm_probability
+        selected &= maskable
+
+        # A row with nothing selected contributes no loss; with short clips a whole batch could, giving a NaN loss.
+        empty = ~selected.any(dim=1) & maskable.any(dim=1)
+        if empty.any():
+            scores = self._rand(input_ids.shape).masked_fill(~maskable, -1.0)
+            pick = scores.argmax(dim=1)
+            selected[empty, pick[empty]] = True
+
+        labels = input_ids.masked_fill(~selected, IGNORE_INDEX)
+        inputs = input_ids.clone()
+        action = self._rand(input_ids.shape)
+        to_mask = selected & (action < self.mask_replace_prob)
+        to_random = selected & (action >= self.mask_replace_prob) & (
+            action < self.mask_replace_prob + self.random_replace_prob
+        )
+        inputs[to_mask] = self.mask_token_id
+        random_codes = torch.randint(
+            self.code_offset, self.code_offset + self.codebook_size, input_ids.shape, generator=self.generator
+        )
+        inputs[to_random] = random_codes[to_random]
+        return inputs, labels
+
+
+@dataclass
+class DataCollatorForCodeClassification:
+    """
+    Padding collator for fine-tuning.
+
+    Args:
+        codebook_index: keep only this codebook row (`(B, T)` input_ids); None keeps all `(B, K, T)` (FT2 and
+            models that pick their row themselves).
+        label_column: key of the label in each example; stacked as `labels`: int -> LongTensor `(B,)`,
+            list / array (multi-hot) -> FloatTensor `(B, num_labels)`. Examples without it give no `labels`.
+
+    Returns (from `__call__`): dict(input_ids, attention_mask `(B, T)`[, labels]).
+    """
+
+    codebook_index: int | None = None
+    label_column: str = "labels"
+    pad_to_multiple_of: int | None = None
+    pad_token_id: int = PAD_TOKEN_ID
+
+    def __call__(self, examples) -> dict:
+        batch = pad_code_rows(examples, self.pad_token_id, self.codebook_index, self.pad_to_multiple_of)
+        if self.label_column in examples[0]:
+            labels = [e[self.label_column] for e in examples]
+            if np.ndim(labels[0]) == 0:
+                batch["labels"] = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+            else:
+                batch["labels"] = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
+        return batch
+
+
+__all__ = ["DataCollatorForCodeMLM", "DataCollatorForCodeClassification", "pad_code_rows", "run_ids", "IGNORE_INDEX"]
