@@ -1,0 +1,495 @@
+"""
+The Hugging Face Hub side of AudioFormer: the model card of a training run and the publish command.
+
+- `write_model_card(output_dir, task=...)` fills `model_cards/audioformer_card.md` from a finished run (config,
+  metrics, hyper-parameters, curves) and writes `README.md` (+ plots, a widget example, `handler.py`) into
+  `output_dir`. `run_mlm.py` and `run_classification.py` call it after `trainer.save_model`.
+- `python -m modeling_audioformer.hub OUTPUT_DIR --repo_id ORG/NAME [--private] [--token TOKEN]` uploads an
+  existing output folder: safetensors weights, config, remote code, card; never pickles, never Trainer
+  checkpoints.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+from string import Template
+
+CARD_DIR = Path(__file__).resolve().parent.parent / "model_cards"
+CARD_TEMPLATE = CARD_DIR / "audioformer_card.md"
+HANDLER_FILE = CARD_DIR / "handler.py"
+LONG_AUDIO_FILE = Path(__file__).resolve().parent / "long_audio.py"
+
+TASKS = ("audio-classification", "fill-mask")
+EXAMPLE_AUDIO = "example.wav"
+# What a Trainer output folder holds besides the model; never uploaded.
+IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "training_args.bin", "*.lock", ".git/**",
+                   "__pycache__/**", "tmp-*"]
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# Trainer bookkeeping numbers that are not results.
+NOT_RESULTS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "step", "total_flos")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _read_json(path) -> dict:
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def result_metrics(metrics: dict | None) -> dict:
+    """`{"eval_mAP": 0.41, "eval_runtime": 3.2}` -> `{"mAP": 0.41}`: finite numbers that are results."""
+    out = {}
+    for key, value in (metrics or {}).items():
+        name = re.sub(r"^(eval|test|predict)_", "", str(key))
+        if any(name.endswith(s) for s in NOT_RESULTS) or isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            out[name] = float(value)
+    return out
+
+
+def _metric_type(name: str) -> str:
+    lower = name.lower()
+    if lower in ("map", "mean_average_precision"):
+        return "mAP"
+    return lower
+
+
+def hub_id(name: str | None) -> str | None:
+    """`name` if it can be a Hub repo id (not a local path, not free text), else None."""
+    if name and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) and not os.path.exists(name):
+        return name
+    return None
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pictures (matplotlib is optional: a card without pictures is still a card)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        return plt
+    except ImportError:
+        return None
+
+
+def plot_per_class_ap(per_class_ap: dict, path, max_classes: int = 30) -> str | None:
+    """Horizontal bar chart of the best and worst classes by AP; returns the PNG path, or None without matplotlib."""
+    plt = _pyplot()
+    if plt is None or not per_class_ap:
+        return None
+    items = sorted(((str(k), float(v)) for k, v in per_class_ap.items() if v is not None and math.isfinite(v)),
+                   key=lambda kv: kv[1], reverse=True)
+    if not items:
+        return None
+    if len(items) > max_classes:
+        half = max_classes // 2
+        items = items[:half] + [("...", float("nan"))] + items[-half:]
+    labels = [k for k, _ in items][::-1]
+    values = [0.0 if math.isnan(v) else v for _, v in items][::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.25 * len(items) + 1.2))
+    ax.barh(labels, values, color="#4c72b0")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("average precision")
+    ax.set_title("Per-class AP" + (" (best and worst)" if len(per_class_ap) > max_classes else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
+def plot_training_curve(log_history: list, path) -> str | None:
+    """Training loss (and eval loss / main eval metric) against step; returns the PNG path or None."""
+    plt = _pyplot()
+    if plt is None or not log_history:
+        return None
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and "step" in h]
+    if not train and not evals:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals), marker="o", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.set_title("Training curve")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the widget example: a synthetic clip and the model's own output on it
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _example_waveform(sampling_rate: int, seconds: float = 3.0):
+    """A seeded mixture of two tones and a little noise: a clip anyone can regenerate."""
+    import numpy as np
+
+    t = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    rng = np.random.default_rng(0)
+    wav = 0.4 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1250 * t) + 0.05 * rng.standard_normal(t.size)
+    return wav.astype(np.float32)
+
+
+def widget_example(output_dir, top_k: int = 5) -> dict | None:
+    """
+    Writes `example.wav` into `output_dir` and returns the widget entry `{"src", "example_title", "output"}` with
+    the model's top-k scores on it, or None when the model or its codec cannot be loaded here (the card then has no
+    widget). The hosted widget does not run remote-code models, so these outputs are what the page shows.
+    """
+    try:
+        import soundfile as sf
+        import torch
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+        import tokenization  # noqa: F401  registers AudioFormerFeatureExtractor with AutoFeatureExtractor
+
+        from .long_audio import score_waveform
+
+        fe = AutoFeatureExtractor.from_pretrained(output_dir)
+        model = AutoModelForAudioClassification.from_pretrained(output_dir).eval()
+        wav = _example_waveform(fe.sampling_rate)
+        with torch.no_grad():
+            scores = score_waveform(model, fe, wav, fe.sampling_rate)
+        sf.write(Path(output_dir) / EXAMPLE_AUDIO, wav, fe.sampling_rate)
+    except Exception as err:  # a card must never fail a finished training run
+        print(f"[hub] no widget example ({type(err).__name__}: {err})")
+        return None
+    top = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
+    return {"src": EXAMPLE_AUDIO, "example_title": "Two tones and noise (synthetic, 3 s)",
+            "output": [{"label": label, "score": round(score, 4)} for label, score in top]}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the card
+# ---------------------------------------------------------------------------------------------------------
+
+
+AUTO_MAP = {
+    "AutoConfig": "configuration_audioformer.AudioFormerConfig",
+    "AutoModel": "modeling_audioformer.AudioFormerModel",
+    "AutoModelForMaskedLM": "modeling_audioformer.AudioFormerForMaskedLM",
+    "AutoModelForAudioClassification": "modeling_audioformer.AudioFormerForAudioClassification",
+    "AutoModelForSequenceClassification": "modeling_audioformer.AudioFormerForAudioClassification",
+}
+
+
+def complete_auto_map(output_dir) -> dict:
+    """
+    `save_pretrained` writes into `auto_map` only the Auto class of the saved model; a Hub user also wants
+    `AutoModel` (the encoder) from a classifier, or `AutoModelForAudioClassification` from a pretrained checkpoint.
+    Adds every AudioFormer Auto class whose code file is in the folder to `config.json`; returns the auto_map.
+    """
+    path = Path(output_dir) / "config.json"
+    config = _read_json(path)
+    if config.get("model_type") != "audioformer":
+        return config.get("auto_map", {})
+    auto_map = dict(config.get("auto_map") or {})
+    for auto_class, ref in AUTO_MAP.items():
+        if (Path(output_dir) / (ref.split(".")[0] + ".py")).is_file():
+            auto_map.setdefault(auto_class, ref)
+    if (Path(output_dir) / "feature_extraction_audioformer.py").is_file():
+        auto_map.setdefault("AutoFeatureExtractor", "feature_extraction_audioformer.AudioFormerFeatureExtractor")
+    if auto_map != config.get("auto_map"):
+        config["auto_map"] = auto_map
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return auto_map
+
+
+def _metadata(task, config, metrics, dataset_name, base_model, widget) -> str:
+    from huggingface_hub import EvalResult, ModelCardData
+
+    eval_results = []
+    for name, value in metrics.items():
+        if name == "loss" and task == "audio-classification":
+            continue
+        eval_results.append(EvalResult(
+            task_type=task, dataset_type=hub_id(dataset_name) or "custom", dataset_name=dataset_name or "custom",
+            metric_type=_metric_type(name), metric_name=name, metric_value=round(value, 6),
+            dataset_split="validation"))
+    tags = ["audio", "audioformer", "encodec", "roformer", "discrete-acoustic-codes", "custom_code"]
+    if task == "audio-classification":
+        tags.append("audio-classification")
+    if config.get("problem_type") == "multi_label_classification":
+        tags.append("multi-label")
+    data = ModelCardData(
+        library_name="transformers", pipeline_tag=task, license="apache-2.0", tags=tags,
+        datasets=[hub_id(dataset_name)] if hub_id(dataset_name) else None, base_model=hub_id(base_model),
+        metrics=sorted({_metric_type(n) for n in metrics if n != "loss"}) or None,
+        model_name=config.get("_name_or_path") and Path(config["_name_or_path"]).name or "audioformer",
+        eval_results=eval_results or None,
+        widget=[widget] if widget else None,
+    )
+    return data.to_yaml()
+
+
+def _usage(task: str, multi_label: bool, max_duration: float) -> str:
+    repo = "ORG/NAME"
+    if task == "fill-mask":
+        return f"""```python
+import numpy as np
+from transformers import AutoFeatureExtractor, AutoModel, AutoModelForMaskedLM
+
+repo = "{repo}"  # this repository
+feature_extractor = AutoFeatureExtractor.from_pretrained(repo, trust_remote_code=True)
+model = AutoModel.from_pretrained(repo, trust_remote_code=True)  # the encoder, for features or fine-tuning
+
+audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)  # 1 s at 16 kHz
+inputs = feature_extractor(audio, sampling_rate=16000)  # input_ids (1, 4, frames + 2), attention_mask
+hidden = model(**inputs).last_hidden_state  # (1, frames + 2, hidden_size)
+```
+
+Fine-tune it for classification with `run_classification.py --model_name_or_path {repo}` from the
+AudioFormer project, or `AutoModelForAudioClassification.from_pretrained(repo, num_labels=..., trust_remote_code=True)`."""
+    scores = "sigmoid (each label scored independently)" if multi_label else "softmax"
+    return f"""```python
+import numpy as np
+from transformers import pipeline
+
+classifier = pipeline("audio-classification", model="{repo}", trust_remote_code=True)
+audio = np.random.default_rng(0).standard_normal(24000).astype(np.float32)  # 1 s at 24 kHz
+print(classifier(audio, top_k=5))  # [{{"label": ..., "score": ...}}, ...], scores from {scores}
+print(classifier("clip.wav"))      # a file path needs the ffmpeg binary
+```
+
+Audio at another sampling rate: the stock pipeline resamples `{{"raw": array, "sampling_rate": sr}}` with
+`torchaudio` (install it), or call the model directly; the feature extractor resamples by itself:
+
+```python
+import torch
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+feature_extractor = AutoFeatureExtractor.from_pretrained("{repo}", trust_remote_code=True)
+model = AutoModelForAudioClassification.from_pretrained("{repo}", trust_remote_code=True).eval()
+audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)  # 1 s at 16 kHz
+inputs = feature_extractor(audio, sampling_rate=16000)
+with torch.no_grad():
+    logits = model(**inputs).logits  # (1, num_labels)
+scores = logits.{"sigmoid()" if multi_label else "softmax(-1)"}
+```
+
+With the AudioFormer project installed (`pip install audioformer`), `trust_remote_code` is not needed, and its
+pipeline also takes any sampling rate without torchaudio and classifies audio longer than {max_duration:g} s by
+sliding windows (the default is the paper's truncation):
+
+```python
+from modeling_audioformer.long_audio import AudioFormerAudioClassificationPipeline
+from transformers import pipeline
+
+classifier = pipeline("audio-classification", model="{repo}", pipeline_class=AudioFormerAudioClassificationPipeline)
+long_audio = np.zeros(16000 * 35, dtype=np.float32)  # 35 s at 16 kHz
+classifier({{"raw": long_audio, "sampling_rate": 16000}}, long_audio="mean", hop_duration=5.0)
+```"""
+
+
+def write_model_card(output_dir: str, *, task: str, metrics: dict | None = None, dataset_name: str | None = None,
+                     base_model: str | None = None, training_args: dict | None = None,
+                     log_history: list | None = None, per_class_ap: dict | None = None) -> str:
+    """
+    Writes `README.md` (Hub metadata + text) into the saved model folder `output_dir`, plus where possible
+    `per_class_ap.png` / `training_curve.png`, `example.wav` (widget example) and, for audio classification,
+    `handler.py` (Inference Endpoints) and `long_audio.py`. Returns the README path.
+
+    Args:
+        task: `"audio-classification"` or `"fill-mask"` (a pretraining checkpoint).
+        metrics: final evaluation metrics, e.g. `{"eval_mAP": 0.41}`; they go into `model-index`.
+        dataset_name, base_model: shown and linked in the metadata.
+        training_args: a few hyper-parameters to show, `{name: value}`.
+        log_history: `trainer.state.log_history`, for the training curve.
+        per_class_ap: `{label: AP}`, for the per-class bar chart.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise ValueError(f"output_dir {str(output_dir)!r} is not a folder: save the model there first.")
+    config = _read_json(output_dir / "config.json")
+    fe_config = _read_json(output_dir / "preprocessor_config.json")
+    metrics = result_metrics(metrics)
+    multi_label = config.get("problem_type") == "multi_label_classification"
+    max_duration = float(fe_config.get("max_duration", 10.0))
+
+    complete_auto_map(output_dir)
+    widget = None
+    if task == "audio-classification":
+        shutil.copyfile(HANDLER_FILE, output_dir / "handler.py")
+        shutil.copyfile(LONG_AUDIO_FILE, output_dir / "long_audio.py")
+        widget = widget_example(output_dir)
+
+    figures = []
+    if per_class_ap and plot_per_class_ap(per_class_ap, output_dir / "per_class_ap.png"):
+        figures.append("![Per-class average precision](per_class_ap.png)")
+    if log_history and plot_training_curve(log_history, output_dir / "training_curve.png"):
+        figures.append("![Training curve](training_curve.png)")
+
+    n_labels = len(config.get("id2label") or {})
+    kind = {"audio-classification": f"{'multi-label' if multi_label else 'single-label'} audio classifier "
+                                    f"({n_labels} classes)",
+            "fill-mask": "masked-code-modelling (pretraining) checkpoint"}[task]
+    on = (f" on [{dataset_name}](https://huggingface.co/datasets/{dataset_name})" if hub_id(dataset_name)
+          else f" on {dataset_name}" if dataset_name else "")
+    summary = (f"An AudioFormer {kind}, trained{on}" + (f", starting from `{base_model}`" if base_model else "")
+               + ". AudioFormer classifies audio from the discrete codes of the EnCodec neural codec.")
+
+    results = ""
+    if metrics:
+        rows = "\n".join(f"| {name} | {_fmt(value)} |" for name, value in metrics.items())
+        results = f"## Results\n\nMeasured on the evaluation split at the end of training.\n\n| metric | value |\n|---|---|\n{rows}\n"
+    if figures:
+        results += "\n" + "\n\n".join(figures) + "\n"
+
+    arch_keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+                 "max_position_embeddings", "codebook_index", "problem_type", "multi_label_loss")
+    architecture = "\n".join(f"| {k} | {_fmt(config[k])} |" for k in arch_keys if config.get(k) is not None)
+
+    training_lines = []
+    if dataset_name:
+        training_lines.append(f"- dataset: `{dataset_name}`")
+    if base_model:
+        training_lines.append(f"- initialised from: `{base_model}`")
+    for key, value in (training_args or {}).items():
+        training_lines.append(f"- {key}: `{_fmt(value)}`")
+    training = "\n".join(training_lines) or "Hyper-parameters were not recorded for this run."
+    training += ("\n\nPretraining: masked code modelling (25% of codes masked). "
+                 if task == "fill-mask" else
+                 "\n\nFine-tuning: mean-pooled encoder features, cross-entropy (single-label) or LSEP / BCE "
+                 "(multi-label); FT2 adds the multi-positive contrastive loss over codebooks (paper eq. 8-9). ")
+    training += "See the AudioFormer project's `run_mlm.py` / `run_classification.py`."
+
+    text = Template(CARD_TEMPLATE.read_text(encoding="utf-8")).substitute(
+        metadata=_metadata(task, config, metrics, dataset_name, base_model, widget).strip(),
+        title=f"AudioFormer{' for audio classification' if task == 'audio-classification' else ' (pretrained)'}",
+        summary=summary, results=results, usage=_usage(task, multi_label, max_duration),
+        codec=fe_config.get("codec_name_or_path", "facebook/encodec_24khz"),
+        codebook_row=f"C{int(config.get('codebook_index', 0)) + 1}", max_duration=f"{max_duration:g}",
+        architecture=architecture, training=training,
+        dataset_phrase=f" ({dataset_name})" if dataset_name else "",
+    )
+    path = output_dir / "README.md"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# publishing
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _is_ignored(rel: str) -> bool:
+    from fnmatch import fnmatch
+
+    return any(fnmatch(rel, pattern) or fnmatch(rel.split("/")[0], pattern) for pattern in IGNORE_PATTERNS)
+
+
+def files_to_upload(folder) -> list[str]:
+    """
+    The files `publish` would upload (relative paths), after checking the folder. Raises ValueError when there
+    is no `config.json`, no safetensors weights, or any pickle (`.bin`, `.pt`, ...) that would be uploaded.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is not a folder.")
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    files = [f for f in files if not _is_ignored(f)]
+    if "config.json" not in files:
+        raise ValueError(f"{folder} has no config.json: save the model with save_pretrained first.")
+    pickles = [f for f in files if f.lower().endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise ValueError(f"Refusing to publish pickled weights {pickles}: save with safetensors "
+                         "(save_pretrained(..., safe_serialization=True)) and delete them.")
+    if not any(f.endswith(".safetensors") for f in files):
+        raise ValueError(f"{folder} has no .safetensors weights: save the model with save_pretrained first.")
+    return files
+
+
+def _fill_widget_src(folder: Path, repo_id: str, revision: str = "main"):
+    """The widget needs an absolute URL for its example clip; the repository is only known now."""
+    readme = folder / "README.md"
+    if readme.is_file() and (folder / EXAMPLE_AUDIO).is_file():
+        url = f"https://huggingface.co/{repo_id}/resolve/{revision}/{EXAMPLE_AUDIO}"
+        text = readme.read_text(encoding="utf-8")
+        readme.write_text(re.sub(rf"(\bsrc:\s*){re.escape(EXAMPLE_AUDIO)}\s*$", rf"\g<1>{url}", text,
+                                 flags=re.MULTILINE), encoding="utf-8")
+
+
+def publish(folder, repo_id: str, *, private: bool = False, token: str | None = None,
+            commit_message: str = "Upload AudioFormer", api=None):
+    """Creates `repo_id` (if needed) and uploads the checked folder; returns the commit info."""
+    from huggingface_hub import HfApi
+
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id or ""):
+        raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}.")
+    folder = Path(folder)
+    files = files_to_upload(folder)
+    if "README.md" not in files:
+        print(f"[hub] {folder} has no README.md; write one with write_model_card() for a useful model page.")
+    complete_auto_map(folder)
+    _fill_widget_src(folder, repo_id)
+    api = api or HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
+                             ignore_patterns=IGNORE_PATTERNS, token=token)
+
+
+def publish_from_training_args(training_args, output_dir: str | None = None):
+    """
+    What the training scripts call instead of `trainer.push_to_hub()` (which would overwrite the card written by
+    `write_model_card` with the Trainer's generic one and upload `training_args.bin`): uploads `output_dir` to
+    `training_args.hub_model_id` (default: the output folder's name under the user's account).
+    """
+    output_dir = output_dir or training_args.output_dir
+    repo_id = training_args.hub_model_id or Path(output_dir).resolve().name
+    if "/" not in repo_id:
+        from huggingface_hub import whoami
+
+        repo_id = f"{whoami(token=training_args.hub_token)['name']}/{repo_id}"
+    return publish(output_dir, repo_id, private=bool(getattr(training_args, "hub_private_repo", False)),
+                   token=training_args.hub_token)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m modeling_audioformer.hub",
+        description="Upload a saved AudioFormer output folder (safetensors only) to the Hugging Face Hub.")
+    parser.add_argument("output_dir", help="folder written by run_mlm.py / run_classification.py")
+    parser.add_argument("--repo_id", required=True, help="ORG/NAME on the Hub")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / `hf auth login`)")
+    parser.add_argument("--dry_run", action="store_true", help="check the folder and list the files; upload nothing")
+    args = parser.parse_args(argv)
+    if args.dry_run:
+        for name in files_to_upload(args.output_dir):
+            print(name)
+        return None
+    info = publish(args.output_dir, args.repo_id, private=args.private, token=args.token)
+    print(f"[hub] uploaded {args.output_dir} to https://huggingface.co/{args.repo_id}")
+    return info
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""
+Classifying audio longer than the model's `max_duration` (10 s in the paper), and the audio-classification
+pipeline that does it.
+
+The paper truncates every clip to 10 s, and so does the feature extractor: that stays the default
+(`long_audio="truncate"`). With `long_audio="mean"` or `"max"` the audio is cut into windows of `max_duration`
+seconds every `hop_duration` seconds, each window is scored like a clip, and the window scores (after softmax or
+sigmoid) are averaged or max-pooled per label: `mean` for "what is this recording about", `max` for "does this
+sound occur anywhere" (AudioSet-style tagging of long recordings).
+
+This file is also published with the checkpoints (Inference Endpoints `handler.py` imports it), so it imports only
+numpy, torch and transformers.
+
+    >>> from transformers import pipeline
+    >>> classifier = pipeline("audio-classification", model=path, pipeline_class=AudioFormerAudioClassificationPipeline)
+    >>> classifier({"raw": audio, "sampling_rate": 16000}, long_audio="max", hop_duration=5.0, top_k=3)
+"""
+
+import numpy as np
+import torch
+from transformers import AudioClassificationPipeline
+
+AGGREGATIONS = ("truncate", "mean", "max")
+FUNCTIONS = ("softmax", "sigmoid", "none")
+
+
+def sliding_windows(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """
+    `(start, end)` sample ranges of windows of `window` samples every `hop` samples that cover `[0, num_samples)`.
+    The last window ends at `num_samples` (it may be shorter only when the whole audio is shorter than a window).
+    """
+    if window <= 0 or hop <= 0:
+        raise ValueError(f"window and hop must be positive sample counts, got window={window}, hop={hop}.")
+    if num_samples <= window:
+        return [(0, num_samples)]
+    starts = list(range(0, num_samples - window, hop))
+    if starts[-1] + window < num_samples:
+        starts.append(num_samples - window)  # one last window flush with the end, so nothing is dropped
+    return [(s, s + window) for s in starts]
+
+
+def default_function(config) -> str:
+    """softmax for single-label models, sigmoid (labels scored independently) for multi-label ones."""
+    if getattr(config, "problem_type", None) == "multi_label_classification":
+        return "sigmoid"
+    if getattr(config, "problem_type", None) == "regression":
+        return "none"
+    return "softmax"
+
+
+def scores_from_logits(logits: torch.Tensor, function_to_apply: str) -> torch.Tensor:
+    """logits `(W, L)` -> scores `(W, L)`."""
+    if function_to_apply not in FUNCTIONS:
+        raise ValueError(f"function_to_apply must be one of {FUNCTIONS}, got {function_to_apply!r}.")
+    logits = logits.float()
+    if function_to_apply == "softmax":
+        return logits.softmax(-1)
+    if function_to_apply == "sigmoid":
+        return logits.sigmoid()
+    return logits
+
+
+def aggregate(scores: torch.Tensor, how: str) -> torch.Tensor:
+    """Window scores `(W, L)` -> recording scores `(L,)` by `"mean"` or `"max"` over windows."""
+    if how == "max":
+        return scores.max(dim=0).values
+    if how in ("mean", "truncate"):  # "truncate" has a single window
+        return scores.mean(dim=0)
+    raise ValueError(f"long_audio must be one of {AGGREGATIONS}, got {how!r}.")
+
+
+def split_audio(waveform: np.ndarray, sampling_rate: int, max_duration: float, long_audio: str = "truncate",
+                hop_duration: float | None = None) -> list[np.ndarray]:
+    """Mono waveform `(T,)` -> the list of clips to score: one (truncated by the feature extractor) or windows."""
+    if long_audio not in AGGREGATIONS:
+        raise ValueError(f"long_audio must be one of {AGGREGATIONS}, got {long_audio!r}.")
+    if long_audio == "truncate":
+        return [waveform]
+    hop_duration = max_duration / 2 if hop_duration is None else hop_duration
+    if hop_duration <= 0:
+        raise ValueError(f"hop_duration must be a positive number of seconds, got {hop_duration}.")
+    window = int(round(max_duration * sampling_rate))
+    hop = max(1, int(round(hop_duration * sampling_rate)))
+    return [waveform[s:e] for s, e in sliding_windows(waveform.shape[-1], window, hop)]
+
+
+@torch.no_grad()
+def window_logits(model, feature_extractor, clips: list, sampling_rate: int, batch_size: int = 8) -> torch.Tensor:
+    """Scores `len(clips)` clips in batches; returns logits `(W, num_labels)`."""
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(clips), batch_size):
+        inputs = feature_extractor(clips[i : i + batch_size], sampling_rate=sampling_rate, return_tensors="pt")
+        out.append(model(**{k: v.to(device) for k, v in inputs.items()}).logits.cpu())
+    return torch.cat(out)
+
+
+def classify_long_audio(model, feature_extractor, waveform, sampling_rate: int, long_audio: str = "mean",
+                        hop_duration: float | None = None, function_to_apply: str | None = None,
+                        batch_size: int = 8) -> torch.Tensor:
+    """
+    Scores a mono recording of any length: windows of `feature_extractor.max_duration` seconds every
+    `hop_duration` seconds (default half a window), aggregated by `long_audio` ("mean" | "max"; "truncate" = the
+    paper's first `max_duration` seconds only). Returns scores `(num_labels,)` after `function_to_apply`
+    (default: the model's, see `default_function`).
+    """
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.ndim != 1:
+        raise ValueError(f"Expected mono audio of shape (T,), got {waveform.shape}.")
+    clips = split_audio(waveform, sampling_rate, feature_extractor.max_duration, long_audio, hop_duration)
+    logits = window_logits(model, feature_extractor, clips, sampling_rate, batch_size)
+    function_to_apply = function_to_apply or default_function(model.config)
+    return aggregate(scores_from_logits(logits, function_to_apply), long_audio)
+
+
+def score_waveform(model, feature_extractor, waveform, sampling_rate: int, **kwargs) -> dict:
+    """`{label: score}` for one recording (see `classify_long_audio`; default truncation)."""
+    kwargs.setdefault("long_audio", "truncate")
+    scores = classify_long_audio(model, feature_extractor, waveform, sampling_rate, **kwargs)
+    return {model.config.id2label[i]: float(s) for i, s in enumerate(scores)}
+
+
+class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
+    """
+    `AudioClassificationPipeline` for AudioFormer: resamples `{"raw", "sampling_rate"}` input with the feature
+    extractor (no torchaudio needed), classifies long audio by sliding windows (`long_audio="mean"|"max"`,
+    `hop_duration`), and scores multi-label models with sigmoid by default (like the stock pipeline).
+    """
+
+    def _sanitize_parameters(self, top_k=None, function_to_apply=None, long_audio=None, hop_duration=None, **kwargs):
+        preprocess_params, forward_params, postprocess_params = super()._sanitize_parameters(
+            top_k=top_k, function_to_apply=function_to_apply, **kwargs)
+        if long_audio is not None:
+            if long_audio not in AGGREGATIONS:
+                raise ValueError(f"long_audio must be one of {AGGREGATIONS}, got {long_audio!r}.")
+            preprocess_params["long_audio"] = long_audio
+            postprocess_params["long_audio"] = long_audio
+        if hop_duration is not None:
+            preprocess_params["hop_duration"] = hop_duration
+        return preprocess_params, forward_params, postprocess_params
+
+    def preprocess(self, inputs, long_audio="truncate", hop_duration=None):
+        sampling_rate = self.feature_extractor.sampling_rate
+        if isinstance(inputs, dict):
+            if "sampling_rate" not in inputs or not ("raw" in inputs or "array" in inputs):
+                raise ValueError('A dict input needs a "raw" (or "array") waveform and its "sampling_rate".')
+            raw = inputs["raw"] if "raw" in inputs else inputs["array"]
+            inputs, sampling_rate = raw, int(inputs["sampling_rate"])
+        elif isinstance(inputs, (str, bytes)):
+            return self._from_decoded(inputs, long_audio, hop_duration)
+        if isinstance(inputs, torch.Tensor):
+            inputs = inputs.cpu().numpy()
+        if not isinstance(inputs, np.ndarray):
+            raise TypeError("Expected a numpy array, a torch tensor, a file path, bytes, or a dict "
+                            '{"raw": array, "sampling_rate": sr}.')
+        if inputs.ndim != 1:
+            raise ValueError(f"Expected mono audio of shape (T,), got {inputs.shape}.")
+        clips = split_audio(inputs, sampling_rate, self.feature_extractor.max_duration, long_audio, hop_duration)
+        # the feature extractor resamples to its own rate
+        return self.feature_extractor(clips, sampling_rate=sampling_rate, return_tensors="pt")
+
+    def _from_decoded(self, inputs, long_audio, hop_duration):
+        from transformers.pipelines.audio_utils import ffmpeg_read
+
+        if isinstance(inputs, str) and inputs.startswith(("http://", "https://")):
+            import httpx
+
+            inputs = httpx.get(inputs, follow_redirects=True).content
+        elif isinstance(inputs, str):
+            with open(inputs, "rb") as f:
+                inputs = f.read()
+        return self.preprocess(ffmpeg_read(inputs, self.feature_extractor.sampling_rate), long_audio, hop_duration)
+
+    def postprocess(self, model_outputs, top_k=5, function_to_apply=None, long_audio="truncate"):
+        function_to_apply = function_to_apply or default_function(self.model.config)
+        scores = aggregate(scores_from_logits(model_outputs.logits, function_to_apply), long_audio)
+        values, ids = scores.topk(min(top_k, scores.numel()))
+        return [{"score": float(v), "label": self.model.config.id2label[int(i)]} for v, i in zip(values, ids)]
+
+
+__all__ = ["AudioFormerAudioClassificationPipeline", "classify_long_audio", "score_waveform", "sliding_windows",
+           "aggregate", "split_audio"]

@@ -1,0 +1,202 @@
+"""
+A published AudioFormer folder works for a user who has only torch and transformers (issue 6, item 1).
+
+How "a clean environment without the project" is simulated: a fresh virtualenv with torch would take minutes and
+network access, so the user's Python is a subprocess of this interpreter whose first statement installs a
+`sys.meta_path` finder that refuses to import `modeling_audioformer` and `tokenization` (the script checks that
+the refusal works), run from a temporary working directory with no PYTHONPATH. Everything it needs must then come
+from the Hub cache: `HF_HOME` points to a temporary cache holding the published folder under `org/audioformer-tiny`
+and a tiny seeded EnCodec under the id `facebook/encodec_24khz` (written in the cache layout
+`models--org--name/snapshots/<commit>/...` + `refs/main`), with `HF_HUB_OFFLINE=1`. Remote code is imported by
+transformers as `transformers_modules.*`, which the blocker lets through.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ID = "org/audioformer-tiny"
+CODEC_ID = "facebook/encodec_24khz"
+LABELS = ["dog", "rain", "siren"]
+
+
+def populate_hub_cache(hub_cache: Path, repo_id: str, folder: Path) -> Path:
+    """Copies `folder` into the Hub cache as the `main` revision of model `repo_id`; returns the snapshot dir."""
+    repo_dir = Path(hub_cache) / f"models--{repo_id.replace('/', '--')}"
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    snapshot = repo_dir / "snapshots" / commit
+    shutil.copytree(folder, snapshot)
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def build_published_folder(path: Path, codec_dir: str, problem_type: str = "single_label_classification",
+                           max_duration: float = 2.0) -> Path:
+    """A tiny classifier + a feature extractor naming the codec by its Hub id, saved and carded like a run's output."""
+    import modeling_audioformer  # noqa: F401
+    from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
+    from modeling_audioformer.hub import write_model_card
+    from tokenization import AudioFormerFeatureExtractor
+
+    config = AudioFormerConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                               max_position_embeddings=256, num_labels=len(LABELS), problem_type=problem_type,
+                               id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)})
+    torch.manual_seed(0)
+    AudioFormerForAudioClassification(config).save_pretrained(path)
+    AudioFormerFeatureExtractor(codec_name_or_path=CODEC_ID, max_duration=max_duration).save_pretrained(path)
+    # the card's widget example needs the codec: point it at the local copy only while writing the card
+    fe_cfg = path / "preprocessor_config.json"
+    saved = fe_cfg.read_text()
+    fe_cfg.write_text(saved.replace(CODEC_ID, codec_dir))
+    write_model_card(str(path), task="audio-classification", metrics={"eval_accuracy": 0.5})
+    fe_cfg.write_text(saved)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hub_home(tmp_path_factory, tiny_codec_dir):
+    """HF_HOME with the published folder and the tiny codec in its Hub cache; returns (hf_home, folder)."""
+    root = tmp_path_factory.mktemp("remote")
+    folder = build_published_folder(root / "published", tiny_codec_dir)
+    hf_home = root / "hf_home"
+    populate_hub_cache(hf_home / "hub", REPO_ID, folder)
+    codec_only = root / "codec_only"
+    codec_only.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(Path(tiny_codec_dir) / name, codec_only / name)
+    populate_hub_cache(hf_home / "hub", CODEC_ID, codec_only)
+    return hf_home, folder
+
+
+USER_SCRIPT = textwrap.dedent("""
+    import importlib.abc, sys
+
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("modeling_audioformer", "tokenization"):
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked: the user has no AudioFormer project)")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    for name in ("modeling_audioformer", "tokenization"):
+        try:
+            __import__(name)
+        except ModuleNotFoundError:
+            pass
+        else:
+            raise SystemExit(f"blocker failed: {name} importable")
+
+    import json
+    import numpy as np
+    import torch
+    from transformers import (AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification,
+                              pipeline)
+
+    repo = sys.argv[1]
+    wav = np.load(sys.argv[2])
+    config = AutoConfig.from_pretrained(repo, trust_remote_code=True)
+    encoder = AutoModel.from_pretrained(repo, trust_remote_code=True).eval()
+    model = AutoModelForAudioClassification.from_pretrained(repo, trust_remote_code=True).eval()
+    fe = AutoFeatureExtractor.from_pretrained(repo, trust_remote_code=True)
+    inputs = fe(wav, sampling_rate=24000)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        hidden = encoder(**inputs).last_hidden_state
+    classifier = pipeline("audio-classification", model=repo, trust_remote_code=True)
+    result = classifier(wav, top_k=2)
+    print("RESULT=" + json.dumps({
+        "classes": [type(o).__module__ + "." + type(o).__name__ for o in (config, encoder, model, fe, classifier.model)],
+        "codec_hidden": fe.codec.config.hidden_size,
+        "input_ids": inputs["input_ids"].tolist(),
+        "logits": logits.tolist(), "hidden_shape": list(hidden.shape), "pipeline": result,
+    }))
+""")
+
+
+def test_published_folder_loads_without_the_project(hub_home, tmp_path, tiny_codec_dir):
+    hf_home, folder = hub_home
+    wav = np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.3
+    np.save(tmp_path / "wav.npy", wav)
+    (tmp_path / "user.py").write_text(USER_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONNOUSERSITE="1")
+    env.pop("HF_HUB_CACHE", None)
+    proc = subprocess.run([sys.executable, str(tmp_path / "user.py"), REPO_ID, str(tmp_path / "wav.npy")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT="))
+    out = json.loads(line[len("RESULT="):])
+
+    # every class came from the Hub cache's remote code, none from the project
+    assert all(c.startswith("transformers_modules.") for c in out["classes"]), out["classes"]
+    assert out["classes"][1].endswith("AudioFormerModel")
+    assert out["classes"][2].endswith("AudioFormerForAudioClassification")
+    assert out["classes"][3].endswith("AudioFormerFeatureExtractor")
+    # the codec was fetched by its Hub id: it is the tiny one from the cache
+    assert out["codec_hidden"] == json.loads((Path(tiny_codec_dir) / "config.json").read_text())["hidden_size"]
+
+    # independent reference: the project's own classes on the local folder give the same codes and logits
+    from modeling_audioformer import AudioFormerForAudioClassification
+    from tokenization import AudioFormerFeatureExtractor
+
+    fe = AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, max_duration=2.0)
+    inputs = fe(wav, sampling_rate=24000)
+    model = AudioFormerForAudioClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert torch.equal(torch.tensor(out["input_ids"]), inputs["input_ids"])
+    torch.testing.assert_close(torch.tensor(out["logits"]), logits, atol=1e-5, rtol=1e-5)
+    assert out["hidden_shape"] == [1, inputs["input_ids"].shape[-1], 32]
+
+    probs = logits[0].softmax(-1)
+    top = probs.topk(2)
+    assert [r["label"] for r in out["pipeline"]] == [LABELS[i] for i in top.indices]
+    np.testing.assert_allclose([r["score"] for r in out["pipeline"]], top.values.numpy(), atol=1e-5)
+
+
+def test_installed_project_needs_no_trust_remote_code(hub_home, monkeypatch):
+    """With the project imported, the Auto classes and the pipeline resolve to the project's classes."""
+    hf_home, folder = hub_home
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import modeling_audioformer
+    import tokenization
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, pipeline
+
+    assert type(AutoConfig.from_pretrained(folder)) is modeling_audioformer.AudioFormerConfig
+    assert type(AutoModel.from_pretrained(folder)) is modeling_audioformer.AudioFormerModel
+    model = AutoModelForAudioClassification.from_pretrained(folder)
+    assert type(model) is modeling_audioformer.AudioFormerForAudioClassification
+    assert type(AutoFeatureExtractor.from_pretrained(folder)) is tokenization.AudioFormerFeatureExtractor
+    classifier = pipeline("audio-classification", model=str(folder))
+    assert type(classifier.model) is modeling_audioformer.AudioFormerForAudioClassification
+
+
+def test_published_folder_is_self_contained(hub_home):
+    """The remote-code files import only torch / numpy / transformers / each other, and the weights are safetensors."""
+    _, folder = hub_home
+    config = json.loads((folder / "config.json").read_text())
+    for auto_class in ("AutoConfig", "AutoModel", "AutoModelForMaskedLM", "AutoModelForAudioClassification",
+                       "AutoFeatureExtractor"):
+        module = config["auto_map"][auto_class].split(".")[0]
+        assert (folder / f"{module}.py").is_file(), auto_class
+    allowed = {"torch", "numpy", "transformers", "math", "collections", "dataclasses", "typing", "huggingface_hub",
+               "base64", "importlib", "os", "__future__",
+               "httpx"}  # httpx: a dependency of transformers 5 (its pipelines fetch URLs with it)
+    for code in folder.glob("*.py"):
+        for line in code.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import ", "from ")) and not stripped.startswith("from ."):
+                top = stripped.split()[1].split(".")[0]
+                assert top in allowed, f"{code.name}: {stripped}"
+    assert (folder / "model.safetensors").is_file()
+    assert not [p for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl")]
