@@ -10,8 +10,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["modeling_audioformer", "tokenization"],
-    package_data={"tokenization": ["metrics/*/*.py"]},
+    # model_cards/ ships as a data package beside modeling_audioformer, where modeling_audioformer.hub looks for it.
+    packages=["modeling_audioformer", "modeling_audioformer.metrics", "tokenization", "model_cards"],
+    package_data={"modeling_audioformer.metrics": ["*/*.py"], "model_cards": ["*.md", "*.py"]},
     py_modules=["run_mlm", "run_classification"],
     install_requires=[
         "torch>=2.4",

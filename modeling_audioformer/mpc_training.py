@@ -1,0 +1,148 @@
+"""Fine-tuning pieces for `Trainer`: FT2's multi-positive contrastive (MPC) loss and weighted sampling.
+
+FT2 (paper 3.3.2, eq. 8-9): the trained anchor model reads codebook C1; frozen pretrained models read C2..CN of
+the same clips and provide the positives; the other clips of the batch are the negatives.
+
+    loss = alpha * classification(anchor logits) + (1 - alpha) * mpc_loss(stack([anchor, P2, ..., PN]), tau)
+
+where each feature is the masked mean of the last hidden states (`pooled_output`). The positive models run
+under `torch.no_grad` in eval mode; they are held by the trainer, not by the model, so they never enter the
+optimizer nor the saved checkpoint, and inference uses the anchor alone (the published model has FT1's size).
+"""
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from transformers import Trainer
+
+from .losses import mpc_loss
+from .modeling_audioformer import AudioFormerModel, masked_mean
+from .sampling import WeightedClipSampler
+
+
+def load_positive_models(
+    paths: Sequence[str],
+    anchor_config=None,
+    codebook_indices: Sequence[int] | None = None,
+    **from_pretrained_kwargs,
+) -> list[AudioFormerModel]:
+    """Loads the frozen positive models of FT2 (backbones only; an MLM or classification head is dropped).
+
+    Args:
+        paths: pretrained AudioFormer checkpoints (folders or Hub ids), one per positive codebook.
+        anchor_config: the anchor's config; checks that hidden sizes match and no positive reads the anchor's row.
+        codebook_indices: the codebook row each positive reads; default: each checkpoint's `codebook_index`.
+
+    Returns:
+        models in eval mode with `requires_grad=False`.
+    """
+    if codebook_indices is not None and len(codebook_indices) != len(paths):
+        raise ValueError(f"Got {len(paths)} positive models but {len(codebook_indices)} codebook indices.")
+    models = []
+    for i, path in enumerate(paths):
+        model = AudioFormerModel.from_pretrained(path, **from_pretrained_kwargs)
+        if codebook_indices is not None:
+            if not 0 <= codebook_indices[i] < model.config.num_codebooks:
+                raise ValueError(f"Codebook index {codebook_indices[i]} for {path} is outside "
+                                 f"[0, {model.config.num_codebooks - 1}].")
+            model.config.codebook_index = int(codebook_indices[i])
+        models.append(freeze(model))
+    check_positive_models(models, anchor_config, names=list(paths))
+    return models
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def check_positive_models(models: Sequence[nn.Module], anchor_config=None, names: Sequence[str] | None = None):
+    """Raises a ValueError when a positive model cannot serve as one: another hidden size than the anchor, or a
+    codebook row that the anchor or another positive already reads."""
+    names = names or [f"positive model {i}" for i in range(len(models))]
+    if not models:
+        raise ValueError("FT2 needs at least one positive model.")
+    seen = {} if anchor_config is None else {anchor_config.codebook_index: "the anchor model"}
+    for name, model in zip(names, models):
+        config = model.config
+        if anchor_config is not None and config.hidden_size != anchor_config.hidden_size:
+            raise ValueError(f"{name} has hidden_size {config.hidden_size}, the anchor {anchor_config.hidden_size}; "
+                             "MPC compares their pooled features, which need the same size.")
+        if config.codebook_index in seen:
+            raise ValueError(f"{name} reads codebook row {config.codebook_index}, as {seen[config.codebook_index]} "
+                             "does; give each positive its own row (--mpc_positive_codebooks).")
+        seen[config.codebook_index] = name
+
+
+class AudioClassificationTrainer(Trainer):
+    """`Trainer` for AudioFormer classification: FT1 as is, FT2 with `positive_models`, optional weighted sampling.
+
+    Args (besides `Trainer`'s):
+        positive_models: frozen models (e.g. from `load_positive_models`) whose `(B, T, D)` last hidden states
+            give the positives; none for FT1.
+        mpc_alpha: weight of the classification loss (eq. 9; the paper uses 0.95).
+        mpc_temperature: tau of the MPC loss (the paper uses 0.05).
+        sample_weights: `(N,)` per-clip weights of the training set (`sampling.inverse_frequency_weights`); the
+            training loader then draws N clips with replacement.
+    """
+
+    def __init__(self, *args, positive_models: Sequence[nn.Module] | None = None, mpc_alpha: float = 0.95,
+                 mpc_temperature: float = 0.05, sample_weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not 0.0 <= mpc_alpha <= 1.0:
+            raise ValueError(f"mpc_alpha must be in [0, 1], got {mpc_alpha}.")
+        if mpc_temperature <= 0:
+            raise ValueError(f"mpc_temperature must be positive, got {mpc_temperature}.")
+        # The model's losses are batch means; with `model_accepts_loss_kwargs` (a `**kwargs` forward) the Trainer
+        # would take them for sums over `num_items_in_batch` and skip the gradient-accumulation / DDP scaling.
+        self.model_accepts_loss_kwargs = False
+        # A plain list: the positives must not become sub-modules of anything the Trainer saves or optimizes.
+        self.positive_models = [freeze(m).to(self.args.device) for m in (positive_models or [])]
+        if self.positive_models:
+            check_positive_models(self.positive_models, self.accelerator.unwrap_model(self.model).config)
+        self.mpc_alpha = mpc_alpha
+        self.mpc_temperature = mpc_temperature
+        self.sample_weights = sample_weights
+        if sample_weights is not None and self.train_dataset is not None and len(sample_weights) != len(self.train_dataset):
+            raise ValueError(f"sample_weights has {len(sample_weights)} entries for {len(self.train_dataset)} "
+                             "training clips.")
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.sample_weights is None:
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return WeightedClipSampler(self.sample_weights, seed=seed)
+
+    @torch.no_grad()
+    def positive_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """`(B, K, T)` ids -> one `(B, D)` pooled feature per positive model, each from its own codebook row."""
+        if input_ids.dim() != 3:
+            raise ValueError("FT2 needs input_ids of all codebooks, shape (B, K, T); got shape "
+                             f"{tuple(input_ids.shape)}.")
+        features = []
+        for model in self.positive_models:
+            hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            if attention_mask is None:
+                row = input_ids[:, model.config.codebook_index]
+                mask = (row != model.config.pad_token_id).long()
+            else:
+                mask = attention_mask
+            features.append(masked_mean(hidden, mask))
+        return features
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        loss = outputs.loss
+        # MPC only while training: evaluation reports the classification loss of the anchor alone, the model
+        # that is deployed.
+        if self.positive_models and model.training:
+            positives = self.positive_features(inputs["input_ids"], inputs.get("attention_mask"))
+            features = torch.stack([outputs.pooled_output] + [p.to(outputs.pooled_output.dtype) for p in positives],
+                                   dim=1)  # (B, N, D)
+            loss = self.mpc_alpha * loss + (1.0 - self.mpc_alpha) * mpc_loss(features, self.mpc_temperature)
+        return (loss, outputs) if return_outputs else loss
+
+
+__all__ = ["AudioClassificationTrainer", "load_positive_models", "check_positive_models", "freeze"]

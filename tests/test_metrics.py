@@ -1,0 +1,62 @@
+"""The local evaluate metrics against scikit-learn on fixed arrays (no Hub access)."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, f1_score
+
+from modeling_audioformer.metrics import load_metric
+
+
+def fixed_multilabel(seed=0, num_clips=40, num_classes=7):
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((num_clips, num_classes)) < 0.3).astype(np.int32)
+    targets[:, 5] = 0  # a class without a positive: left out of the mean
+    scores = rng.normal(size=(num_clips, num_classes)) + 1.5 * targets
+    scores[:, 2] = np.round(scores[:, 2])  # ties
+    return scores.astype(np.float32), targets
+
+
+def test_map_matches_sklearn():
+    scores, targets = fixed_multilabel()
+    result = load_metric("mean_average_precision").compute(predictions=scores, references=targets,
+                                                           return_per_class=True)
+    keep = targets.any(axis=0)
+    expected = average_precision_score(targets[:, keep], scores[:, keep], average="macro")
+    assert result["mAP"] == pytest.approx(expected, abs=1e-6)
+    for c in range(targets.shape[1]):
+        if keep[c]:
+            assert result["AP_per_class"][c] == pytest.approx(average_precision_score(targets[:, c], scores[:, c]),
+                                                              abs=1e-6)
+        else:
+            assert math.isnan(result["AP_per_class"][c])
+
+
+def test_map_hand_example():
+    # Class 0: positives ranked 1st and 3rd -> AP = (1 + 2/3) / 2.
+    scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3]])
+    targets = np.array([[1, 0], [0, 0], [1, 1]])
+    result = load_metric("mean_average_precision").compute(predictions=scores, references=targets)
+    assert result["mAP"] == pytest.approx(((1 + 2 / 3) / 2 + 1.0) / 2)
+
+
+def test_f1_matches_sklearn():
+    scores, targets = fixed_multilabel(seed=1)
+    predictions = (scores > 0.8).astype(np.int32)
+    result = load_metric("multilabel_f1").compute(predictions=predictions, references=targets)
+    assert result["micro_f1"] == pytest.approx(f1_score(targets, predictions, average="micro", zero_division=0))
+    assert result["macro_f1"] == pytest.approx(f1_score(targets, predictions, average="macro", zero_division=0))
+
+
+def test_accuracy():
+    result = load_metric("accuracy").compute(predictions=[0, 2, 1, 1], references=[0, 1, 1, 1])
+    assert result["accuracy"] == pytest.approx(0.75)
+
+
+def test_bad_shapes_and_names():
+    with pytest.raises(ValueError, match="same shape"):
+        from modeling_audioformer.metrics.mean_average_precision.mean_average_precision import mean_average_precision
+        mean_average_precision(np.zeros((3, 2)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="Unknown metric"):
+        load_metric("map")

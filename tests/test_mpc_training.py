@@ -1,0 +1,169 @@
+"""FT2 pieces (frozen positive models + MPC loss in a Trainer) and weighted sampling, with tiny models."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import datasets
+from transformers import TrainingArguments
+
+from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel, mpc_loss
+from modeling_audioformer.mpc_training import AudioClassificationTrainer, check_positive_models, load_positive_models
+from modeling_audioformer.sampling import WeightedClipSampler, inverse_frequency_weights
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def tiny_anchor(num_labels=3, seed=0):
+    torch.manual_seed(seed)
+    return AudioFormerForAudioClassification(AudioFormerConfig(num_labels=num_labels, **TINY))
+
+
+def tiny_positive(codebook_index, seed):
+    torch.manual_seed(seed)
+    return AudioFormerModel(AudioFormerConfig(codebook_index=codebook_index, **TINY))
+
+
+def code_batch(batch_size=6, length=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 1027, (batch_size, 4, length), generator=g)
+    ids[:, :, 0], ids[:, :, -1] = 0, 2
+    mask = torch.ones(batch_size, length, dtype=torch.long)
+    ids[0, :, -5:] = 1  # padding on one clip
+    mask[0, -5:] = 0
+    return ids, mask
+
+
+def collate(rows):
+    return {
+        "input_ids": torch.tensor([r["input_ids"] for r in rows]),
+        "attention_mask": torch.tensor([r["attention_mask"] for r in rows]),
+        "labels": torch.tensor([r["labels"] for r in rows]),
+    }
+
+
+def tiny_trainer(tmp_path, anchor, positives, alpha=0.5, **kwargs):
+    ids, mask = code_batch(batch_size=8)
+    data = datasets.Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": mask.tolist(),
+                                       "labels": [i % 3 for i in range(8)]})
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=3, learning_rate=1e-2,
+                             report_to=[], save_strategy="no", use_cpu=True, remove_unused_columns=False,
+                             disable_tqdm=True)
+    return AudioClassificationTrainer(model=anchor, args=args, train_dataset=data, data_collator=collate,
+                                      positive_models=positives, mpc_alpha=alpha, mpc_temperature=0.05, **kwargs)
+
+
+def test_compute_loss_is_eq9(tmp_path):
+    anchor, positives = tiny_anchor(), [tiny_positive(1, 1), tiny_positive(2, 2)]
+    trainer = tiny_trainer(tmp_path, anchor, positives, alpha=0.7)
+    ids, mask = code_batch()
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    anchor.train()
+    loss = trainer.compute_loss(anchor, {"input_ids": ids, "attention_mask": mask, "labels": labels})
+
+    # Independent path: each positive fed its own row as a (B, T) input.
+    logits_out = anchor(input_ids=ids[:, 0], attention_mask=mask)
+    classification = torch.nn.functional.cross_entropy(logits_out.logits, labels)
+    m = mask[..., None].float()
+    pooled = [(p(input_ids=ids[:, k], attention_mask=mask).last_hidden_state * m).sum(1) / m.sum(1)
+              for k, p in zip((1, 2), positives)]
+    expected = 0.7 * classification + 0.3 * mpc_loss(torch.stack([logits_out.pooled_output] + pooled, dim=1), 0.05)
+    torch.testing.assert_close(loss, expected)
+
+    anchor.eval()  # evaluation: the anchor's classification loss alone
+    eval_loss = trainer.compute_loss(anchor, {"input_ids": ids, "attention_mask": mask, "labels": labels})
+    torch.testing.assert_close(eval_loss, anchor(input_ids=ids, attention_mask=mask, labels=labels).loss)
+
+
+def test_training_freezes_positives_and_saves_plain_model(tmp_path):
+    anchor, positives = tiny_anchor(), [tiny_positive(1, 1), tiny_positive(2, 2)]
+    before = [{k: v.clone() for k, v in p.state_dict().items()} for p in positives]
+    anchor_before = {k: v.clone() for k, v in anchor.state_dict().items()}
+    trainer = tiny_trainer(tmp_path, anchor, positives)
+    trainer.train()
+
+    for p, b in zip(positives, before):
+        for k, v in p.state_dict().items():
+            torch.testing.assert_close(v, b[k], rtol=0, atol=0)
+        assert not any(q.requires_grad for q in p.parameters())
+    assert not torch.equal(anchor.state_dict()["classifier.weight"], anchor_before["classifier.weight"])
+    optimized = {id(q) for group in trainer.optimizer.param_groups for q in group["params"]}
+    assert not optimized & {id(q) for p in positives for q in p.parameters()}
+
+    trainer.save_model(str(tmp_path / "saved"))
+    reloaded = AudioFormerForAudioClassification.from_pretrained(str(tmp_path / "saved"))
+    assert set(reloaded.state_dict()) == set(tiny_anchor().state_dict())
+
+
+def test_mpc_changes_the_anchor_gradient(tmp_path):
+    ids, mask = code_batch()
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    grads = []
+    for alpha in (1.0, 0.5):
+        anchor = tiny_anchor()
+        trainer = tiny_trainer(tmp_path, anchor, [tiny_positive(1, 1)], alpha=alpha)
+        anchor.train()
+        trainer.compute_loss(anchor, {"input_ids": ids, "attention_mask": mask, "labels": labels}).backward()
+        grads.append(anchor.roformer.encoder.layer[0].attention.self.query.weight.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])
+
+
+def test_positive_model_checks(tmp_path):
+    anchor = tiny_anchor()
+    with pytest.raises(ValueError, match="codebook row 0"):
+        check_positive_models([tiny_positive(0, 1)], anchor.config)
+    with pytest.raises(ValueError, match="codebook row 1"):
+        check_positive_models([tiny_positive(1, 1), tiny_positive(1, 2)], anchor.config)
+    other = AudioFormerModel(AudioFormerConfig(**{**TINY, "hidden_size": 64}, codebook_index=1))
+    with pytest.raises(ValueError, match="hidden_size"):
+        check_positive_models([other], anchor.config)
+
+    # load_positive_models drops an MLM head and can re-assign the row.
+    from modeling_audioformer import AudioFormerForMaskedLM
+    torch.manual_seed(3)
+    mlm = AudioFormerForMaskedLM(AudioFormerConfig(**TINY))
+    mlm.save_pretrained(tmp_path / "mlm")
+    (loaded,) = load_positive_models([str(tmp_path / "mlm")], anchor.config, codebook_indices=[3])
+    assert loaded.config.codebook_index == 3 and not loaded.training
+    torch.testing.assert_close(loaded.embeddings.word_embeddings.weight, mlm.roformer.embeddings.word_embeddings.weight)
+
+
+def test_inverse_frequency_weights():
+    weights = inverse_frequency_weights([[0], [0, 1], [0], [2], []], num_labels=3)
+    np.testing.assert_allclose(weights, [1 / 3, 1 / 3 + 1, 1 / 3, 1.0, 1 / 3])
+    np.testing.assert_allclose(inverse_frequency_weights([0, 0, 1], 2), [0.5, 0.5, 1.0])
+    with pytest.raises(ValueError, match="outside"):
+        inverse_frequency_weights([[3]], num_labels=3)
+
+
+def test_weighted_sampler_is_rank_consistent_and_weighted():
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler
+
+    weights = np.array([1.0, 1.0, 1.0, 7.0])
+    a, b = WeightedClipSampler(weights, num_samples=4000, seed=5), WeightedClipSampler(weights, num_samples=4000, seed=5)
+    assert list(a) == list(b)  # two processes draw the same sequence...
+    counts = np.bincount(list(a), minlength=4) / 4000
+    np.testing.assert_allclose(counts, weights / weights.sum(), atol=0.03)
+    a.set_epoch(1)
+    assert list(a) != list(b)  # ...which changes with the epoch
+
+    # ...and accelerate's shards of it are disjoint and cover it.
+    sampler = WeightedClipSampler(weights, num_samples=16, seed=0)
+    shards = [list(BatchSamplerShard(BatchSampler(sampler, 2, False), num_processes=2, process_index=r))
+              for r in range(2)]
+    full = list(BatchSampler(sampler, 2, False))
+    assert shards[0] == full[0::2] and shards[1] == full[1::2]
+
+
+def test_trainer_uses_weighted_sampler(tmp_path):
+    trainer = tiny_trainer(tmp_path, tiny_anchor(), None, sample_weights=np.ones(8))
+    assert isinstance(trainer._get_train_sampler(trainer.train_dataset), WeightedClipSampler)
+    with pytest.raises(ValueError, match="sample_weights has 3"):
+        tiny_trainer(tmp_path, tiny_anchor(), None, sample_weights=np.ones(3))

@@ -1,0 +1,115 @@
+"""
+A synthesised, seeded DEMO dataset for the main job and the tests (nothing is downloaded).
+
+Five classes of clearly distinct sounds: a low tone, a high tone, a rising chirp, a band of noise and a click
+train. Every clip is generated from a seed, so the same arguments always give the same files. The sounds carry
+random frequency, level, phase and onset jitter, so a model has something to learn, but they say nothing about
+real audio: numbers from it demonstrate the pipeline, not the model.
+
+    >>> from tokenization.demo_data import write_demo_audiofolder
+    >>> write_demo_audiofolder("demo_data/audio", multi_label=True)     # train/ and validation/ with metadata.jsonl
+
+The folder is an audiofolder (`tokenization.audio_io.load_audio_dataset(data_dir=...)`): `train/` and
+`validation/`, each with 16-bit WAV files and a `metadata.jsonl` holding `file_name`, `label` (the clip's main
+sound, a string: single-label) and `labels` (every sound in the clip, a list: multi-label).
+"""
+
+import json
+import os
+
+import numpy as np
+
+
+DEMO_CLASSES = ("low_tone", "high_tone", "chirp", "noise_band", "clicks")
+DEMO_NOTE = ("SYNTHESISED DEMO DATA (tokenization/demo_data.py): seeded tones, chirps, noise bands and click trains. "
+             "Not real audio; metrics on it only show that the pipeline runs.")
+
+
+def synth_sound(name: str, num_samples: int, sampling_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """One `(num_samples,)` float32 sound of class `name`, with seeded jitter, peak about 0.5."""
+    t = np.arange(num_samples) / sampling_rate
+    if name == "low_tone":
+        sound = np.sin(2 * np.pi * rng.uniform(150, 300) * t + rng.uniform(0, 2 * np.pi))
+    elif name == "high_tone":
+        sound = np.sin(2 * np.pi * rng.uniform(2500, 4000) * t + rng.uniform(0, 2 * np.pi))
+    elif name == "chirp":
+        f0, f1 = rng.uniform(200, 500), rng.uniform(3000, 6000)
+        duration = num_samples / sampling_rate
+        sound = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * duration)))  # linear sweep f0 -> f1
+    elif name == "noise_band":
+        spectrum = np.fft.rfft(rng.standard_normal(num_samples))
+        freqs = np.fft.rfftfreq(num_samples, 1 / sampling_rate)
+        low = rng.uniform(800, 1500)
+        spectrum[(freqs < low) | (freqs > 2 * low)] = 0
+        sound = np.fft.irfft(spectrum, n=num_samples)
+    elif name == "clicks":
+        sound = np.zeros(num_samples)
+        period = int(sampling_rate / rng.uniform(8, 20))
+        for start in range(int(rng.integers(0, period)), num_samples, period):
+            burst = min(48, num_samples - start)
+            sound[start:start + burst] = rng.standard_normal(burst) * np.exp(-np.arange(burst) / 8)
+    else:
+        raise ValueError(f"Unknown demo class {name!r}; the classes are {DEMO_CLASSES}.")
+    sound = sound / (np.abs(sound).max() + 1e-8)
+    return (0.5 * sound).astype(np.float32)
+
+
+def make_demo_clips(num_clips: int, seed: int = 0, multi_label: bool = False, duration: float = 1.0,
+                    sampling_rate: int = 24000, classes=DEMO_CLASSES) -> list[dict]:
+    """
+    Seeded clips; class `i % len(classes)` is the main sound of clip `i`, so the classes are balanced.
+
+    With `multi_label`, half of the clips also hold a second, quieter sound of another class.
+
+    Returns:
+        list of dicts: `audio` float32 `(round(duration * sampling_rate),)`, `label` (str), `labels` (list of str).
+    """
+    rng = np.random.default_rng(seed)
+    num_samples = int(round(duration * sampling_rate))
+    clips = []
+    for i in range(num_clips):
+        main = classes[i % len(classes)]
+        names = [main]
+        if multi_label and rng.random() < 0.5:
+            names.append(classes[(i + 1 + int(rng.integers(0, len(classes) - 1))) % len(classes)])
+        audio = synth_sound(main, num_samples, sampling_rate, rng)
+        for other in names[1:]:
+            audio = audio + 0.5 * synth_sound(other, num_samples, sampling_rate, rng)
+        audio = audio + 0.01 * rng.standard_normal(num_samples).astype(np.float32)
+        clips.append({"audio": audio, "label": main, "labels": sorted(names)})
+    return clips
+
+
+def write_demo_audiofolder(output_dir: str, num_train: int = 60, num_validation: int = 20, seed: int = 0,
+                           multi_label: bool = False, duration: float = 1.0, sampling_rate: int = 24000) -> str:
+    """
+    Writes the demo audiofolder (`train/`, `validation/`, a `README.txt` saying what it is) and returns its path.
+    Files already there with the same settings are kept (the folder is rewritten when the settings change).
+    """
+    import soundfile as sf
+
+    settings = dict(num_train=num_train, num_validation=num_validation, seed=seed, multi_label=multi_label,
+                    duration=duration, sampling_rate=sampling_rate, classes=list(DEMO_CLASSES))
+    stamp = os.path.join(output_dir, "demo_settings.json")
+    if os.path.isfile(stamp):
+        with open(stamp) as f:
+            if json.load(f) == settings:
+                return output_dir
+    for split, count, split_seed in (("train", num_train, seed), ("validation", num_validation, seed + 1000)):
+        split_dir = os.path.join(output_dir, split)
+        os.makedirs(split_dir, exist_ok=True)
+        rows = []
+        for i, clip in enumerate(make_demo_clips(count, split_seed, multi_label, duration, sampling_rate)):
+            name = f"{split}_{i:04d}.wav"
+            sf.write(os.path.join(split_dir, name), clip["audio"], sampling_rate, subtype="PCM_16")
+            rows.append({"file_name": name, "label": clip["label"], "labels": clip["labels"]})
+        with open(os.path.join(split_dir, "metadata.jsonl"), "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+    with open(os.path.join(output_dir, "README.txt"), "w") as f:
+        f.write(DEMO_NOTE + "\n")
+    with open(stamp, "w") as f:
+        json.dump(settings, f)
+    return output_dir
+
+
+__all__ = ["DEMO_CLASSES", "DEMO_NOTE", "synth_sound", "make_demo_clips", "write_demo_audiofolder"]
