@@ -36,6 +36,7 @@ import transformers
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments, set_seed
 
 from modeling_audioformer import AudioFormerForAudioClassification
+from modeling_audioformer.hub import publish_from_training_args, write_model_card
 from modeling_audioformer.metrics import load_metric
 from modeling_audioformer.mpc_training import AudioClassificationTrainer, load_positive_models
 from modeling_audioformer.sampling import inverse_frequency_weights
@@ -425,8 +426,6 @@ def main(argv: list[str] | None = None):
         feature_extractor.save_pretrained(training_args.output_dir)
         write_card(training_args, model_args, data_args, cls_args, metrics, trainer, store, demo)
         if push_to_hub:
-            from modeling_audioformer.hub import publish_from_training_args
-
             publish_from_training_args(training_args)
     if demo and trainer.is_world_process_zero():
         name = "eval_mAP" if multi_label else "eval_accuracy"
@@ -436,13 +435,6 @@ def main(argv: list[str] | None = None):
 
 
 def write_card(training_args, model_args, data_args, cls_args, metrics, trainer, store, demo):
-    try:
-        from modeling_audioformer.hub import write_model_card
-    except ImportError:
-        write_model_card = None
-    if write_model_card is None:
-        logger.warning("modeling_audioformer.hub is unavailable: no model card written.")
-        return None
     dataset_name = data_args.dataset_name or data_args.data_dir or data_args.train_file or data_args.tokenized_dataset
     if demo:
         dataset_name = "synthesised demo clips (tokenization/demo_data.py), NOT real audio"

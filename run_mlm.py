@@ -27,6 +27,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_audioformer import AudioFormerForMaskedLM
+from modeling_audioformer.hub import publish_from_training_args, write_model_card
 from tokenization.collators import IGNORE_INDEX, DataCollatorForCodeMLM
 from tokenization.training_data import (
     DataTrainingArguments,
@@ -122,10 +123,6 @@ def main(argv=None):
     config = load_config(model_args, num_codebooks=num_codebooks_of(code_datasets))
     max_positions_check(code_datasets, config)
     model = load_model(AudioFormerForMaskedLM, model_args, config)
-    if not hasattr(type(model), "accepts_loss_kwargs"):
-        # The model averages its loss over its own masked tokens and ignores `num_items_in_batch`; without this,
-        # Trainer (which sees `**kwargs` in forward) would multiply the loss by the number of processes.
-        model.accepts_loss_kwargs = False
     logger.info("Pretraining on codebook C%d; %d parameters", config.codebook_index + 1, model.num_parameters())
 
     code_datasets = code_datasets.select_columns(["input_ids"])  # labels, ids, ... of the source are not used
@@ -134,6 +131,9 @@ def main(argv=None):
     collator = DataCollatorForCodeMLM(codebook_index=config.codebook_index, pad_token_id=config.pad_token_id,
                                       mask_token_id=config.mask_token_id, **masking)
 
+    # The upload happens at the end, with the model card (Trainer.push_to_hub would replace the card and upload
+    # training_args.bin, a pickle).
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -162,22 +162,14 @@ def main(argv=None):
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
 
-    card_written = False
     if training_args.do_train and trainer.is_world_process_zero():
-        card_written = write_card(trainer, model_args, data_args, training_args, metrics)
-    if training_args.push_to_hub and training_args.do_train:
-        if card_written:
-            trainer.create_model_card = lambda *args, **kwargs: None  # keep the AudioFormer card, not Trainer's
-        trainer.push_to_hub(finetuned_from=model_args.model_name_or_path, tasks="fill-mask")
+        write_card(trainer, model_args, data_args, training_args, metrics)
+        if push_to_hub:
+            publish_from_training_args(training_args)
     return metrics
 
 
 def write_card(trainer, model_args, data_args, training_args, metrics):
-    try:
-        from modeling_audioformer.hub import write_model_card
-    except ImportError:
-        logger.info("modeling_audioformer.hub is not available: no model card written.")
-        return False
     card_metrics = {k: float(metrics[k]) for k in ("eval_loss", "eval_accuracy") if k in metrics}
     write_model_card(
         training_args.output_dir, task="fill-mask", metrics=card_metrics or None,
@@ -185,7 +177,6 @@ def write_card(trainer, model_args, data_args, training_args, metrics):
         base_model=model_args.model_name_or_path, training_args=training_args_summary(training_args),
         log_history=trainer.state.log_history,
     )
-    return True
 
 
 if __name__ == "__main__":
