@@ -170,6 +170,19 @@ def test_input_types_and_channels(tiny_codec_dir):
     assert isinstance(np_out["input_ids"], np.ndarray) and (np_out["input_ids"] == ref.numpy()).all()
 
 
+def test_integer_pcm_scaling():
+    from tokenization.feature_extraction_audioformer import _to_float_tensor
+
+    cases = [(np.array([-32768, 0, 16384, 32767], np.int16), [-1.0, 0.0, 0.5, 32767 / 32768]),
+             (np.array([-(2**31), 0, 2**30, 2**31 - 1], np.int32), [-1.0, 0.0, 0.5, (2**31 - 1) / 2**31]),
+             (np.array([0, 128, 192, 255], np.uint8), [-1.0, 0.0, 0.5, 127 / 128])]  # 8-bit WAV is unsigned
+    for pcm, expected in cases:
+        for x in (pcm, torch.from_numpy(pcm)):
+            got = _to_float_tensor(x)
+            assert got.is_floating_point() and got.shape == (1, 4)
+            np.testing.assert_allclose(got[0].double().numpy(), expected, rtol=0, atol=1e-12)
+
+
 def test_resampled_input(tiny_feature_extractor):
     fe = tiny_feature_extractor
     clip16 = _clip(1.0, 12, sr=16000)
@@ -199,11 +212,68 @@ def test_truncates_to_max_duration(tiny_feature_extractor):
         (np.zeros((1, 2, 100), np.float32), {"sampling_rate": SR}, "channels-first"),
         (np.zeros((100, 2), np.float32), {"sampling_rate": SR}, "transpose"),
         (np.zeros(100, np.float32), {"sampling_rate": SR, "padding": "do_not_pad"}, "padding"),
+        (np.zeros((2, 0), np.float32), {"sampling_rate": SR}, "empty"),  # not "transpose it"
+        (np.zeros((0, 100), np.float32), {"sampling_rate": SR}, "empty"),  # no channels: was a silent NaN mean
+        ([], {"sampling_rate": SR}, "empty list"),
+        ([np.zeros(100, np.float32), np.zeros(0, np.float32)], {"sampling_rate": SR}, "empty audio clip"),
+        (np.zeros(100, np.int64), {"sampling_rate": SR}, "int16, int32 or uint8"),
+        (np.zeros(100, np.float32), {"sampling_rate": 22050.5}, "whole number"),
+        (np.zeros(100, np.float32), {"sampling_rate": "16000"}, "whole number"),
+        (np.zeros(100, np.float32), {"sampling_rate": -16000}, "positive"),
     ],
 )
 def test_bad_input_raises(tiny_feature_extractor, audio, kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny_feature_extractor(audio, **kwargs)
+
+
+def test_bad_settings_raise(tiny_codec_dir):
+    with pytest.raises(ValueError, match="codec_batch_size"):
+        AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, codec_batch_size=0)
+    with pytest.raises(ValueError, match="max_duration"):
+        AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, max_duration=0)
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
+    with pytest.raises(ValueError, match="max_samples"):  # the public low-level entry point checks its input too
+        fe.encode_waveforms([torch.zeros(fe.max_samples + 1)])
+
+
+def test_pipeline_style_input(tiny_feature_extractor):
+    # pipeline("audio-classification") passes one 1-D array at fe.sampling_rate with return_tensors="pt"; from a
+    # file it is ffmpeg_read's read-only np.frombuffer float32 buffer.
+    fe = tiny_feature_extractor
+    clip = _clip(0.6, 17).astype(np.float32)
+    ref = fe(clip, sampling_rate=fe.sampling_rate, return_tensors="pt")
+    read_only = np.frombuffer(clip.tobytes(), dtype=np.float32)
+    assert not read_only.flags.writeable
+    out = fe(read_only, sampling_rate=fe.sampling_rate, return_tensors="pt")
+    assert isinstance(out["input_ids"], torch.Tensor) and out["input_ids"].shape == (1, 4, fe.max_frames + 2)
+    torch.testing.assert_close(out["input_ids"], ref["input_ids"], rtol=0, atol=0)
+    torch.testing.assert_close(out.to(torch.float16)["input_ids"], ref["input_ids"])  # the pipeline's dtype cast
+    pcm = np.round(clip * 16384).astype(np.int16)
+    big_endian = pcm.astype(">i2")  # e.g. AIFF samples; torch.from_numpy refuses non-native byte order
+    torch.testing.assert_close(fe(big_endian, sampling_rate=SR)["input_ids"], fe(pcm, sampling_rate=SR)["input_ids"])
+
+
+def test_batched_path_is_one_codec_call_with_padding_mask(tiny_codec_dir):
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir, codec_batch_size=8)
+    calls = []
+    encode = fe.codec.encode
+
+    def spy(x, padding_mask=None, **kwargs):
+        calls.append((tuple(x.shape), padding_mask.sum(-1).flatten().tolist()))
+        return encode(x, padding_mask=padding_mask, **kwargs)
+
+    fe.codec.encode = spy
+    fe([_clip(0.5, 30), _clip(0.2, 31), _clip(0.3 + 7 / SR, 32)], sampling_rate=SR)
+    # one call, zero-padded to the longest clip (whole frames), the mask marking each clip's real samples
+    assert calls == [((3, 1, 38 * HOP), [12000, 4800, 7207])]
+    calls.clear()
+    fe.codec_batch_size = 2
+    fe([_clip(0.5, 30), _clip(0.2, 31), _clip(0.3, 32)], sampling_rate=SR)
+    assert [c[0] for c in calls] == [(2, 1, 38 * HOP), (1, 1, 23 * HOP)]
+    # the default: one clip per call on CPU (measured faster there), the whole batch on an accelerator
+    assert AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir)._clips_per_call(8) == 1
+    assert AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, device="cuda")._clips_per_call(8) == 8
 
 
 def test_unknown_bandwidth_raises(tiny_codec_dir):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -136,6 +137,41 @@ def test_pretokenize_resumes_unfinished_shards(audiofolder, tiny_codec_dir, tmp_
         td.pretokenize(ds, other, tmp_path / "out", num_shards=3, show_progress=False)
 
 
+def test_resumed_run_still_reports_failures_of_finished_splits(audiofolder, tiny_codec_dir, tmp_path, monkeypatch,
+                                                               caplog):
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
+    dsd = load_audio_dataset(data_dir=audiofolder)
+    real = td._pretokenize_split
+
+    def crash_on_validation(ds, fe_, split_dir, *args):
+        if split_dir.endswith("validation"):
+            raise KeyboardInterrupt("simulated interruption")
+        return real(ds, fe_, split_dir, *args)
+
+    monkeypatch.setattr(td, "_pretokenize_split", crash_on_validation)
+    with pytest.raises(KeyboardInterrupt):
+        td.pretokenize(dsd, fe, tmp_path / "out", show_progress=False)
+    monkeypatch.setattr(td, "_pretokenize_split", real)
+    with caplog.at_level("WARNING", logger=td.__name__):
+        out = td.pretokenize(dsd, fe, tmp_path / "out", show_progress=False)  # train is done: only validation runs
+    assert len(out["train"]) == 5 and len(out["validation"]) == 2
+    failures = json.loads((tmp_path / "out" / "failures.json").read_text())
+    assert sorted(os.path.basename(f["audio"]) for f in failures["train"]) == ["broken.wav", "empty.wav"]
+    assert failures["validation"] == []
+    assert "broken.wav" in caplog.text and "empty.wav" in caplog.text
+
+
+def test_pretokenize_column_handling(audiofolder, tiny_codec_dir, tmp_path):
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
+    ds = load_audio_dataset(data_dir=audiofolder)["validation"]
+    dropped = td.pretokenize(ds, fe, tmp_path / "dropped", keep_columns=False, show_progress=False)
+    assert dropped.column_names == ["input_ids", "length"] and len(dropped) == 2
+    only_audio = td.pretokenize(ds.select_columns(["audio"]), fe, tmp_path / "only_audio", show_progress=False)
+    assert only_audio["input_ids"] == dropped["input_ids"]  # e.g. a folder of wav files without metadata
+    with pytest.raises(ValueError, match=r"already has column\(s\) \['length'\]"):
+        td.pretokenize(ds.add_column("length", [1.0, 2.0]), fe, tmp_path / "clash", show_progress=False)
+
+
 def test_pretokenize_bad_arguments(tiny_codec_dir, tmp_path):
     fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
     ds = datasets.Dataset.from_dict({"path": ["a.wav"]})
@@ -170,20 +206,84 @@ def test_cli(audiofolder, tiny_codec_dir, tmp_path):
     assert len(out["train"]) == 5 and len(out["validation"]) == 2
 
 
+_TWO_PROCESS_SCRIPT = r"""
+import json, os, sys
+import datasets
+from tokenization import AudioFormerFeatureExtractor
+from tokenization import tokenize_dataset as td
+
+fe_dir, data_dir, bad_dir, out = sys.argv[1:5]
+# 1. the CLI, each process taking its own shards
+td.main(["--feature_extractor_name_or_path", fe_dir, "--data_dir", data_dir, "--output_dir", os.path.join(out, "ok"),
+         "--num_shards", "4", "--batch_size", "1"])
+# 2. failures must reach every process (instead of leaving the others at a barrier until the timeout)
+rank = td._state().process_index
+fe = AudioFormerFeatureExtractor.from_pretrained(fe_dir)
+ds = datasets.Dataset.from_dict({"audio": [os.path.join(bad_dir, f"{i}.wav") for i in range(4)]})
+messages = []
+try:  # no readable clip: rank 0 finds out while merging
+    td.pretokenize(ds, fe, os.path.join(out, "a"), num_shards=2, show_progress=False)
+except Exception as err:
+    messages.append(f"{type(err).__name__}: {err}")
+if rank == 1:  # a failure on rank 1 only, while encoding its shard
+    def boom(*args):
+        raise RuntimeError("codec exploded")
+    td._tokenize_shard = boom
+try:
+    td.pretokenize(ds, fe, os.path.join(out, "b"), num_shards=2, show_progress=False)
+except Exception as err:
+    messages.append(f"{type(err).__name__}: {err}")
+with open(os.path.join(out, f"messages-{rank}.json"), "w") as f:
+    json.dump(messages, f)
+td.shutdown()
+"""
+
+
 def test_accelerate_launch_two_processes(audiofolder, tiny_codec_dir, tmp_path):
     pytest.importorskip("accelerate")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(4):
+        (bad / f"{i}.wav").write_bytes(b"not audio")
+    script = tmp_path / "two_processes.py"
+    script.write_text(_TWO_PROCESS_SCRIPT)
+    with socket.socket() as s:  # a free port: the default 29500 collides with other suites running at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     # Without a GPU, `--multi_gpu` starts torch.distributed workers that join a gloo group (MULTI_CPU).
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "tokenization.tokenize_dataset", "--feature_extractor_name_or_path", tiny_codec_dir,
-           "--data_dir", audiofolder, "--output_dir", str(tmp_path / "out"), "--num_shards", "4", "--batch_size", "1"]
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+           str(script), tiny_codec_dir, audiofolder, str(bad), str(tmp_path)]
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, "\n".join(l for l in proc.stderr.splitlines() if "[rank" in l)[-3000:]
     assert "tokenizing (rank 1)" in proc.stderr  # a second process really took shards
     single = td.pretokenize(load_audio_dataset(data_dir=audiofolder),
                             AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir), tmp_path / "single",
                             batch_size=1, show_progress=False)  # same batch shapes: same float32 codes
-    two = td.load_tokenized_dataset(tmp_path / "out")
+    two = td.load_tokenized_dataset(tmp_path / "ok")
     for split in ("train", "validation"):
         assert two[split]["caption"] == single[split]["caption"]
         assert two[split]["input_ids"] == single[split]["input_ids"]
+
+    # Every process raised, with the same message.
+    messages = [json.loads((tmp_path / f"messages-{rank}.json").read_text()) for rank in range(2)]
+    assert messages[0] == messages[1] and len(messages[0]) == 2
+    assert messages[0][0].startswith("ValueError: No clip of") and "4 unreadable or empty files" in messages[0][0]
+    assert "0.wav: LibsndfileError" in messages[0][0]
+    assert messages[0][1] == "RuntimeError: Pre-tokenization failed on process 1: RuntimeError: codec exploded"
+
+
+@pytest.mark.parametrize("rows,shards", [(5, 4), (7, 7), (10, 3), (1, 1), (1024, 5)])
+def test_shards_cover_every_row_once_and_none_is_empty(rows, shards):
+    ranges = [td._shard_range(rows, shards, i) for i in range(shards)]
+    assert [r for start, end in ranges for r in range(start, end)] == list(range(rows))
+    assert all(end > start for start, end in ranges)
+
+
+def test_more_shards_than_a_multiple_of_rows(tiny_feature_extractor, tmp_path):
+    """5 clips in 4 shards: the old ceil-sized shards left shard 3 empty and `select` failed on it."""
+    rng = np.random.default_rng(3)
+    ds = datasets.Dataset.from_dict({"audio": [{"array": rng.standard_normal(2400).astype(np.float32),
+                                                "sampling_rate": 24000} for _ in range(5)]})
+    out = td.pretokenize(ds, tiny_feature_extractor, tmp_path / "out", num_shards=4, show_progress=False)
+    assert len(out) == 5

@@ -86,6 +86,8 @@ def _to_float_tensor(clip) -> torch.Tensor:
     if isinstance(clip, np.ndarray):
         if clip.dtype == np.float16:
             clip = clip.astype(np.float32)
+        elif not clip.dtype.isnative or not clip.flags.writeable:  # e.g. np.frombuffer in the pipeline's ffmpeg_read
+            clip = clip.astype(clip.dtype.newbyteorder("="))
         clip = torch.from_numpy(np.ascontiguousarray(clip))
     if not isinstance(clip, torch.Tensor):
         raise ValueError(f"Audio must be a numpy array or torch tensor, got {type(clip).__name__}.")
@@ -99,16 +101,17 @@ def _to_float_tensor(clip) -> torch.Tensor:
         raise ValueError(f"Unsupported audio dtype {clip.dtype}: use float, int16, int32 or uint8 PCM.")
     elif clip.dtype in (torch.float16, torch.bfloat16):
         clip = clip.to(torch.float32)
+    shape = tuple(clip.shape)
     if clip.ndim == 1:
         clip = clip[None]
     elif clip.ndim != 2:
-        raise ValueError(f"Each clip must be mono (T,) or channels-first (C, T); got shape {tuple(clip.shape)}.")
-    elif clip.shape[0] > clip.shape[1]:
+        raise ValueError(f"Each clip must be mono (T,) or channels-first (C, T); got shape {shape}.")
+    if clip.numel() == 0:
+        raise ValueError(f"Got an empty audio clip (shape {shape}, no samples).")
+    if clip.shape[0] > clip.shape[1]:
         raise ValueError(
             f"Got a clip of shape {tuple(clip.shape)}: audio must be channels-first (C, T); transpose it."
         )
-    if clip.shape[-1] == 0:
-        raise ValueError("Got an empty audio clip (0 samples).")
     if not torch.isfinite(clip).all():
         raise ValueError("Audio contains NaN or Inf values.")
     return clip
@@ -129,8 +132,14 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate (`int`, defaults to 24000):
             Rate the codec expects; input at other rates is resampled (`resample_poly`).
         codec_batch_size (`int`, *optional*):
-            Clips per codec call. Default: the whole batch in one call on an accelerator, one clip per call on
-            CPU (faster there). Codes are the same either way (up to float32 near-ties, see the tests).
+            Clips per codec call. A call zero-pads its clips to the longest one (whole frames) and runs one
+            `EncodecModel.encode(batch, padding_mask=mask, bandwidth=...)`; the codec is causal, so the codes do not
+            depend on the grouping (bit-exact in float64; in float32 a near-tie can flip ~1e-4 of codes).
+            Default (None): the whole batch in one call on an accelerator; one clip per call on CPU, because there
+            the batched call measured slower than a per-clip loop (2-core CPU, 8 x 10 s clips: 1.45 vs 2.67 clips/s
+            for the full-size 24 kHz EnCodec, 10 vs 30 for the tiny test codec; large activations make EnCodec's
+            convolutions memory-bound). `benchmarks/bench_feature_extractor.py` measures both paths on your machine;
+            pass `codec_batch_size` to choose.
         device (`str`, *optional*):
             Device of the codec (runtime only, not saved). Also settable with `.to(device)`.
     """
@@ -164,6 +173,8 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         )
         if max_duration is None or max_duration <= 0:
             raise ValueError(f"max_duration must be a positive number of seconds, got {max_duration}.")
+        if codec_batch_size is not None and int(codec_batch_size) < 1:
+            raise ValueError(f"codec_batch_size must be >= 1 (or None for the default), got {codec_batch_size}.")
         self.codec_name_or_path = str(codec_name_or_path)
         self.bandwidth = float(bandwidth)
         self.max_duration = float(max_duration)
@@ -268,15 +279,20 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(
                 "sampling_rate is required: pass the rate of the audio, e.g. fe(audio, sampling_rate=16000)."
             )
+        if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, float, np.number)) or not (
+            sampling_rate > 0 and float(sampling_rate).is_integer()
+        ):
+            raise ValueError(f"sampling_rate must be a positive whole number of Hz, got {sampling_rate!r}.")
+        sampling_rate = int(sampling_rate)
         if padding is True:
             padding = "longest"
         if padding not in ("max_length", "longest"):
             raise ValueError(f"padding must be 'max_length' or 'longest', got {padding!r}.")
 
-        is_batched = isinstance(audio, (list, tuple)) and len(audio) > 0 and not np.isscalar(audio[0])
-        clips = list(audio) if is_batched else [audio]
-        if len(clips) == 0:
+        if isinstance(audio, (list, tuple)) and len(audio) == 0:
             raise ValueError("Got an empty list of clips.")
+        is_batched = isinstance(audio, (list, tuple)) and not np.isscalar(audio[0])
+        clips = list(audio) if is_batched else [audio]
         waveforms = [self._prepare(clip, sampling_rate) for clip in clips]
         codes, lengths = self.encode_waveforms(waveforms, padding=padding)
         input_ids, attention_mask = self.wrap_codes(codes, lengths)
@@ -301,8 +317,8 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
     def _clips_per_call(self, batch_size: int) -> int:
         if self.codec_batch_size is not None:
             return int(self.codec_batch_size)
-        # On CPU, EnCodec's memory-bound layers run ~1.7x slower on a (8, 1, 240000) batch than clip by clip
-        # (benchmarks/bench_feature_extractor.py); on an accelerator the single batched call wins.
+        # On CPU, EnCodec's memory-bound layers run ~1.8x slower on a (8, 1, 240000) batch than clip by clip
+        # (benchmarks/bench_feature_extractor.py); on an accelerator one call keeps the device busy.
         return 1 if self.device.type == "cpu" else batch_size
 
     @torch.no_grad()
@@ -321,6 +337,12 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         """
         codec = self.codec
         dtype = next(codec.parameters()).dtype
+        for w in waveforms:
+            if w.ndim != 1 or not 0 < w.shape[-1] <= self.max_samples:
+                raise ValueError(
+                    f"encode_waveforms takes mono waveforms (T,) with 0 < T <= max_samples ({self.max_samples}); "
+                    f"got shape {tuple(w.shape)}. Use __call__ (or _prepare) to down-mix, resample and truncate."
+                )
         lengths = torch.tensor([math.ceil(w.shape[-1] / self.hop_length) for w in waveforms])
         frames = self.max_frames if padding == "max_length" else int(lengths.max())
         codes = torch.zeros(len(waveforms), self.num_codebooks, frames, dtype=torch.long)

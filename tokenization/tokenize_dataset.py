@@ -23,7 +23,9 @@ Each row keeps every input column except the audio column, plus
 
 Shards are contiguous row ranges; rank r of W processes takes shards r, r+W, ...; rank 0 concatenates them in
 order. A shard is finished once its folder exists (it is written under a temporary name and renamed), so an
-interrupted run restarted with the same arguments redoes only unfinished shards.
+interrupted run restarted with the same arguments redoes only unfinished shards. The default number of shards is
+max(number of processes, rows / 1024): resume with the same number of processes, or fix `--num_shards`.
+If any process fails (e.g. no clip of a split is readable), every process raises the same error.
 
 Clips are encoded `batch_size` at a time with `padding="longest"`; the codec is causal, so a clip's codes do not
 depend on its batch (exactly so in float64; in float32 a near-tie can flip a code, ~1e-4 of codes measured).
@@ -60,6 +62,30 @@ def _state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def _sync(state, error: Exception | None = None):
+    """
+    `state.wait_for_everyone()` that also shares failures. Every process calls it with the exception it caught
+    since the last call (or None); if any process failed, every process raises the same error (a ValueError for
+    bad input, else a RuntimeError) instead of the others waiting at the next barrier until the timeout.
+    """
+    message = None if error is None else (type(error).__name__, str(error))
+    if state.num_processes > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        messages = [None] * state.num_processes
+        torch.distributed.all_gather_object(messages, message)
+        failed = [(rank, m) for rank, m in enumerate(messages) if m is not None]
+    else:  # one process (or a backend without torch.distributed): nothing to share
+        if error is not None:
+            raise error
+        state.wait_for_everyone()
+        return
+    if not failed:
+        return
+    rank, (kind, text) = failed[0]
+    if kind == "ValueError":
+        raise ValueError(text) from error
+    raise RuntimeError(f"Pre-tokenization failed on process {rank}: {kind}: {text}") from error
+
+
 def _tokenize_shard(shard, feature_extractor, audio_column_name, batch_size, keep_columns, progress):
     """Encodes one shard; returns (tokenized Dataset, failures list)."""
     input_ids, lengths, good, failures = [], [], [], []
@@ -86,13 +112,13 @@ def _tokenize_shard(shard, feature_extractor, audio_column_name, batch_size, kee
         if progress is not None:
             progress.update(min(batch_size, len(shard) - start))
 
-    out = shard.select(good).remove_columns([audio_column_name])
-    if not keep_columns:
-        out = out.remove_columns(out.column_names)
-    out = out.add_column(
-        "input_ids", _nested_int16(input_ids), feature=datasets.List(datasets.List(datasets.Value("int16")))
-    )
-    out = out.add_column("length", lengths, feature=datasets.Value("int32"))
+    import pyarrow as pa
+
+    codes = datasets.Dataset(pa.table({"input_ids": _nested_int16(input_ids), "length": pa.array(lengths, pa.int32())}))
+    kept = [c for c in shard.column_names if c != audio_column_name] if keep_columns else []
+    if not kept:  # a dataset without columns has no rows either, so it cannot take the code columns
+        return codes, failures
+    out = datasets.concatenate_datasets([shard.select(good).select_columns(kept).flatten_indices(), codes], axis=1)
     return out, failures
 
 
@@ -111,46 +137,59 @@ def _pretokenize_split(dataset, feature_extractor, split_dir, work_dir, audio_co
                        keep_columns, num_shards, show_progress, state):
     num_shards = min(num_shards, max(1, len(dataset)))
     names = [f"shard-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
-    mine = [i for i in range(num_shards) if i % state.num_processes == state.process_index]
-    todo = [i for i in mine if not os.path.isdir(os.path.join(work_dir, names[i]))]
-    rows = sum(len(range(*_shard_range(len(dataset), num_shards, i))) for i in todo)
-    progress = None
-    if show_progress:
-        from tqdm.auto import tqdm
+    error = None
+    try:
+        mine = [i for i in range(num_shards) if i % state.num_processes == state.process_index]
+        todo = [i for i in mine if not os.path.isdir(os.path.join(work_dir, names[i]))]
+        rows = sum(len(range(*_shard_range(len(dataset), num_shards, i))) for i in todo)
+        progress = None
+        if show_progress:
+            from tqdm.auto import tqdm
 
-        progress = tqdm(total=rows, desc=f"tokenizing (rank {state.process_index})", position=state.process_index)
-    for i in todo:
-        shard = dataset.select(range(*_shard_range(len(dataset), num_shards, i)))
-        out, failures = _tokenize_shard(shard, feature_extractor, audio_column_name, batch_size, keep_columns, progress)
-        tmp = os.path.join(work_dir, f".tmp-{names[i]}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        if len(out) > 0:  # datasets cannot load an empty saved dataset back; an all-failed shard keeps only its report
-            out.save_to_disk(tmp)
-        with open(os.path.join(tmp, "failures.json"), "w") as f:
-            json.dump(failures, f)
-        os.replace(tmp, os.path.join(work_dir, names[i]))
-    if progress is not None:
-        progress.close()
-    state.wait_for_everyone()
+            progress = tqdm(total=rows, desc=f"tokenizing (rank {state.process_index})", position=state.process_index)
+        for i in todo:
+            shard = dataset.select(range(*_shard_range(len(dataset), num_shards, i)))
+            out, failures = _tokenize_shard(shard, feature_extractor, audio_column_name, batch_size, keep_columns,
+                                            progress)
+            tmp = os.path.join(work_dir, f".tmp-{names[i]}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+            if len(out) > 0:  # datasets cannot load an empty saved dataset back; an all-failed shard keeps its report
+                out.save_to_disk(tmp)
+            with open(os.path.join(tmp, "failures.json"), "w") as f:
+                json.dump(failures, f)
+            os.replace(tmp, os.path.join(work_dir, names[i]))
+        if progress is not None:
+            progress.close()
+    except Exception as err:  # shared with the other processes by _sync, so that none of them waits forever
+        error = err
+    _sync(state, error)
 
     failures = []
-    if state.is_main_process:
-        parts = [datasets.load_from_disk(os.path.join(work_dir, n)) for n in names
-                 if os.path.isfile(os.path.join(work_dir, n, "state.json"))]
-        for n in names:
-            with open(os.path.join(work_dir, n, "failures.json")) as f:
-                failures += json.load(f)
-        if not parts:
-            raise ValueError(f"No clip of {split_dir} could be tokenized; first failures: {failures[:5]}")
-        merged = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-        merged.save_to_disk(split_dir)
+    try:
+        if state.is_main_process:
+            parts = [datasets.load_from_disk(os.path.join(work_dir, n)) for n in names
+                     if os.path.isfile(os.path.join(work_dir, n, "state.json"))]
+            for n in names:
+                with open(os.path.join(work_dir, n, "failures.json")) as f:
+                    failures += json.load(f)
+            if not parts:
+                raise ValueError(
+                    f"No clip of {split_dir} could be tokenized ({len(failures)} unreadable or empty files); first: "
+                    + "; ".join(f"{f['audio']}: {f['error']}" for f in failures[:3])
+                )
+            merged = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+            merged.save_to_disk(split_dir)
+    except Exception as err:
+        error = err
+    _sync(state, error)
     return failures
 
 
 def _shard_range(n, num_shards, i):
-    per = math.ceil(n / num_shards)
-    return min(i * per, n), min((i + 1) * per, n)
+    """Rows [start, end) of shard i: balanced, so no shard is empty while num_shards <= n (ceil-sized shards leave
+    the last ones empty, e.g. 5 rows in 4 shards, and `Dataset.select` rejects an empty range at the end)."""
+    return i * n // num_shards, (i + 1) * n // num_shards
 
 
 def pretokenize(
@@ -171,6 +210,8 @@ def pretokenize(
     Works the same in one process and under `accelerate launch`: each rank encodes its own shards, rank 0 merges,
     and every rank returns the merged result. Unreadable or empty files are skipped, logged by name at the end and
     listed in `output_dir/failures.json`. With `resume=True` finished shards (and finished splits) are reused.
+    An error on any process (a split without one readable clip, a resume with other settings, ...) is raised on
+    every process, with the same message.
 
     Returns:
         the same type as `dataset` (Dataset or DatasetDict), loaded from `output_dir`.
@@ -187,6 +228,12 @@ def pretokenize(
             )
         if isinstance(ds.features[audio_column_name], datasets.Audio):  # datasets' decoding needs torchcodec
             splits[split] = ds.cast_column(audio_column_name, datasets.Audio(decode=False))
+        clash = [c for c in ("input_ids", "length") if keep_columns and c in ds.column_names and c != audio_column_name]
+        if clash:
+            raise ValueError(
+                f"The dataset{f' split {split!r}' if split else ''} already has column(s) {clash}, which the "
+                "tokenized output writes; rename them or drop the other columns (keep_columns=False / --drop_columns)."
+            )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     output_dir = os.fspath(output_dir)
@@ -199,23 +246,27 @@ def pretokenize(
         "splits": {str(s) if is_dict else "data": len(ds) for s, ds in splits.items()},
     }
     info_path = os.path.join(output_dir, "tokenization_info.json")
-    if state.is_main_process:
-        if os.path.isdir(output_dir) and not resume:
-            shutil.rmtree(output_dir)
-        if os.path.isfile(info_path):
-            with open(info_path) as f:
-                previous = json.load(f)
-            if previous != json.loads(json.dumps(info)):
-                raise ValueError(
-                    f"{output_dir} holds a tokenization with other settings ({info_path}); "
-                    "use another output_dir or resume=False to overwrite it."
-                )
-        os.makedirs(output_dir, exist_ok=True)
-        with open(info_path, "w") as f:
-            json.dump(info, f, indent=2)
-    state.wait_for_everyone()
+    failures_path = os.path.join(output_dir, "failures.json")
+    error = None
+    try:
+        if state.is_main_process:
+            if os.path.isdir(output_dir) and not resume:
+                shutil.rmtree(output_dir)
+            if os.path.isfile(info_path):
+                with open(info_path) as f:
+                    previous = json.load(f)
+                if previous != json.loads(json.dumps(info)):
+                    raise ValueError(
+                        f"{output_dir} holds a tokenization with other settings ({info_path}); "
+                        "use another output_dir or resume=False to overwrite it."
+                    )
+            os.makedirs(output_dir, exist_ok=True)
+            with open(info_path, "w") as f:
+                json.dump(info, f, indent=2)
+    except Exception as err:
+        error = err
+    _sync(state, error)
 
-    all_failures = {}
     for split, ds in splits.items():
         split_dir = os.path.join(output_dir, split) if is_dict else output_dir
         name = split if is_dict else "data"
@@ -229,33 +280,44 @@ def pretokenize(
             ds, feature_extractor, split_dir, work_dir, audio_column_name, batch_size, keep_columns, shards,
             show_progress, state,
         )
-        if state.is_main_process:
-            all_failures[name] = failures
-            open(done_marker, "w").close()
-        state.wait_for_everyone()
+        try:
+            if state.is_main_process:
+                # the report is saved with the split, so a resumed run still reports the splits finished before
+                report = _read_json(failures_path, default={})
+                report[name] = failures
+                with open(failures_path, "w") as f:
+                    json.dump(report, f, indent=2)
+                open(done_marker, "w").close()
+        except Exception as err:
+            error = err
+        _sync(state, error)
 
-    if state.is_main_process:
-        failures_path = os.path.join(output_dir, "failures.json")
-        previous = {}
-        if os.path.isfile(failures_path):
-            with open(failures_path) as f:
-                previous = json.load(f)
-        previous.update(all_failures)
-        with open(failures_path, "w") as f:
-            json.dump(previous, f, indent=2)
-        if is_dict:
-            with open(os.path.join(output_dir, "dataset_dict.json"), "w") as f:
-                json.dump({"splits": list(splits)}, f)
-        shutil.rmtree(os.path.join(output_dir, "_work"), ignore_errors=True)
-        bad = [(s, f) for s, fs in previous.items() for f in fs]
-        if bad:
-            logger.warning(
-                "%d file(s) could not be tokenized and were left out:\n%s",
-                len(bad),
-                "\n".join(f"  [{s}] {f['audio']}: {f['error']}" for s, f in bad),
-            )
-    state.wait_for_everyone()
+    try:
+        if state.is_main_process:
+            if is_dict:
+                with open(os.path.join(output_dir, "dataset_dict.json"), "w") as f:
+                    json.dump({"splits": list(splits)}, f)
+            shutil.rmtree(os.path.join(output_dir, "_work"), ignore_errors=True)
+            report = _read_json(failures_path, default={})
+            bad = [(s, f) for s, fs in report.items() for f in fs]
+            if bad:
+                logger.warning(
+                    "%d file(s) could not be tokenized and were left out (listed in %s):\n%s",
+                    len(bad),
+                    failures_path,
+                    "\n".join(f"  [{s}] {f['audio']}: {f['error']}" for s, f in bad),
+                )
+    except Exception as err:
+        error = err
+    _sync(state, error)
     return load_tokenized_dataset(output_dir)
+
+
+def _read_json(path, default):
+    if not os.path.isfile(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
 
 
 def load_tokenized_dataset(path):
@@ -333,5 +395,14 @@ def main(argv=None):
         logger.info("wrote %s: %s", args.output_dir, out)
 
 
+def shutdown():
+    """Leaves the process group cleanly: a gloo group left to the interpreter's exit can abort the process
+    ("terminate called without an active exception") after all the work is done."""
+    state = _state()
+    state.wait_for_everyone()
+    state.destroy_process_group()
+
+
 if __name__ == "__main__":
     main()
+    shutdown()
