@@ -14,6 +14,7 @@ Pickled files are read with `torch.load(weights_only=True)` only: tensors and pl
 
 import argparse
 import json
+import pickle
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +31,10 @@ HARMLESS_MISSING = ("encoder.embed_positions.weight", "cls.predictions.decoder.w
 ROFORMER_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                    "intermediate_size", "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",
                    "max_position_embeddings", "type_vocab_size", "initializer_range", "layer_norm_eps",
-                   "rotary_value", "pad_token_id")
+                   "rotary_value")
+# The code-id contract (DESIGN.md, paper 4.2). Taken from an AudioFormer config.json, never from a RoFormer one, whose
+# pad_token_id (0 by default) is a text-tokenizer id: as AudioFormer's it would make <BOA> padding.
+TOKEN_ID_FIELDS = ("bos_token_id", "pad_token_id", "eos_token_id", "mask_token_id")
 
 
 @dataclass
@@ -43,10 +47,12 @@ class ConversionReport:
     skipped: dict = field(default_factory=dict)  # source key -> reason
     missing: list = field(default_factory=list)  # AudioFormer keys left at their initialisation
     harmless_missing: list = field(default_factory=list)  # recomputed buffers / tied weights
+    notes: list = field(default_factory=list)  # config decisions the user should know about
 
     def summary(self) -> str:
         lines = [f"source: {self.source}", f"backbone prefix: {self.backbone_prefix!r}",
                  f"mapped: {len(self.mapped)} tensors"]
+        lines += [f"note: {note}" for note in self.notes]
         lines.append(f"skipped: {len(self.skipped)}")
         lines += [f"  - {k}: {why}" for k, why in sorted(self.skipped.items())]
         lines.append(f"missing (left initialised): {len(self.missing)}")
@@ -66,7 +72,19 @@ def _load_file(path: Path) -> dict:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        try:
+            found = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        except Exception:  # not a torch.save zip file
+            found = ""
+        raise ValueError(
+            f"{path} holds pickled Python objects besides tensors{f' ({found})' if found else ''}. This converter "
+            "reads tensors and plain containers only (torch.load(weights_only=True)), so that a checkpoint cannot run "
+            "code. If you trust the file, extract its state dict yourself (torch.load(path, weights_only=False)"
+            "['state_dict']), save it with safetensors.torch.save_file and convert that file."
+        ) from err
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):  # Lightning
         obj = obj["state_dict"]
     elif isinstance(obj, dict) and isinstance(obj.get("model"), dict) and not torch.is_tensor(obj.get("model")):
@@ -127,10 +145,12 @@ def config_from_state_dict(state_dict: dict, prefix: str, num_attention_heads: i
 
 
 def config_from_dict(config: dict, **overrides) -> AudioFormerConfig:
-    """A RoFormer (or AudioFormer) config.json -> AudioFormerConfig with the same numbers."""
+    """A RoFormer (or AudioFormer) config.json -> AudioFormerConfig with the same numbers (and, from a RoFormer
+    config, AudioFormer's own special token ids)."""
     kwargs = {k: config[k] for k in ROFORMER_FIELDS if k in config}
-    for k in ("num_codebooks", "codebook_index", "classifier_dropout", "multi_label_loss", "id2label", "label2id",
-              "problem_type"):
+    audioformer_fields = ("num_codebooks", "codebook_index", "classifier_dropout", "multi_label_loss")
+    for k in ("id2label", "label2id", "problem_type") + (
+            audioformer_fields + TOKEN_ID_FIELDS if config.get("model_type") == "audioformer" else ()):
         if k in config and config[k] is not None:
             kwargs[k] = config[k]
     if "id2label" in kwargs:
@@ -186,12 +206,14 @@ def convert(source, task: str = "mlm", config: AudioFormerConfig | dict | str | 
     if isinstance(config, (str, Path)):
         path = Path(config)
         config = json.loads((path / "config.json" if path.is_dir() else path).read_text())
+    config_dict = {}  # the config.json the numbers came from, if any
     if isinstance(config, AudioFormerConfig):
         pass
     elif isinstance(config, dict) or source_config:
         if num_attention_heads is not None:
             config_overrides["num_attention_heads"] = num_attention_heads
-        config = config_from_dict(config if isinstance(config, dict) else source_config, **config_overrides)
+        config_dict = config if isinstance(config, dict) else source_config
+        config = config_from_dict(config_dict, **config_overrides)
     else:
         if num_attention_heads is None:
             raise ValueError("The checkpoint has no config: pass num_attention_heads (the paper's is 12) or a config.")
@@ -205,8 +227,14 @@ def convert(source, task: str = "mlm", config: AudioFormerConfig | dict | str | 
     missing = [k for k in target if k not in new_state]
     harmless = [k for k in missing if k.endswith(HARMLESS_MISSING) or k == "cls.predictions.bias" and
                 "cls.predictions.decoder.bias" in new_state]
+    notes = [f"{k}={config_dict[k]} of the {config_dict.get('model_type')} config is not used: the model's {k} is "
+             f"{getattr(config, k)} (AudioFormer's code ids)"
+             for k in TOKEN_ID_FIELDS
+             if config_dict.get("model_type") != "audioformer" and config_dict.get(k, getattr(config, k)) is not None
+             and config_dict.get(k, getattr(config, k)) != getattr(config, k)]
     report = ConversionReport(source=str(source), backbone_prefix=prefix, mapped=mapped, skipped=skipped,
-                              missing=[k for k in missing if k not in harmless], harmless_missing=harmless)
+                              missing=[k for k in missing if k not in harmless], harmless_missing=harmless,
+                              notes=notes)
     return model, report
 
 

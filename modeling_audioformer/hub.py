@@ -190,21 +190,14 @@ def widget_example(output_dir, top_k: int = 5) -> dict | None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-AUTO_MAP = {
-    "AutoConfig": "configuration_audioformer.AudioFormerConfig",
-    "AutoModel": "modeling_audioformer.AudioFormerModel",
-    "AutoModelForMaskedLM": "modeling_audioformer.AudioFormerForMaskedLM",
-    "AutoModelForAudioClassification": "modeling_audioformer.AudioFormerForAudioClassification",
-    "AutoModelForSequenceClassification": "modeling_audioformer.AudioFormerForAudioClassification",
-}
-
-
 def complete_auto_map(output_dir) -> dict:
     """
-    `save_pretrained` writes into `auto_map` only the Auto class of the saved model; a Hub user also wants
-    `AutoModel` (the encoder) from a classifier, or `AutoModelForAudioClassification` from a pretrained checkpoint.
-    Adds every AudioFormer Auto class whose code file is in the folder to `config.json`; returns the auto_map.
+    Adds every AudioFormer Auto class whose code file is in the folder to `config.json` (the models' own
+    `save_pretrained` already writes them all; folders saved otherwise may lack some), and `AutoFeatureExtractor`
+    when its code is there; returns the auto_map.
     """
+    from .modeling_audioformer import AUTO_MAP
+
     path = Path(output_dir) / "config.json"
     config = _read_json(path)
     if config.get("model_type") != "audioformer":

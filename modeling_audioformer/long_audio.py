@@ -22,6 +22,8 @@ from transformers import AudioClassificationPipeline
 
 AGGREGATIONS = ("truncate", "mean", "max")
 FUNCTIONS = ("softmax", "sigmoid", "none")
+# Windows encoded (codec) and classified (model) at once: an hour of audio is ~700 windows, too many for one batch.
+WINDOW_BATCH_SIZE = 8
 
 
 def sliding_windows(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
@@ -85,7 +87,8 @@ def split_audio(waveform: np.ndarray, sampling_rate: int, max_duration: float, l
 
 
 @torch.no_grad()
-def window_logits(model, feature_extractor, clips: list, sampling_rate: int, batch_size: int = 8) -> torch.Tensor:
+def window_logits(model, feature_extractor, clips: list, sampling_rate: int,
+                  batch_size: int = WINDOW_BATCH_SIZE) -> torch.Tensor:
     """Scores `len(clips)` clips in batches; returns logits `(W, num_labels)`."""
     device = next(model.parameters()).device
     out = []
@@ -97,7 +100,7 @@ def window_logits(model, feature_extractor, clips: list, sampling_rate: int, bat
 
 def classify_long_audio(model, feature_extractor, waveform, sampling_rate: int, long_audio: str = "mean",
                         hop_duration: float | None = None, function_to_apply: str | None = None,
-                        batch_size: int = 8) -> torch.Tensor:
+                        batch_size: int = WINDOW_BATCH_SIZE) -> torch.Tensor:
     """
     Scores a mono recording of any length: windows of `feature_extractor.max_duration` seconds every
     `hop_duration` seconds (default half a window), aggregated by `long_audio` ("mean" | "max"; "truncate" = the
@@ -126,6 +129,14 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
     extractor (no torchaudio needed), classifies long audio by sliding windows (`long_audio="mean"|"max"`,
     `hop_duration`), and scores multi-label models with sigmoid by default (like the stock pipeline).
     """
+
+    def __call__(self, inputs, **kwargs):
+        long_audio = kwargs.get("long_audio", self._preprocess_params.get("long_audio", "truncate"))
+        if long_audio != "truncate" and (kwargs.get("batch_size") or self._batch_size or 1) > 1:
+            # The pipeline's batching would mix the windows of several recordings.
+            raise ValueError(f"long_audio={long_audio!r} batches the windows of each recording itself: call the "
+                             "pipeline with batch_size=1 (the default).")
+        return super().__call__(inputs, **kwargs)
 
     def _sanitize_parameters(self, top_k=None, function_to_apply=None, long_audio=None, hop_duration=None, **kwargs):
         preprocess_params, forward_params, postprocess_params = super()._sanitize_parameters(
@@ -156,8 +167,17 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
         if inputs.ndim != 1:
             raise ValueError(f"Expected mono audio of shape (T,), got {inputs.shape}.")
         clips = split_audio(inputs, sampling_rate, self.feature_extractor.max_duration, long_audio, hop_duration)
-        # the feature extractor resamples to its own rate
-        return self.feature_extractor(clips, sampling_rate=sampling_rate, return_tensors="pt")
+        # The feature extractor resamples to its own rate. All windows have the same length, so their codes stack.
+        features = [self.feature_extractor(clips[i : i + WINDOW_BATCH_SIZE], sampling_rate=sampling_rate,
+                                           return_tensors="pt") for i in range(0, len(clips), WINDOW_BATCH_SIZE)]
+        return {key: torch.cat([f[key] for f in features]) for key in features[0]}
+
+    def _forward(self, model_inputs):
+        """One row per window: the model sees at most `WINDOW_BATCH_SIZE` of them at a time."""
+        num_windows = model_inputs["input_ids"].shape[0]
+        logits = [self.model(**{k: v[i : i + WINDOW_BATCH_SIZE] for k, v in model_inputs.items()}).logits
+                  for i in range(0, num_windows, WINDOW_BATCH_SIZE)]
+        return {"logits": torch.cat(logits)}
 
     def _from_decoded(self, inputs, long_audio, hop_duration):
         from transformers.pipelines.audio_utils import ffmpeg_read
@@ -173,7 +193,7 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
 
     def postprocess(self, model_outputs, top_k=5, function_to_apply=None, long_audio="truncate"):
         function_to_apply = function_to_apply or default_function(self.model.config)
-        scores = aggregate(scores_from_logits(model_outputs.logits, function_to_apply), long_audio)
+        scores = aggregate(scores_from_logits(model_outputs["logits"], function_to_apply), long_audio)
         values, ids = scores.topk(min(top_k, scores.numel()))
         return [{"score": float(v), "label": self.model.config.id2label[int(i)]} for v, i in zip(values, ids)]
 

@@ -47,6 +47,24 @@ def select_codebook(input_ids: torch.Tensor, config: AudioFormerConfig) -> torch
     return input_ids[:, config.codebook_index]
 
 
+def codes_and_mask(input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
+                   config: AudioFormerConfig) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The `(B, T)` codebook row the model reads and a `(B, T)` bool mask, True at real positions.
+
+    `attention_mask` may be `(B, T)` or `(B, K, T)`, of any dtype (0 = padding); without one, positions whose id is
+    `config.pad_token_id` are padding.
+    """
+    if input_ids is not None:
+        input_ids = select_codebook(input_ids, config)
+        if attention_mask is None and config.pad_token_id is not None:
+            attention_mask = input_ids != config.pad_token_id
+    if attention_mask is None:
+        return input_ids, None
+    if attention_mask.dim() == 3:  # (B, K, T) masks: every row is the same
+        attention_mask = attention_mask[:, config.codebook_index]
+    return input_ids, attention_mask.bool()
+
+
 class AudioFormerSinusoidalPositionalEmbedding(nn.Embedding):
     """RoFormer's frozen sinusoid table `(max_positions, head_size)`: sines in the first half, cosines in the second.
 
@@ -342,6 +360,16 @@ class AudioFormerOnlyMLMHead(nn.Module):
         return self.predictions(sequence_output)
 
 
+# Every Auto class an AudioFormer folder can be loaded with as remote code; all of them live in this file.
+AUTO_MAP = {
+    "AutoConfig": "configuration_audioformer.AudioFormerConfig",
+    "AutoModel": "modeling_audioformer.AudioFormerModel",
+    "AutoModelForMaskedLM": "modeling_audioformer.AudioFormerForMaskedLM",
+    "AutoModelForAudioClassification": "modeling_audioformer.AudioFormerForAudioClassification",
+    "AutoModelForSequenceClassification": "modeling_audioformer.AudioFormerForAudioClassification",
+}
+
+
 class AudioFormerPreTrainedModel(PreTrainedModel):
     config_class = AudioFormerConfig
     config: AudioFormerConfig
@@ -356,6 +384,14 @@ class AudioFormerPreTrainedModel(PreTrainedModel):
     # The losses are batch means: Trainer must not rescale them by the token count of the whole (DDP) batch, which it
     # does for any forward that takes **kwargs unless told otherwise.
     accepts_loss_kwargs = False
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # transformers writes into `auto_map` only the Auto class of the saved model; a remote-code user also loads
+        # the encoder of a classifier (`AutoModel`) or a classifier from a pretraining checkpoint. The code files are
+        # copied (hence the map is valid) only for classes registered with `register_for_auto_class`.
+        if self._auto_class is not None:
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -399,8 +435,8 @@ class AudioFormerModel(AudioFormerPreTrainedModel):
         Args:
             input_ids: `(B, T)` code ids, or `(B, K, T)` ids of all codebooks as the feature extractor returns them
                 (the model reads row `config.codebook_index`).
-            attention_mask: `(B, T)`, 1 for real positions and 0 for padding. If omitted, positions whose id is
-                `config.pad_token_id` are padding.
+            attention_mask: `(B, T)` (or `(B, K, T)`), 1 / True for real positions and 0 / False for padding, any
+                dtype. If omitted, positions whose id is `config.pad_token_id` are padding.
 
         Returns:
             `BaseModelOutput` with `last_hidden_state` `(B, T, hidden_size)`. Only real positions are computed: the
@@ -418,14 +454,13 @@ class AudioFormerModel(AudioFormerPreTrainedModel):
                 "output_attentions=True needs the attention weights, which only attn_implementation='eager' computes; "
                 f"this model runs {self.config._attn_implementation!r}. Load it with attn_implementation='eager'."
             )
-        if input_ids is not None:
-            input_ids = select_codebook(input_ids, self.config)
-            if attention_mask is None and self.config.pad_token_id is not None:
-                attention_mask = (input_ids != self.config.pad_token_id).long()
-        if attention_mask is not None and attention_mask.dim() == 3:  # (B, K, T) masks: every row is the same
-            attention_mask = attention_mask[:, self.config.codebook_index]
-
+        input_ids, attention_mask = codes_and_mask(input_ids, attention_mask, self.config)
         batch_size, seq_len = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+        if attention_mask is not None and attention_mask.shape != (batch_size, seq_len):
+            raise ValueError(
+                f"attention_mask must have shape (batch, seq_len) = {(batch_size, seq_len)} (or (batch, "
+                f"num_codebooks, seq_len)), got {tuple(attention_mask.shape)}."
+            )
         # On CPU, attention clip by clip over real tokens skips the padding's share of the T^2 work. The per-clip loop
         # needs the SDPA path (no weights to return); on accelerators one batched kernel is kept.
         per_clip_attention = (
@@ -577,12 +612,7 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
             `AudioFormerClassifierOutput` with `logits` `(B, num_labels)` and `pooled_output` `(B, hidden_size)`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if input_ids is not None:
-            input_ids = select_codebook(input_ids, self.config)
-            if attention_mask is None and self.config.pad_token_id is not None:
-                attention_mask = (input_ids != self.config.pad_token_id).long()
-        if attention_mask is not None and attention_mask.dim() == 3:
-            attention_mask = attention_mask[:, self.config.codebook_index]
+        input_ids, attention_mask = codes_and_mask(input_ids, attention_mask, self.config)
         outputs = self.roformer(
             input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,

@@ -104,8 +104,33 @@ def test_pickled_code_is_refused(tmp_path):
     """weights_only=True: a checkpoint that would run arbitrary classes on load is rejected."""
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"state_dict": {"x": NotATensor()}}, f)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(ValueError, match="pickled Python objects besides tensors"):
         convert(tmp_path / "evil.pt", task="base", num_attention_heads=4)
+    # A torch.save file names the offending classes, and the object is never built.
+    reference = roformer_mlm()
+    torch.save({"state_dict": reference.state_dict(), "hyper_parameters": NotATensor()}, tmp_path / "hp.ckpt")
+    with pytest.raises(ValueError, match="NotATensor"):
+        convert(tmp_path / "hp.ckpt", task="base", num_attention_heads=4)
+
+
+def test_roformer_config_token_ids_do_not_become_audioformers(tmp_path):
+    """RoFormerConfig's default pad_token_id is 0, AudioFormer's <BOA>: copied, it would mask every clip's start."""
+    torch.manual_seed(0)
+    reference = RoFormerForMaskedLM(RoFormerConfig(**{**SIZES, "pad_token_id": 0})).eval()
+    reference.save_pretrained(tmp_path / "roformer")
+    model, report = convert(tmp_path / "roformer", task="mlm")
+    assert model.config.pad_token_id == 1 and model.config.bos_token_id == 0
+    assert any("pad_token_id=0" in note for note in report.notes)
+    assert "pad_token_id=0" in report.summary()
+    x = ids()
+    with torch.no_grad():  # no mask given: <BOA> (id 0) must stay a real token
+        torch.testing.assert_close(model.eval()(input_ids=x).logits, reference(input_ids=x).logits,
+                                   atol=1e-5, rtol=1e-4)
+    # An AudioFormer folder keeps its own ids.
+    model.config.pad_token_id = 1
+    model.save_pretrained(tmp_path / "audioformer")
+    again, report = convert(tmp_path / "audioformer", task="mlm")
+    assert again.config.pad_token_id == 1 and not report.notes
 
 
 def test_cli_writes_safetensors_folder(tmp_path, capsys):

@@ -85,3 +85,19 @@ def test_mpc_bad_input():
         mpc_loss(torch.randn(3, 1, 8))
     with pytest.raises(ValueError, match="temperature"):
         mpc_loss(torch.randn(3, 2, 8), temperature=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_losses_are_float32_and_exact_for_half_precision_inputs(dtype):
+    """The losses upcast: the result is eq. 7 / eq. 8 of the rounded inputs, not of half-precision arithmetic."""
+    torch.manual_seed(0)
+    logits = (torch.randn(4, 6) * 30).to(dtype)  # large logits: e^s overflows half precision
+    labels = (torch.rand(4, 6) < 0.4).to(dtype)
+    labels[:, 0] = 1
+    loss = lsep_loss(logits, labels)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert loss.item() == pytest.approx(naive_lsep(logits.float(), labels.float()), rel=1e-5)
+    features = torch.randn(3, 4, 8).to(dtype)
+    loss = mpc_loss(features, 0.05)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(naive_mpc(features.float(), 0.05), rel=1e-4)

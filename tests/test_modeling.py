@@ -89,13 +89,25 @@ def test_matches_roformer_on_real_positions(attn_implementation, rotary_value):
     assert ours.last_hidden_state[~real].abs().max() == 0
 
 
-def test_batched_sdpa_path_matches_roformer(monkeypatch):
-    """On CPU, SDPA attends clip by clip; accelerators use one masked, batched call. Force the latter here."""
+def force_batched_attention(monkeypatch):
+    """On CPU, SDPA attends clip by clip; accelerators use one masked, batched call. Force the latter."""
     from modeling_audioformer import modeling_audioformer as module
 
     from_mask = module.Padding.from_mask.__func__
     monkeypatch.setattr(module.Padding, "from_mask", classmethod(lambda cls, mask, b, t, per_clip=False:
                                                                 from_mask(cls, mask, b, t, False)))
+
+
+@pytest.fixture(params=["per_clip", "batched"])
+def attention_path(request, monkeypatch):
+    """Runs a test on both SDPA paths: clip by clip (CPU) and batched with a mask (GPU)."""
+    if request.param == "batched":
+        force_batched_attention(monkeypatch)
+    return request.param
+
+
+def test_batched_sdpa_path_matches_roformer(monkeypatch):
+    force_batched_attention(monkeypatch)
     model = build(AudioFormerModel)
     twin = roformer_twin(model, RoFormerModel)
     input_ids, attention_mask = padded_batch()
@@ -280,14 +292,15 @@ def test_mlm_loss_ignores_minus_100():
     assert out_k.loss.item() == pytest.approx(out.loss.item(), rel=1e-6)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_gradient_checkpointing_gives_the_same_gradients(use_reentrant):
     input_ids, attention_mask = padded_batch()
     labels = torch.tensor([0, 2, 1])
     grads = []
     for checkpointing in (False, True):
         model = build(AudioFormerForAudioClassification, num_labels=3).train()
         if checkpointing:
-            model.gradient_checkpointing_enable()
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
             assert model.roformer.encoder.layer[0].gradient_checkpointing
         model(input_ids, attention_mask=attention_mask, labels=labels).loss.backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
@@ -351,3 +364,105 @@ def test_classifier_outputs_and_tuple_form():
     torch.testing.assert_close(as_tuple[0], out.loss)
     torch.testing.assert_close(as_tuple[1], out.logits)
     torch.testing.assert_close(as_tuple[2], out.pooled_output)
+
+
+def test_attention_mask_of_any_dtype_and_shape(attention_path):
+    model = build(AudioFormerModel)
+    input_ids, attention_mask = padded_batch()
+    real = attention_mask.bool()
+    with torch.no_grad():
+        expected = model(input_ids, attention_mask=attention_mask).last_hidden_state
+        for mask in (attention_mask.float(), attention_mask.bool(), attention_mask[:, None].expand(-1, 4, -1)):
+            hidden = model(input_ids, attention_mask=mask).last_hidden_state
+            torch.testing.assert_close(hidden[real], expected[real], atol=1e-6, rtol=0)
+            assert hidden[~real].abs().max() == 0
+    with pytest.raises(ValueError, match="attention_mask must have shape"):
+        model(input_ids, attention_mask=attention_mask[:, :-1])
+
+
+def test_inputs_embeds_and_token_type_ids_match_roformer(attention_path):
+    model = build(AudioFormerModel)
+    twin = roformer_twin(model, RoFormerModel)
+    input_ids, attention_mask = padded_batch()
+    token_type_ids = torch.randint(0, 2, input_ids.shape, generator=torch.Generator().manual_seed(1))
+    embeds = model.get_input_embeddings()(input_ids)
+    real = attention_mask.bool()
+    with torch.no_grad():
+        ours = model(inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        theirs = twin(inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        plain = model(input_ids, attention_mask=attention_mask).last_hidden_state
+    torch.testing.assert_close(ours.last_hidden_state[real], theirs.last_hidden_state[real], atol=1e-4, rtol=0)
+    assert not torch.allclose(ours.last_hidden_state[real], plain[real])  # the token types were used
+    with pytest.raises(ValueError, match="exactly one"):
+        model(input_ids, inputs_embeds=embeds)
+
+
+def test_all_padding_row_and_batch_of_one(attention_path):
+    """A clip of padding only gets zeros (no NaN, also in the gradients) and leaves the other clips unchanged."""
+    model = build(AudioFormerForAudioClassification, num_labels=3).train()
+    input_ids, attention_mask = padded_batch()
+    input_ids = torch.cat([input_ids, torch.full((1, input_ids.shape[1]), PAD)])
+    attention_mask = torch.cat([attention_mask, torch.zeros_like(attention_mask[:1])])
+    out = model(input_ids, attention_mask=attention_mask, labels=torch.tensor([0, 1, 2, 1]))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and out.pooled_output[3].abs().max() == 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with torch.no_grad():
+        three = model(input_ids[:3], attention_mask=attention_mask[:3]).pooled_output
+        one = model(input_ids[1:2, : LENGTHS[1]]).pooled_output  # batch of one, no padding at all
+    torch.testing.assert_close(out.pooled_output[:3].detach(), three, atol=1e-5, rtol=0)
+    torch.testing.assert_close(one[0], three[1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_autocast_and_weights(attention_path, dtype):
+    """Rotary runs in float32 and back; the losses are float32. Half-precision results stay close to float32."""
+    model = build(AudioFormerForAudioClassification, num_labels=4, problem_type="multi_label_classification")
+    input_ids, attention_mask = padded_batch()
+    labels = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0]])
+    with torch.no_grad():
+        expected = model(input_ids, attention_mask=attention_mask, labels=labels)
+        with torch.autocast("cpu", dtype=dtype):
+            autocast = model(input_ids, attention_mask=attention_mask, labels=labels)
+        half = model.to(dtype)(input_ids, attention_mask=attention_mask, labels=labels)
+    tolerance = 0.05 if dtype == torch.bfloat16 else 0.01
+    for out in (autocast, half):
+        assert out.loss.dtype == torch.float32
+        torch.testing.assert_close(out.pooled_output.float(), expected.pooled_output, atol=tolerance, rtol=0)
+        assert out.loss.item() == pytest.approx(expected.loss.item(), abs=tolerance)
+    assert half.pooled_output.dtype == dtype
+
+
+def test_saved_auto_map_is_complete(tmp_path):
+    """Any AudioFormer folder loads as any AudioFormer Auto class with remote code, e.g. a classifier from MLM."""
+    mlm = build(AudioFormerForMaskedLM)
+    mlm.save_pretrained(tmp_path)
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    for auto_class in ("AutoConfig", "AutoModel", "AutoModelForMaskedLM", "AutoModelForAudioClassification"):
+        assert auto_class in auto_map, auto_class
+    # What transformers does with trust_remote_code=True (the installed project would otherwise win in-process).
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    for auto_class, ref in auto_map.items():
+        cls = get_class_from_dynamic_module(ref, str(tmp_path))
+        assert cls.__module__.startswith("transformers_modules.") and cls.__name__ == ref.split(".")[1], auto_class
+    remote_classifier = get_class_from_dynamic_module(auto_map["AutoModelForAudioClassification"], str(tmp_path))
+    classifier = remote_classifier.from_pretrained(tmp_path, num_labels=3)
+    torch.testing.assert_close(classifier.roformer.embeddings.word_embeddings.weight,
+                               mlm.roformer.embeddings.word_embeddings.weight)
+
+
+def test_trainer_does_not_rescale_the_batch_mean_losses(tmp_path):
+    """The forward takes **kwargs, so without `accepts_loss_kwargs = False` Trainer would pass num_items_in_batch
+    and treat the (batch-mean) loss as a sum over items."""
+    from transformers import Trainer, TrainingArguments
+
+    model = build(AudioFormerForAudioClassification, num_labels=3)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, gradient_accumulation_steps=2)
+    trainer = Trainer(model=model, args=args)
+    assert trainer.model_accepts_loss_kwargs is False
+    input_ids, attention_mask = padded_batch()
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, labels=torch.tensor([0, 2, 1]))
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, inputs, num_items_in_batch=torch.tensor(100))
+        torch.testing.assert_close(loss, model(**inputs).loss)

@@ -174,3 +174,29 @@ def test_endpoint_handler(folders, reference, tmp_path):
     np.testing.assert_allclose([r["score"] for r in out], top.values.numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="sampling_rate"):
         handler({"inputs": wav.tolist()})
+
+
+def test_many_windows_run_a_few_at_a_time(folders):
+    """A long recording has hundreds of windows: codec and model must not see them all in one batch."""
+    from modeling_audioformer.long_audio import WINDOW_BATCH_SIZE
+
+    sr = 16000
+    wav = wav_at(sr, 2.5, seed=5)
+    classifier = pipeline("audio-classification", model=folders["multi"],
+                          pipeline_class=AudioFormerAudioClassificationPipeline)
+    batches = []
+    hook = classifier.model.register_forward_pre_hook(
+        lambda module, args, kwargs: batches.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        result = as_dict(classifier({"raw": wav, "sampling_rate": sr}, long_audio="max", hop_duration=0.1,
+                                    top_k=None))
+    finally:
+        hook.remove()
+    assert sum(batches) == len(sliding_windows(wav.size, sr, sr // 10)) > WINDOW_BATCH_SIZE
+    assert max(batches) <= WINDOW_BATCH_SIZE
+    fe = AudioFormerFeatureExtractor.from_pretrained(folders["multi"])
+    expected = classify_long_audio(classifier.model, fe, wav, sr, long_audio="max", hop_duration=0.1)
+    np.testing.assert_allclose([result[l] for l in LABELS], expected.numpy(), atol=1e-5)
+    # The pipeline's own batching would mix the windows of several recordings: refused, not garbled.
+    with pytest.raises(ValueError, match="batch_size=1"):
+        classifier([{"raw": wav, "sampling_rate": sr}] * 2, long_audio="max", batch_size=2)
