@@ -23,13 +23,8 @@ feature extractor, the remote-code files and a model card with the run's metrics
 """
 
 import logging
-import math
-import os
 import sys
 from dataclasses import dataclass, field
-
-import numpy as np
-import torch
 
 import datasets
 import transformers
@@ -37,19 +32,22 @@ from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArgume
 
 from modeling_audioformer import AudioFormerForAudioClassification
 from modeling_audioformer.hub import publish_from_training_args, write_model_card
-from modeling_audioformer.metrics import load_metric
+from modeling_audioformer.metrics import classification_compute_metrics, keep_logits
 from modeling_audioformer.mpc_training import AudioClassificationTrainer, load_positive_models
 from modeling_audioformer.sampling import inverse_frequency_weights
-from tokenization.collators import pad_code_rows
+from tokenization.collators import DataCollatorForCodeClassification
+from tokenization.labels import LOSSES, LabelSpace
 from tokenization.training_data import (
     DataTrainingArguments,
     ModelArguments,
     load_config,
     load_model,
+    max_code_length,
     max_positions_check,
     num_codebooks_of,
     parse_args,
     prepare_code_datasets,
+    resolve_checkpoint,
     training_args_summary,
 )
 
@@ -57,7 +55,6 @@ from tokenization.training_data import (
 logger = logging.getLogger(__name__)
 
 DATA_FLAGS = ("--dataset_name", "--data_dir", "--train_file", "--validation_file", "--tokenized_dataset")
-LOSSES = ("ce", "bce", "lsep")
 
 
 @dataclass
@@ -107,9 +104,6 @@ class ClassificationArguments:
             raise ValueError(f"--early_stopping_patience must be >= 1, got {self.early_stopping_patience}.")
 
 
-# ---------------------------------------------------------------------------------------------- the demo
-
-
 def is_demo(argv: list[str]) -> bool:
     """No data source on the command line (and no config file): run the demo."""
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
@@ -118,177 +112,17 @@ def is_demo(argv: list[str]) -> bool:
 
 
 def demo_argv(argv: list[str]) -> list[str]:
-    """Writes the demo data and codec, and returns the demo's flags followed by the user's (which win)."""
-    from tokenization.demo_data import DEMO_NOTE, write_demo_audiofolder
-    from tokenization.tiny_codec import build_tiny_feature_extractor
+    """Writes the demo data and codec; returns the demo's flags followed by the user's (which win)."""
+    from tokenization.demo_data import DEMO_NOTE, demo_classification_flags
 
     demo_dir = ClassificationArguments.demo_dir
-    if "--demo_dir" in argv:
-        demo_dir = argv[argv.index("--demo_dir") + 1]
+    for i, arg in enumerate(argv):
+        if arg == "--demo_dir" and i + 1 < len(argv):
+            demo_dir = argv[i + 1]
+        elif arg.startswith("--demo_dir="):
+            demo_dir = arg.split("=", 1)[1]
     print(f"[DEMO] No dataset given: running the demo in {demo_dir} (tiny seeded codec, tiny model).\n[DEMO] {DEMO_NOTE}")
-    # Absolute, since the saved feature extractor keeps this path to find its codec.
-    codec_dir = os.path.abspath(os.path.join(demo_dir, "tiny_codec"))
-    if not os.path.isfile(os.path.join(codec_dir, "preprocessor_config.json")):
-        build_tiny_feature_extractor(codec_dir, seed=0, max_duration=1.0)
-    audio_dir = write_demo_audiofolder(os.path.join(demo_dir, "audio"), num_train=60, num_validation=20, seed=0)
-    defaults = [
-        "--data_dir", audio_dir, "--feature_extractor_name", codec_dir, "--label_column_name", "label",
-        "--tokenized_cache_dir", os.path.join(demo_dir, "tokenized"),
-        "--config_overrides", "hidden_size=64,num_hidden_layers=2,num_attention_heads=4,intermediate_size=128,"
-                              "max_position_embeddings=128",
-        "--output_dir", "demo_output", "--do_train", "--do_eval", "--seed", "0",
-        "--num_train_epochs", "15", "--learning_rate", "1e-3", "--warmup_steps", "8",
-        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "20",
-        "--eval_strategy", "epoch", "--save_strategy", "epoch", "--save_total_limit", "1",
-        "--load_best_model_at_end", "--metric_for_best_model", "accuracy", "--early_stopping_patience", "5",
-        "--logging_steps", "10", "--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0",
-    ]
-    return defaults + argv
-
-
-# ---------------------------------------------------------------------------------------------- labels
-
-
-def _is_list_feature(feature) -> bool:
-    return isinstance(feature, (datasets.Sequence, datasets.List)) or isinstance(feature, list)
-
-
-def _label_order(name: str):
-    """Numeric names in numeric order, then the rest alphabetically."""
-    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
-
-
-def read_labels(dataset: datasets.Dataset, column: str, split: str) -> tuple[list, bool]:
-    """
-    The label column as names: `(rows, multi_label)`, rows a list of str (single-label) or of lists of str.
-
-    Raises a ValueError naming the rows whose label is missing (None or empty string).
-    """
-    if column not in dataset.column_names:
-        raise ValueError(f"No label column {column!r} in split '{split}' (columns: {dataset.column_names}); set "
-                         "--label_column_name.")
-    feature = dataset.features[column]
-    multi_label = _is_list_feature(feature)
-    inner = (feature.feature if hasattr(feature, "feature") else feature[0]) if multi_label else feature
-    names = inner.names if isinstance(inner, datasets.ClassLabel) else None
-
-    def name(value):
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
-            return None
-        return names[value] if names is not None else str(value)
-
-    values = dataset[column]
-    if multi_label:
-        rows = [None if v is None else [name(x) for x in v] for v in values]
-        missing = [i for i, r in enumerate(rows) if r is None or any(x is None for x in r)]
-    else:
-        rows = [name(v) for v in values]
-        missing = [i for i, r in enumerate(rows) if r is None]
-    if missing:
-        raise ValueError(f"Split '{split}': {len(missing)} row(s) have no label in column {column!r}, rows "
-                         f"{missing[:20]}{' ...' if len(missing) > 20 else ''}. Fill them or drop those clips.")
-    return rows, multi_label
-
-
-def label_names_from_checkpoint(config) -> list[str] | None:
-    """The labels of a fine-tuned checkpoint's config, or None for a pretraining one (default LABEL_i names)."""
-    names = [config.id2label[i] for i in sorted(config.id2label)]
-    if config.problem_type is None and all(n == f"LABEL_{i}" for i, n in enumerate(names)):
-        return None
-    return names
-
-
-def encode_labels(rows: list, label2id: dict, multi_label: bool, split: str) -> list:
-    """Names -> class index (single-label) or sorted index list (multi-label); ValueError naming unknown rows."""
-    unknown_rows, unknown = [], set()
-    encoded = []
-    for i, row in enumerate(rows):
-        names = row if multi_label else [row]
-        bad = [n for n in names if n not in label2id]
-        if bad:
-            unknown_rows.append(i)
-            unknown.update(bad)
-            continue
-        ids = sorted(label2id[n] for n in names)
-        encoded.append(ids if multi_label else ids[0])
-    if unknown_rows:
-        raise ValueError(
-            f"Split '{split}': {len(unknown_rows)} row(s) have labels the model does not know, rows "
-            f"{unknown_rows[:20]}{' ...' if len(unknown_rows) > 20 else ''}; unknown labels "
-            f"{sorted(unknown)[:20]}. The known labels are those of the training split (or of the fine-tuned "
-            "checkpoint; --ignore_mismatched_sizes trains a new classifier on the data's labels)."
-        )
-    return encoded
-
-
-# ---------------------------------------------------------------------------------------------- batches, metrics
-
-
-@dataclass
-class ClassificationCollator:
-    """
-    Pads code rows and builds `labels` from `label_ids`: `(B,)` class indices, or `(B, num_labels)` multi-hot.
-
-    `codebook_index` keeps one row (`(B, T)` input_ids, FT1); None keeps all (`(B, K, T)`, FT2). Rows longer
-    than `max_length` ids are cut, keeping their last id (`<EOA>`).
-    """
-
-    num_labels: int
-    multi_label: bool
-    codebook_index: int | None = None
-    max_length: int | None = None
-    pad_to_multiple_of: int | None = None
-
-    def __call__(self, examples) -> dict:
-        rows = []
-        for e in examples:
-            ids = np.asarray(e["input_ids"])
-            if self.max_length is not None and ids.shape[-1] > self.max_length:
-                ids = np.concatenate([ids[..., : self.max_length - 1], ids[..., -1:]], axis=-1)
-            rows.append({"input_ids": ids})
-        batch = pad_code_rows(rows, codebook_index=self.codebook_index, pad_to_multiple_of=self.pad_to_multiple_of)
-        if "label_ids" in examples[0]:
-            if self.multi_label:
-                labels = torch.zeros(len(examples), self.num_labels)
-                for i, e in enumerate(examples):
-                    labels[i, list(e["label_ids"])] = 1.0
-            else:
-                labels = torch.tensor([int(e["label_ids"]) for e in examples], dtype=torch.long)
-            batch["labels"] = labels
-        return batch
-
-
-def keep_logits(logits, labels):
-    """The model also returns `pooled_output`; only the logits are kept for the metrics."""
-    return logits[0] if isinstance(logits, tuple) else logits
-
-
-def build_compute_metrics(multi_label: bool, id2label: dict, threshold: float, store: dict):
-    """
-    `compute_metrics` for the Trainer: {"mAP", "micro_f1", "macro_f1"} (multi-label) or {"accuracy"}; reported
-    as eval_mAP / eval_accuracy. The per-class AP of the latest evaluation is kept in `store["per_class_ap"]`.
-    """
-    if multi_label:
-        map_metric, f1_metric = load_metric("mean_average_precision"), load_metric("multilabel_f1")
-    else:
-        accuracy_metric = load_metric("accuracy")
-
-    def compute_metrics(eval_pred):
-        logits = keep_logits(eval_pred.predictions, None)
-        labels = eval_pred.label_ids
-        if not multi_label:
-            return accuracy_metric.compute(predictions=logits.argmax(-1), references=labels)
-        references = (labels > 0.5).astype(np.int32)
-        result = map_metric.compute(predictions=logits, references=references, return_per_class=True)
-        per_class = result.pop("AP_per_class")
-        store["per_class_ap"] = {id2label[i]: ap for i, ap in enumerate(per_class) if not math.isnan(ap)}
-        result.update(f1_metric.compute(predictions=(logits > threshold).astype(np.int32), references=references))
-        return result
-
-    return compute_metrics
-
-
-# ---------------------------------------------------------------------------------------------- main
+    return demo_classification_flags(demo_dir) + argv
 
 
 def main(argv: list[str] | None = None):
@@ -313,81 +147,47 @@ def main(argv: list[str] | None = None):
             raise ValueError("--early_stopping_patience needs evaluations: set --eval_strategy epoch (or steps).")
         if training_args.metric_for_best_model is None:
             raise ValueError("--early_stopping_patience needs --metric_for_best_model (e.g. mAP or accuracy).")
+    checkpoint = resolve_checkpoint(training_args)
     set_seed(training_args.seed)
 
-    # 1. Data: code ids (raw audio tokenized once and cached) and labels.
-    code_datasets, feature_extractor = prepare_code_datasets(model_args, data_args, training_args)
-    label_rows, multi_label = {}, None
-    for split, ds in code_datasets.items():
-        label_rows[split], split_multi = read_labels(ds, cls_args.label_column_name, split)
-        if multi_label is not None and split_multi != multi_label:
-            raise ValueError(f"Column {cls_args.label_column_name!r} is a list in one split and not in another.")
-        multi_label = split_multi
+    # 1. Data: labels checked on the source, then code ids (raw audio tokenized once and cached) and label ids.
+    #    A fine-tuned checkpoint keeps its classes unless --ignore_mismatched_sizes.
+    use_checkpoint_labels = model_args.model_name_or_path and not cls_args.ignore_mismatched_sizes
+    checkpoint_config = load_config(model_args) if use_checkpoint_labels else None
 
-    # 2. Labels and config. A fine-tuned checkpoint keeps its labels unless --ignore_mismatched_sizes.
-    checkpoint_labels = None
-    if model_args.model_name_or_path and not cls_args.ignore_mismatched_sizes:
-        checkpoint_labels = label_names_from_checkpoint(load_config(model_args))
-    if checkpoint_labels is not None:
-        label_names = checkpoint_labels
-    else:
-        reference = label_rows["train"] if "train" in label_rows else label_rows["validation"]
-        seen = {n for row in reference for n in (row if multi_label else [row])}
-        label_names = sorted(seen, key=_label_order)
-    label2id = {name: i for i, name in enumerate(label_names)}
-    id2label = dict(enumerate(label_names))
-    for split in code_datasets:
-        encoded = encode_labels(label_rows[split], label2id, multi_label, split)
-        feature = datasets.List(datasets.Value("int32")) if multi_label else datasets.Value("int64")
-        # add_column works in memory: no cache file for the processes of a DDP run to race on.
-        code_datasets[split] = code_datasets[split].select_columns(["input_ids"]).add_column(
-            "label_ids", encoded, feature=feature)
+    def check_labels(splits):
+        LabelSpace.from_datasets(splits, cls_args.label_column_name, checkpoint_config).resolve_loss(cls_args.loss)
 
-    loss = cls_args.loss or ("lsep" if multi_label else "ce")
-    if multi_label and loss == "ce":
-        raise ValueError(f"--loss ce is for single-label data, but {cls_args.label_column_name!r} holds lists: use "
-                         "lsep or bce.")
-    if not multi_label and loss != "ce":
-        raise ValueError(f"--loss {loss} is for multi-label data, but {cls_args.label_column_name!r} holds one label "
-                         "per clip: use ce, or a list column.")
-    if len(label_names) < 2:
-        raise ValueError(f"Classification needs at least 2 classes; the labels are {label_names}.")
-    config_kwargs = dict(id2label=id2label, label2id=label2id,
-                         problem_type="multi_label_classification" if multi_label else "single_label_classification")
-    if multi_label:
-        config_kwargs["multi_label_loss"] = loss
-    config = load_config(model_args, num_codebooks=num_codebooks_of(code_datasets), **config_kwargs)
-    max_positions_check(code_datasets, config)
+    code_datasets, feature_extractor = prepare_code_datasets(model_args, data_args, training_args,
+                                                             check_splits=check_labels)
+    labels = LabelSpace.from_datasets(code_datasets, cls_args.label_column_name, checkpoint_config)
+    code_datasets = labels.add_label_ids(code_datasets)
+    config = load_config(model_args, num_codebooks=num_codebooks_of(code_datasets),
+                         **labels.config_kwargs(cls_args.loss))
+    max_length = max_code_length(model_args, feature_extractor)
+    max_positions_check(code_datasets, config, max_length)
 
-    # 3. Models: the anchor (an MLM checkpoint's head is dropped, the classifier is new) and, for FT2, positives.
+    # 2. Models: the anchor (an MLM checkpoint's head is dropped, the classifier is new) and, for FT2, positives.
     model = load_model(AudioFormerForAudioClassification, model_args, config,
                        ignore_mismatched_sizes=cls_args.ignore_mismatched_sizes)
     positive_models = None
     if cls_args.mpc_positive_models:
         positive_models = load_positive_models(cls_args.mpc_positive_models, config, cls_args.mpc_positive_codebooks,
                                                cache_dir=model_args.cache_dir, token=model_args.token)
-        for path, positive in zip(cls_args.mpc_positive_models, positive_models):
-            if positive.config.codebook_index >= config.num_codebooks:
-                raise ValueError(f"Positive model {path} reads codebook row {positive.config.codebook_index}, but "
-                                 f"the data has {config.num_codebooks} codebooks.")
         logger.info("FT2: %d frozen positive model(s) on codebook rows %s, alpha=%s, tau=%s", len(positive_models),
                     [p.config.codebook_index for p in positive_models], cls_args.mpc_alpha, cls_args.mpc_temperature)
 
-    max_length = None
-    if model_args.max_duration is not None:
-        max_length = math.ceil(model_args.max_duration * feature_extractor.sampling_rate
-                               / feature_extractor.hop_length) + 2
-    collator = ClassificationCollator(
-        num_labels=len(label_names), multi_label=multi_label, max_length=max_length,
-        codebook_index=None if positive_models else config.codebook_index,
-        pad_to_multiple_of=data_args.pad_to_multiple_of,
+    collator = DataCollatorForCodeClassification(
+        codebook_index=None if positive_models else config.codebook_index,  # FT2 reads every row
+        label_column="label_ids", num_labels=len(labels.names) if labels.multi_label else None,
+        max_length=max_length, pad_to_multiple_of=data_args.pad_to_multiple_of, pad_token_id=config.pad_token_id,
     )
     train_dataset = code_datasets["train"] if training_args.do_train else None
     sample_weights = None
     if cls_args.weighted_sampling and train_dataset is not None:
-        sample_weights = inverse_frequency_weights(train_dataset["label_ids"], len(label_names))
+        sample_weights = inverse_frequency_weights(train_dataset["label_ids"], len(labels.names))
 
-    # The upload happens at the end with the model card (Trainer.push_to_hub would replace the card).
+    # 3. Trainer. The upload happens at the end with the model card (Trainer.push_to_hub would replace the card).
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     store = {}
     callbacks = []
@@ -399,7 +199,8 @@ def main(argv: list[str] | None = None):
         train_dataset=train_dataset,
         eval_dataset=code_datasets["validation"] if training_args.do_eval else None,
         data_collator=collator,
-        compute_metrics=build_compute_metrics(multi_label, id2label, cls_args.multi_label_threshold, store),
+        compute_metrics=classification_compute_metrics(labels.multi_label, labels.id2label,
+                                                       cls_args.multi_label_threshold, store),
         preprocess_logits_for_metrics=keep_logits,
         callbacks=callbacks,
         positive_models=positive_models,
@@ -411,7 +212,7 @@ def main(argv: list[str] | None = None):
     # 4. Train, evaluate, save a ready Hub folder.
     metrics = {}
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
@@ -428,9 +229,13 @@ def main(argv: list[str] | None = None):
         if push_to_hub:
             publish_from_training_args(training_args)
     if demo and trainer.is_world_process_zero():
-        name = "eval_mAP" if multi_label else "eval_accuracy"
+        name = "eval_mAP" if labels.multi_label else "eval_accuracy"
         print(f"[DEMO] {name} = {metrics.get(name, float('nan')):.4f} on the synthesised demo validation set "
-              f"({len(label_names)} classes: chance {1 / len(label_names):.2f}); model in {training_args.output_dir}")
+              f"({len(labels.names)} classes: chance {1 / len(labels.names):.2f}); model in {training_args.output_dir}")
+    # Leave the process group cleanly once rank 0 has written the card: a gloo group left to interpreter exit can
+    # abort a finished run ("terminate called without an active exception").
+    trainer.accelerator.wait_for_everyone()
+    trainer.end()
     return metrics
 
 

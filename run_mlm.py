@@ -5,7 +5,7 @@
 Masked-LM pretraining of AudioFormer on EnCodec codes (paper sections 3.2 and 4.2): one model per codebook,
 25% of the code tokens masked, cross-entropy on the masked tokens.
 
-    python run_mlm.py configs/mlm_tiny_demo.json                       # all flags in one .json / .yaml file
+    python run_mlm.py configs/mlm_tiny_demo.yaml                       # all flags in one .json / .yaml file
     python run_mlm.py --data_dir clips/ --config_overrides "hidden_size=64,num_hidden_layers=2" \
         --codebook_index 0 --output_dir out --do_train --do_eval
     accelerate launch --num_processes 8 run_mlm.py configs/mlm_audioset2m_c1.json     # DDP
@@ -17,14 +17,12 @@ Raw audio is tokenized once (cached, see `tokenization/training_data.py`); or pa
 
 import logging
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 
 import datasets
 import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from modeling_audioformer import AudioFormerForMaskedLM
 from modeling_audioformer.hub import publish_from_training_args, write_model_card
@@ -34,10 +32,12 @@ from tokenization.training_data import (
     ModelArguments,
     load_config,
     load_model,
+    max_code_length,
     max_positions_check,
     num_codebooks_of,
     parse_args,
     prepare_code_datasets,
+    resolve_checkpoint,
     training_args_summary,
 )
 
@@ -75,21 +75,6 @@ def compute_metrics(eval_pred):
     return {"accuracy": float((predictions[masked] == labels[masked]).mean()) if masked.any() else float("nan")}
 
 
-def resolve_checkpoint(training_args):
-    """--resume_from_checkpoint PATH, or "true" / "last" for the newest checkpoint in --output_dir."""
-    value = training_args.resume_from_checkpoint
-    if value is None or not training_args.do_train:
-        return None
-    if value.lower() in ("true", "last"):
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if last is None:
-            raise ValueError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {training_args.output_dir}.")
-        return last
-    if not os.path.isdir(value):
-        raise ValueError(f"--resume_from_checkpoint {value} is not a folder.")
-    return value
-
-
 def setup_logging(training_args):
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)])
@@ -121,7 +106,8 @@ def main(argv=None):
     # Data first: every check on the input runs before a model is built or a step is taken.
     code_datasets, feature_extractor = prepare_code_datasets(model_args, data_args, training_args)
     config = load_config(model_args, num_codebooks=num_codebooks_of(code_datasets))
-    max_positions_check(code_datasets, config)
+    max_length = max_code_length(model_args, feature_extractor)  # --max_duration also cuts pre-tokenized codes
+    max_positions_check(code_datasets, config, max_length)
     model = load_model(AudioFormerForMaskedLM, model_args, config)
     logger.info("Pretraining on codebook C%d; %d parameters", config.codebook_index + 1, model.num_parameters())
 
@@ -129,7 +115,7 @@ def main(argv=None):
     train_dataset = code_datasets.get("train") if training_args.do_train else None
     eval_dataset = code_datasets.get("validation") if training_args.do_eval else None
     collator = DataCollatorForCodeMLM(codebook_index=config.codebook_index, pad_token_id=config.pad_token_id,
-                                      mask_token_id=config.mask_token_id, **masking)
+                                      mask_token_id=config.mask_token_id, max_length=max_length, **masking)
 
     # The upload happens at the end, with the model card (Trainer.push_to_hub would replace the card and upload
     # training_args.bin, a pickle).
@@ -166,6 +152,10 @@ def main(argv=None):
         write_card(trainer, model_args, data_args, training_args, metrics)
         if push_to_hub:
             publish_from_training_args(training_args)
+    # Leave the process group cleanly once rank 0 has written the card: a gloo group left to interpreter exit can
+    # abort a finished run ("terminate called without an active exception").
+    trainer.accelerator.wait_for_everyone()
+    trainer.end()
     return metrics
 
 

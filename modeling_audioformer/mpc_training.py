@@ -8,6 +8,11 @@ the same clips and provide the positives; the other clips of the batch are the n
 where each feature is the masked mean of the last hidden states (`pooled_output`). The positive models run
 under `torch.no_grad` in eval mode; they are held by the trainer, not by the model, so they never enter the
 optimizer nor the saved checkpoint, and inference uses the anchor alone (the published model has FT1's size).
+
+Under DDP each process computes MPC on its own batch: the negatives are the other clips of the local batch
+(`per_device_train_batch_size - 1` of them), not of the global one; features are not gathered across processes.
+Each process's loss is a mean over its clips and DDP averages the gradients, so the update is that of the mean
+loss over processes, which is also what the Trainer logs.
 """
 
 from collections.abc import Sequence
@@ -59,8 +64,8 @@ def freeze(model: nn.Module) -> nn.Module:
 
 
 def check_positive_models(models: Sequence[nn.Module], anchor_config=None, names: Sequence[str] | None = None):
-    """Raises a ValueError when a positive model cannot serve as one: another hidden size than the anchor, or a
-    codebook row that the anchor or another positive already reads."""
+    """Raises a ValueError when a positive model cannot serve as one: another hidden size than the anchor, a
+    codebook row the data lacks (the anchor's `num_codebooks`), or one that the anchor or another positive reads."""
     names = names or [f"positive model {i}" for i in range(len(models))]
     if not models:
         raise ValueError("FT2 needs at least one positive model.")
@@ -70,6 +75,9 @@ def check_positive_models(models: Sequence[nn.Module], anchor_config=None, names
         if anchor_config is not None and config.hidden_size != anchor_config.hidden_size:
             raise ValueError(f"{name} has hidden_size {config.hidden_size}, the anchor {anchor_config.hidden_size}; "
                              "MPC compares their pooled features, which need the same size.")
+        if anchor_config is not None and not 0 <= config.codebook_index < anchor_config.num_codebooks:
+            raise ValueError(f"{name} reads codebook row {config.codebook_index}, but the data has "
+                             f"{anchor_config.num_codebooks} codebooks (rows 0..{anchor_config.num_codebooks - 1}).")
         if config.codebook_index in seen:
             raise ValueError(f"{name} reads codebook row {config.codebook_index}, as {seen[config.codebook_index]} "
                              "does; give each positive its own row (--mpc_positive_codebooks).")

@@ -133,3 +133,21 @@ def test_classification_collator_labels():
     assert batch["input_ids"].shape == (3, 14)
     assert batch["labels"].dtype == torch.float32 and batch["labels"].shape == (3, 3)
     assert "labels" not in DataCollatorForCodeClassification()(rows)
+
+
+def test_max_length_cuts_rows_keeping_eoa():
+    rows = [{"input_ids": [[BOA, 5, 6, 7, 8, EOA]] * 2}, {"input_ids": [[BOA, 9, EOA]] * 2}]
+    batch = pad_code_rows(rows, max_length=4)
+    assert batch["input_ids"][0].tolist() == [[BOA, 5, 6, EOA]] * 2
+    assert batch["input_ids"][1].tolist() == [[BOA, 9, EOA, PAD]] * 2
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    mlm = DataCollatorForCodeMLM(codebook_index=1, max_length=4, generator=torch.Generator().manual_seed(0))(rows)
+    assert mlm["input_ids"].shape == (2, 4) and mlm["labels"][0, 3] == -100  # <EOA> kept, never a target
+    with pytest.raises(ValueError, match="max_length must be >= 2"):
+        pad_code_rows(rows, max_length=1)
+
+
+def test_classification_collator_index_lists():
+    rows = [dict(r, label_ids=ids) for r, ids in zip(make_rows(2, 8), ([2], [0, 1]))]
+    batch = DataCollatorForCodeClassification(label_column="label_ids", num_labels=3)(rows)
+    assert batch["labels"].tolist() == [[0, 0, 1], [1, 1, 0]]

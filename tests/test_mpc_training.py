@@ -120,6 +120,9 @@ def test_positive_model_checks(tmp_path):
         check_positive_models([tiny_positive(0, 1)], anchor.config)
     with pytest.raises(ValueError, match="codebook row 1"):
         check_positive_models([tiny_positive(1, 1), tiny_positive(1, 2)], anchor.config)
+    two_codebooks = AudioFormerConfig(num_codebooks=2, **TINY)  # the data holds rows 0 and 1 only
+    with pytest.raises(ValueError, match="reads codebook row 2, but the data has 2 codebooks"):
+        check_positive_models([tiny_positive(1, 1), tiny_positive(2, 2)], two_codebooks)
     other = AudioFormerModel(AudioFormerConfig(**{**TINY, "hidden_size": 64}, codebook_index=1))
     with pytest.raises(ValueError, match="hidden_size"):
         check_positive_models([other], anchor.config)

@@ -21,7 +21,8 @@ from transformers import AutoModelForAudioClassification, HfArgumentParser, Trai
 
 import modeling_audioformer  # noqa: F401 - registers the Auto classes
 from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerForMaskedLM
-from tokenization.collators import pad_code_rows
+from tokenization.collators import DataCollatorForCodeClassification, pad_code_rows
+from tokenization.labels import LabelSpace, encode_labels, read_labels
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -220,18 +221,56 @@ def test_mlm_checkpoint_head_dropped_backbone_kept(workdir):
 def test_label_errors_name_rows():
     ds = datasets.Dataset.from_dict({"label": ["a", None, "b", ""]})
     with pytest.raises(ValueError, match=r"rows \[1, 3\]"):
-        run_classification.read_labels(ds, "label", "train")
+        read_labels(ds, "label", "train")
     with pytest.raises(ValueError, match="No label column 'tag'"):
-        run_classification.read_labels(ds, "tag", "train")
+        read_labels(ds, "tag", "train")
     with pytest.raises(ValueError, match=r"rows \[1\].*\['z'\]"):
-        run_classification.encode_labels([["a"], ["a", "z"]], {"a": 0, "b": 1}, True, "validation")
-    rows, multi = run_classification.read_labels(datasets.Dataset.from_dict({"l": [["x", "y"], ["y"]]}), "l", "train")
+        encode_labels([["a"], ["a", "z"]], {"a": 0, "b": 1}, True, "validation")
+    rows, multi = read_labels(datasets.Dataset.from_dict({"l": [["x", "y"], ["y"]]}), "l", "train")
     assert multi and rows == [["x", "y"], ["y"]]
-    assert run_classification.encode_labels(rows, {"x": 0, "y": 1}, True, "train") == [[0, 1], [1]]
+    assert encode_labels(rows, {"x": 0, "y": 1}, True, "train") == [[0, 1], [1]]
+
+
+def test_label_space():
+    splits = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"input_ids": [[[0, 2]]] * 3, "l": ["10", "9", "b"]}),
+        "validation": datasets.Dataset.from_dict({"input_ids": [[[0, 2]]] * 2, "l": ["b", "9"]}),
+    })
+    labels = LabelSpace.from_datasets(splits, "l")
+    assert labels.names == ["9", "10", "b"] and not labels.multi_label  # numbers in numeric order
+    encoded = labels.add_label_ids(splits)
+    assert encoded["validation"]["label_ids"] == [2, 0] and encoded["train"].column_names == ["input_ids", "label_ids"]
+    assert labels.config_kwargs()["problem_type"] == "single_label_classification"
+    with pytest.raises(ValueError, match="--loss lsep is for multi-label"):
+        labels.config_kwargs("lsep")
+    # A fine-tuned checkpoint's classes win; a validation label it lacks is named with its row.
+    config = AudioFormerConfig(id2label={0: "b", 1: "10"}, problem_type="single_label_classification")
+    with pytest.raises(ValueError, match=r"Split 'validation': 1 row\(s\).*rows \[1\].*\['9'\]"):
+        LabelSpace.from_datasets(datasets.DatasetDict({"validation": splits["validation"]}), "l", config)
+    # A pretraining checkpoint (default LABEL_i names) does not fix the classes.
+    assert LabelSpace.from_datasets(splits, "l", AudioFormerConfig()).names == ["9", "10", "b"]
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LabelSpace.from_datasets(datasets.DatasetDict({"train": datasets.Dataset.from_dict({"l": ["a", "a"]})}), "l")
+    mixed = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"l": [["a"], ["b"]]}),
+                                  "validation": datasets.Dataset.from_dict({"l": ["a"]})})
+    with pytest.raises(ValueError, match="list per clip in one split"):
+        LabelSpace.from_datasets(mixed, "l")
+
+
+def test_labels_checked_before_tokenizing(workdir):
+    """A wrong label column or a missing label stops the run before any clip is tokenized."""
+    cache = workdir / "tokenized_never"
+    flags = ["--data_dir", str(workdir / "audio"), "--feature_extractor_name", str(workdir / "codec"),
+             "--tokenized_cache_dir", str(cache)] + COMMON + ["--output_dir", str(workdir / "x")]
+    with pytest.raises(ValueError, match="No label column 'tag' in split 'train'"):
+        run_classification.main(flags + ["--label_column_name", "tag"])
+    with pytest.raises(ValueError, match="--loss ce is for single-label"):
+        run_classification.main(flags + ["--label_column_name", "labels", "--loss", "ce"])
+    assert not cache.exists()
 
 
 def test_collator_multi_hot_and_truncation():
-    collator = run_classification.ClassificationCollator(num_labels=4, multi_label=True, max_length=4)
+    collator = DataCollatorForCodeClassification(label_column="label_ids", num_labels=4, max_length=4)
     rows = [{"input_ids": np.array([[0, 5, 6, 7, 8, 2]] * 2), "label_ids": [1, 3]},
             {"input_ids": np.array([[0, 9, 2]] * 2), "label_ids": []}]
     batch = collator(rows)
@@ -246,6 +285,9 @@ def test_bad_flags_stop_early(workdir):
                                                                 "--early_stopping_patience", "2"])
     with pytest.raises(ValueError, match="--loss"):
         run_classification.main(data_flags(workdir) + COMMON + ["--output_dir", str(workdir / "x"), "--loss", "hinge"])
+    with pytest.raises(ValueError, match="--resume_from_checkpoint last: no checkpoint"):  # as run_mlm.py
+        run_classification.main(data_flags(workdir) + COMMON + ["--output_dir", str(workdir / "x"),
+                                                                "--resume_from_checkpoint", "last"])
     with pytest.raises(ValueError, match="--loss ce is for single-label"):
         run_classification.main(data_flags(workdir) + COMMON + [
             "--output_dir", str(workdir / "x"), "--label_column_name", "labels", "--loss", "ce",

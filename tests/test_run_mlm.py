@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -222,14 +223,16 @@ def test_config_overrides_and_json_file(tmp_path):
     from tokenization.training_data import ModelArguments, parse_args
 
     parser = HfArgumentParser((ModelArguments, MLMDataArguments, TrainingArguments))
-    demo = os.path.join(REPO, "configs", "mlm_tiny_demo.json")
-    assert parse_args(parser, [demo])[0].config_overrides.startswith("hidden_size=64")  # the file-as-argv path
+    demo = os.path.join(REPO, "configs", "mlm_tiny_demo.yaml")  # a YAML file as the only argument
+    model_args, data_args, training_args = parse_args(parser, [demo])
+    assert model_args.config_overrides.startswith("hidden_size=64") and training_args.learning_rate == 1e-3
+    assert data_args.mlm_probability == 0.25 and training_args.do_train and training_args.use_cpu
 
     codebooks = set()
     for name in sorted(os.listdir(os.path.join(REPO, "configs"))):
         if name.startswith("mlm_"):
             with open(os.path.join(REPO, "configs", name)) as f:
-                values = json.load(f)
+                values = yaml.safe_load(f) if name.endswith(".yaml") else json.load(f)
             # use_cpu: this machine has no GPU for bf16; every other key is parsed as the script parses it.
             model_args, data_args, training_args = parser.parse_dict(dict(values, use_cpu=True))
             assert data_args.mlm_probability == 0.25
@@ -238,3 +241,23 @@ def test_config_overrides_and_json_file(tmp_path):
                 assert training_args.bf16 and data_args.mlm_probability == 0.25
                 codebooks.add(model_args.codebook_index)
     assert codebooks == {0, 1, 2, 3}  # one pretraining run per codebook (paper 4.2)
+
+
+def test_max_duration_cuts_pretokenized_codes():
+    """--max_duration on codes tokenized with a longer one: the collator cuts them, so the length check must too."""
+    import datasets
+
+    from modeling_audioformer import AudioFormerConfig
+    from tokenization.training_data import ModelArguments, max_code_length, max_positions_check
+
+    class Codec:  # the two numbers max_code_length reads from the feature extractor
+        sampling_rate, hop_length = 24000, 320
+
+    assert max_code_length(ModelArguments(max_duration=10.0), Codec()) == 752  # paper: 750 frames + BOA + EOA
+    assert max_code_length(ModelArguments(), Codec()) is None
+    codes = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"input_ids": [[[0] + [5] * 98 + [2]]],
+                                                                       "length": [100]})})
+    config = AudioFormerConfig(max_position_embeddings=64)
+    with pytest.raises(ValueError, match="sequences of 100 ids"):
+        max_positions_check(codes, config)
+    max_positions_check(codes, config, max_length=64)

@@ -24,7 +24,7 @@ IGNORE_INDEX = -100
 
 
 def pad_code_rows(examples, pad_token_id: int = PAD_TOKEN_ID, codebook_index: int | None = None,
-                  pad_to_multiple_of: int | None = None) -> dict:
+                  pad_to_multiple_of: int | None = None, max_length: int | None = None) -> dict:
     """
     Pads rows of code ids into a batch.
 
@@ -32,6 +32,8 @@ def pad_code_rows(examples, pad_token_id: int = PAD_TOKEN_ID, codebook_index: in
         examples: dicts with `input_ids` `(K, L_i)` or `(L_i,)` (nested lists, numpy, e.g. int16, or torch).
         codebook_index: keep only this codebook row (rows must then be `(K, L_i)`).
         pad_to_multiple_of: round the batch length up to a multiple of this.
+        max_length: cut longer rows to this many ids, keeping their last id (`<EOA>`): `--max_duration` on codes
+            tokenized with a longer one.
     Returns:
         dict(input_ids LongTensor `(B, K, T)` (or `(B, T)` with `codebook_index` or 1-D rows),
              attention_mask LongTensor `(B, T)`).
@@ -45,6 +47,11 @@ def pad_code_rows(examples, pad_token_id: int = PAD_TOKEN_ID, codebook_index: in
         if not 0 <= codebook_index < rows[0].shape[0]:
             raise ValueError(f"codebook_index {codebook_index} out of range: the rows hold {rows[0].shape[0]} codebooks.")
         rows = [r[codebook_index] for r in rows]
+    if max_length is not None:
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2 (<BOA> and <EOA>), got {max_length}.")
+        rows = [torch.cat([r[..., : max_length - 1], r[..., -1:]], dim=-1) if r.shape[-1] > max_length else r
+                for r in rows]
     length = max(r.shape[-1] for r in rows)
     if pad_to_multiple_of:
         length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
@@ -78,6 +85,7 @@ class DataCollatorForCodeMLM:
         whole_run_masking: select whole runs of repeated codes instead of single tokens; each run is selected
             with `mlm_probability`, so the expected masked fraction stays `mlm_probability`.
         pad_to_multiple_of: round the batch length up to a multiple of this.
+        max_length: cut longer rows to this many ids, keeping `<EOA>` (see `pad_code_rows`).
         generator: optional `torch.Generator` for reproducible masks (default: the global RNG, which `Trainer`
             seeds).
 
@@ -91,6 +99,7 @@ class DataCollatorForCodeMLM:
     random_replace_prob: float = 0.0
     whole_run_masking: bool = False
     pad_to_multiple_of: int | None = None
+    max_length: int | None = None
     pad_token_id: int = PAD_TOKEN_ID
     mask_token_id: int = MASK_TOKEN_ID
     special_token_ids: tuple = (BOA_TOKEN_ID, PAD_TOKEN_ID, EOA_TOKEN_ID, MASK_TOKEN_ID)
@@ -111,7 +120,8 @@ class DataCollatorForCodeMLM:
             )
 
     def __call__(self, examples) -> dict:
-        batch = pad_code_rows(examples, self.pad_token_id, self.codebook_index, self.pad_to_multiple_of)
+        batch = pad_code_rows(examples, self.pad_token_id, self.codebook_index, self.pad_to_multiple_of,
+                              self.max_length)
         if batch["input_ids"].dim() != 2:
             raise ValueError("DataCollatorForCodeMLM needs one codebook row per example: set codebook_index.")
         batch["input_ids"], batch["labels"] = self.mask_tokens(batch["input_ids"], batch["attention_mask"])
@@ -160,25 +170,37 @@ class DataCollatorForCodeClassification:
     Padding collator for fine-tuning.
 
     Args:
-        codebook_index: keep only this codebook row (`(B, T)` input_ids); None keeps all `(B, K, T)` (FT2 and
+        codebook_index: keep only this codebook row (`(B, T)` input_ids, FT1); None keeps all `(B, K, T)` (FT2, and
             models that pick their row themselves).
-        label_column: key of the label in each example; stacked as `labels`: int -> LongTensor `(B,)`,
-            list / array (multi-hot) -> FloatTensor `(B, num_labels)`. Examples without it give no `labels`.
+        label_column: key of the label in each example, stacked as `labels`. A class index gives a LongTensor
+            `(B,)`. A list gives a FloatTensor `(B, num_labels)`: with `num_labels` set the list holds class
+            indices (multi-label `label_ids`, turned into multi-hot), otherwise it already is a multi-hot vector.
+            Examples without the key give no `labels`.
+        num_labels: number of classes, for lists of class indices.
+        max_length: cut longer rows to this many ids, keeping `<EOA>` (see `pad_code_rows`).
 
     Returns (from `__call__`): dict(input_ids, attention_mask `(B, T)`[, labels]).
     """
 
     codebook_index: int | None = None
     label_column: str = "labels"
+    num_labels: int | None = None
+    max_length: int | None = None
     pad_to_multiple_of: int | None = None
     pad_token_id: int = PAD_TOKEN_ID
 
     def __call__(self, examples) -> dict:
-        batch = pad_code_rows(examples, self.pad_token_id, self.codebook_index, self.pad_to_multiple_of)
+        batch = pad_code_rows(examples, self.pad_token_id, self.codebook_index, self.pad_to_multiple_of,
+                              self.max_length)
         if self.label_column in examples[0]:
             labels = [e[self.label_column] for e in examples]
             if np.ndim(labels[0]) == 0:
                 batch["labels"] = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+            elif self.num_labels is not None:
+                multi_hot = torch.zeros(len(labels), self.num_labels)
+                for i, indices in enumerate(labels):
+                    multi_hot[i, list(indices)] = 1.0
+                batch["labels"] = multi_hot
             else:
                 batch["labels"] = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
         return batch

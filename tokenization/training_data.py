@@ -16,6 +16,7 @@ and every non-audio column of the source (labels, ids, ...).
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -220,10 +221,20 @@ def load_model(model_class, model_args: ModelArguments, config, **kwargs):
     return model_class(config)
 
 
-def max_positions_check(dataset_dict, config):
-    """Raises a ValueError if a row is longer than the model's `max_position_embeddings`."""
+def max_code_length(model_args: ModelArguments, feature_extractor) -> int | None:
+    """Ids per row of a --max_duration clip (`<BOA>` + frames + `<EOA>`), for the collators to cut codes tokenized
+    with a longer duration; None without --max_duration."""
+    if model_args.max_duration is None:
+        return None
+    return math.ceil(model_args.max_duration * feature_extractor.sampling_rate / feature_extractor.hop_length) + 2
+
+
+def max_positions_check(dataset_dict, config, max_length: int | None = None):
+    """Raises a ValueError if a row, once cut to `max_length` ids, is longer than `max_position_embeddings`."""
     for split, ds in dataset_dict.items():
         longest = max(ds["length"]) if "length" in ds.column_names else max(len(r[0]) for r in ds["input_ids"])
+        if max_length is not None:
+            longest = min(longest, max_length)
         if longest > config.max_position_embeddings:
             raise ValueError(
                 f"Split '{split}' has sequences of {longest} ids but the model takes at most "
@@ -363,7 +374,7 @@ def _fingerprint(data_args, feature_extractor, splits) -> str:
 
 
 def prepare_code_datasets(model_args: ModelArguments, data_args: DataTrainingArguments, training_args,
-                          need_train: bool | None = None, need_eval: bool | None = None):
+                          need_train: bool | None = None, need_eval: bool | None = None, check_splits=None):
     """
     Loads the data named by the flags and returns it as code ids, checking it before any training.
 
@@ -372,6 +383,9 @@ def prepare_code_datasets(model_args: ModelArguments, data_args: DataTrainingArg
 
     Args:
         need_train / need_eval: which splits to return; default `training_args.do_train` / `do_eval`.
+        check_splits: called with the selected source splits (a DatasetDict with "train" and/or "validation",
+            audio undecoded) before anything is tokenized, to stop early on bad input (e.g. the labels); its
+            row numbers are the source's, which tokenizing can shift by skipping unreadable clips.
     Returns:
         (DatasetDict with "train" and/or "validation", AudioFormerFeatureExtractor)
     Raises:
@@ -402,6 +416,8 @@ def prepare_code_datasets(model_args: ModelArguments, data_args: DataTrainingArg
         feature_extractor = load_feature_extractor(model_args, tokenized_info=info)
         code_datasets = _select_splits(source, data_args, training_args, need_train, need_eval)
         _check_codebook_index(model_args, num_codebooks_of(code_datasets), f"--tokenized_dataset {path}")
+        if check_splits is not None:
+            check_splits(code_datasets)
         return code_datasets, feature_extractor
 
     feature_extractor = load_feature_extractor(model_args)
@@ -415,6 +431,8 @@ def prepare_code_datasets(model_args: ModelArguments, data_args: DataTrainingArg
             trust_remote_code=model_args.trust_remote_code,
         )
     raw = _select_splits(source, data_args, training_args, need_train, need_eval)
+    if check_splits is not None:
+        check_splits(raw)
 
     cache = data_args.tokenized_cache_dir or os.path.join(
         model_args.cache_dir or datasets.config.HF_DATASETS_CACHE, "audioformer-tokenized",
@@ -450,6 +468,23 @@ def _check_codebook_index(model_args, num_codebooks: int, what: str):
         )
 
 
+def resolve_checkpoint(training_args) -> str | None:
+    """--resume_from_checkpoint PATH, or "true" / "last" for the newest checkpoint in --output_dir."""
+    value = training_args.resume_from_checkpoint
+    if value is None or not training_args.do_train:
+        return None
+    if value.lower() in ("true", "last"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if last is None:
+            raise ValueError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {training_args.output_dir}.")
+        return last
+    if not os.path.isdir(value):
+        raise ValueError(f"--resume_from_checkpoint {value} is not a folder.")
+    return value
+
+
 def training_args_summary(training_args, keys=("learning_rate", "num_train_epochs", "per_device_train_batch_size",
                                                 "gradient_accumulation_steps", "seed", "bf16")) -> dict:
     """A few hyper-parameters for the model card, plus the world size."""
@@ -468,6 +503,8 @@ __all__ = [
     "load_feature_extractor",
     "prepare_code_datasets",
     "num_codebooks_of",
+    "max_code_length",
     "max_positions_check",
+    "resolve_checkpoint",
     "training_args_summary",
 ]

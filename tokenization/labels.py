@@ -1,0 +1,175 @@
+"""
+Labels for fine-tuning: read a label column, fix the classes, and encode them as `label_ids`.
+
+A label column holding one string (or `ClassLabel`) per clip is single-label (multi-class); one holding a list
+per clip is multi-label. The classes are those of a fine-tuned checkpoint, else those seen in the training split.
+
+    labels = LabelSpace.from_datasets(splits, "labels")          # checks every split; errors name the rows
+    code_datasets = labels.add_label_ids(code_datasets)           # columns: input_ids, label_ids
+    config = load_config(model_args, **labels.config_kwargs(loss="lsep"))
+"""
+
+import math
+from dataclasses import dataclass
+
+import datasets
+
+
+LOSSES = ("ce", "bce", "lsep")
+
+
+def _is_list_feature(feature) -> bool:
+    return isinstance(feature, (datasets.Sequence, datasets.List, list))
+
+
+def _label_order(name: str):
+    """Numeric names in numeric order, then the rest alphabetically."""
+    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
+
+
+def _rows_text(rows: list[int]) -> str:
+    return f"{rows[:20]}{' ...' if len(rows) > 20 else ''}"
+
+
+def read_labels(dataset: datasets.Dataset, column: str, split: str) -> tuple[list, bool]:
+    """
+    The label column as names: `(rows, multi_label)`, rows a list of str (single-label) or of lists of str.
+
+    Raises a ValueError if the column is missing, or naming the rows whose label is missing (None or "").
+    """
+    if column not in dataset.column_names:
+        raise ValueError(f"No label column {column!r} in split '{split}' (columns: {dataset.column_names}); set "
+                         "--label_column_name.")
+    feature = dataset.features[column]
+    multi_label = _is_list_feature(feature)
+    inner = (feature.feature if hasattr(feature, "feature") else feature[0]) if multi_label else feature
+    names = inner.names if isinstance(inner, datasets.ClassLabel) else None
+
+    def name(value):
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+            return None
+        return names[value] if names is not None else str(value)
+
+    values = dataset[column]
+    if multi_label:
+        rows = [None if v is None else [name(x) for x in v] for v in values]
+        missing = [i for i, r in enumerate(rows) if r is None or any(x is None for x in r)]
+    else:
+        rows = [name(v) for v in values]
+        missing = [i for i, r in enumerate(rows) if r is None]
+    if missing:
+        raise ValueError(f"Split '{split}': {len(missing)} row(s) have no label in column {column!r}, rows "
+                         f"{_rows_text(missing)}. Fill them or drop those clips.")
+    return rows, multi_label
+
+
+def encode_labels(rows: list, label2id: dict, multi_label: bool, split: str) -> list:
+    """Names -> class index (single-label) or sorted index list (multi-label); ValueError naming unknown rows."""
+    unknown_rows, unknown = [], set()
+    encoded = []
+    for i, row in enumerate(rows):
+        names = row if multi_label else [row]
+        bad = [n for n in names if n not in label2id]
+        if bad:
+            unknown_rows.append(i)
+            unknown.update(bad)
+            continue
+        ids = sorted(label2id[n] for n in names)
+        encoded.append(ids if multi_label else ids[0])
+    if unknown_rows:
+        raise ValueError(
+            f"Split '{split}': {len(unknown_rows)} row(s) have labels the model does not know, rows "
+            f"{_rows_text(unknown_rows)}; unknown labels {sorted(unknown)[:20]}. The known labels are those of the "
+            "training split (or of the fine-tuned checkpoint; --ignore_mismatched_sizes trains a new classifier on "
+            "the data's labels)."
+        )
+    return encoded
+
+
+def label_names_from_checkpoint(config) -> list[str] | None:
+    """The labels of a fine-tuned checkpoint's config, or None for a pretraining one (default LABEL_i names)."""
+    names = [config.id2label[i] for i in sorted(config.id2label)]
+    if config.problem_type is None and all(n == f"LABEL_{i}" for i, n in enumerate(names)):
+        return None
+    return names
+
+
+@dataclass
+class LabelSpace:
+    """The classes of a fine-tuning run: `names[i]` is class `i`."""
+
+    column: str
+    names: list[str]
+    multi_label: bool
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+    @classmethod
+    def from_datasets(cls, dataset_dict, column: str, checkpoint_config=None) -> "LabelSpace":
+        """
+        Reads `column` in every split of `dataset_dict` ("train" and/or "validation") and checks it: present,
+        no missing label, the same kind (list or not) everywhere, at least 2 classes, every label known.
+
+        Args:
+            checkpoint_config: config of a fine-tuned checkpoint, whose classes are kept; None (or a pretraining
+                checkpoint's) takes the classes of the training split.
+        """
+        rows, multi_label = {}, None
+        for split, ds in dataset_dict.items():
+            rows[split], split_multi = read_labels(ds, column, split)
+            if multi_label is not None and split_multi != multi_label:
+                raise ValueError(f"Column {column!r} holds a list per clip in one split and not in another.")
+            multi_label = split_multi
+        names = label_names_from_checkpoint(checkpoint_config) if checkpoint_config is not None else None
+        if names is None:
+            reference = rows["train"] if "train" in rows else next(iter(rows.values()))
+            seen = {n for row in reference for n in (row if multi_label else [row])}
+            names = sorted(seen, key=_label_order)
+        if len(names) < 2:
+            raise ValueError(f"Classification needs at least 2 classes; column {column!r} holds only {names}.")
+        labels = cls(column=column, names=names, multi_label=multi_label)
+        for split, split_rows in rows.items():
+            encode_labels(split_rows, labels.label2id, multi_label, split)
+        return labels
+
+    def add_label_ids(self, dataset_dict):
+        """Keeps `input_ids` and adds `label_ids` (int64, or a list of int32 for multi-label) to every split."""
+        out = datasets.DatasetDict()
+        feature = datasets.List(datasets.Value("int32")) if self.multi_label else datasets.Value("int64")
+        for split, ds in dataset_dict.items():
+            rows, _ = read_labels(ds, self.column, split)
+            encoded = encode_labels(rows, self.label2id, self.multi_label, split)
+            # add_column works in memory: no cache file for the processes of a DDP run to race on.
+            out[split] = ds.select_columns(["input_ids"]).add_column("label_ids", encoded, feature=feature)
+        return out
+
+    def resolve_loss(self, loss: str | None) -> str:
+        """--loss, defaulting to ce (single-label) / lsep (multi-label); a ValueError if it does not fit the data."""
+        if loss is not None and loss not in LOSSES:
+            raise ValueError(f"--loss must be one of {LOSSES}, got {loss!r}.")
+        loss = loss or ("lsep" if self.multi_label else "ce")
+        if self.multi_label and loss == "ce":
+            raise ValueError(f"--loss ce is for single-label data, but {self.column!r} holds lists: use lsep or bce.")
+        if not self.multi_label and loss != "ce":
+            raise ValueError(f"--loss {loss} is for multi-label data, but {self.column!r} holds one label per clip: "
+                             "use ce, or a list column.")
+        return loss
+
+    def config_kwargs(self, loss: str | None = None) -> dict:
+        """The config fields of these labels: id2label, label2id, problem_type and (multi-label) the loss."""
+        kwargs = dict(id2label=self.id2label, label2id=self.label2id,
+                      problem_type="multi_label_classification" if self.multi_label else "single_label_classification")
+        if self.multi_label:
+            kwargs["multi_label_loss"] = self.resolve_loss(loss)
+        else:
+            self.resolve_loss(loss)
+        return kwargs
+
+
+__all__ = ["LOSSES", "LabelSpace", "read_labels", "encode_labels", "label_names_from_checkpoint"]
