@@ -286,7 +286,7 @@ with torch.no_grad():
 scores = logits.{"sigmoid()" if multi_label else "softmax(-1)"}
 ```
 
-With the AudioFormer project installed (`pip install audioformer`), `trust_remote_code` is not needed, and its
+With the AudioFormer project installed (`pip install -e .` in its repository), `trust_remote_code` is not needed, and its
 pipeline also takes any sampling rate without torchaudio and classifies audio longer than {max_duration:g} s by
 sliding windows (the default is the paper's truncation):
 
