@@ -26,8 +26,6 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-import datasets
-import transformers
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments, set_seed
 
 from modeling_audioformer import AudioFormerForAudioClassification
@@ -48,6 +46,7 @@ from tokenization.training_data import (
     parse_args,
     prepare_code_datasets,
     resolve_checkpoint,
+    setup_logging,
     training_args_summary,
 )
 
@@ -133,12 +132,7 @@ def main(argv: list[str] | None = None):
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, ClassificationArguments, TrainingArguments))
     model_args, data_args, cls_args, training_args = parse_args(parser, argv)
 
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)])
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    setup_logging(training_args, logger)
     logger.warning("Process rank: %d, world size: %d, device: %s, distributed: %s", training_args.process_index,
                    training_args.world_size, training_args.device, training_args.parallel_mode.value)
     logger.info("Training parameters %s", training_args)

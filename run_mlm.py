@@ -17,11 +17,8 @@ Raw audio is tokenized once (cached, see `tokenization/training_data.py`); or pa
 
 import logging
 import math
-import sys
 from dataclasses import dataclass, field
 
-import datasets
-import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from modeling_audioformer import AudioFormerForMaskedLM
@@ -38,6 +35,7 @@ from tokenization.training_data import (
     parse_args,
     prepare_code_datasets,
     resolve_checkpoint,
+    setup_logging,
     training_args_summary,
 )
 
@@ -75,21 +73,10 @@ def compute_metrics(eval_pred):
     return {"accuracy": float((predictions[masked] == labels[masked]).mean()) if masked.any() else float("nan")}
 
 
-def setup_logging(training_args):
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)])
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.enable_default_handler()
-    transformers.utils.logging.enable_explicit_format()
-
-
 def main(argv=None):
     parser = HfArgumentParser((ModelArguments, MLMDataArguments, TrainingArguments))
     model_args, data_args, training_args = parse_args(parser, argv)
-    setup_logging(training_args)
+    setup_logging(training_args, logger)
     logger.warning(
         "process %d / %d, device %s, distributed %s, bf16 %s", training_args.process_index, training_args.world_size,
         training_args.device, training_args.parallel_mode.value, training_args.bf16,

@@ -41,19 +41,15 @@ def full_size_codec(seed=0) -> EncodecModel:
     return codec
 
 
-def best_time(fn, repeats, warmup=True):
-    if warmup:
-        fn()
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def timed(fn):
+    """Seconds one call of `fn` takes (device work included)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def bench_feature_extractor(name, codec, device, repeats):
@@ -80,7 +76,7 @@ def bench_feature_extractor(name, codec, device, repeats):
         fn()  # warm-up
     for _ in range(repeats):  # interleaved, so load from other processes hits all three alike
         for key, fn in fns.items():
-            times[key].append(best_time(fn, 1, warmup=False))
+            times[key].append(timed(fn))
     t = {k: min(v) for k, v in times.items()}
     ref = torch.stack([c[0, 0].cpu() for c in loop()])
     agree = {k: (fns[k]()["input_ids"][:, :, 1:-1] - 3 == ref).float().mean().item() for k in ("fe", "fe_one_call")}

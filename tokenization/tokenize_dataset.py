@@ -44,6 +44,7 @@ import torch
 import datasets
 
 from .audio_io import audio_name, decode_audio, load_audio_dataset
+from .collators import pad_code_rows
 from .feature_extraction_audioformer import PAD_TOKEN_ID
 
 
@@ -96,9 +97,7 @@ def _tokenize_shard(shard, feature_extractor, audio_column_name, batch_size, kee
             value = audio_values[i]
             try:
                 audio, sr = decode_audio(value, max_seconds=feature_extractor.max_duration + 0.01)
-                if audio.size == 0:
-                    raise ValueError("empty audio (0 samples)")
-                clips.append(feature_extractor._prepare(audio, sr))
+                clips.append(feature_extractor._prepare(audio, sr))  # raises on empty audio, like bad files
                 rows.append(i)
             except Exception as err:  # noqa: BLE001 - any unreadable file is reported, not fatal
                 failures.append({"audio": audio_name(value), "error": f"{type(err).__name__}: {err}"})
@@ -327,7 +326,7 @@ def load_tokenized_dataset(path):
 
 def pad_code_batch(examples, pad_token_id: int = PAD_TOKEN_ID, max_length: int | None = None) -> dict:
     """
-    Pads pre-tokenized rows into a batch.
+    Pads pre-tokenized rows into a batch (`collators.pad_code_rows`, which the training collators use).
 
     Args:
         examples: list of dicts with `input_ids` `(K, L_i)` (nested lists, numpy or torch, e.g. int16 rows) or
@@ -336,17 +335,9 @@ def pad_code_batch(examples, pad_token_id: int = PAD_TOKEN_ID, max_length: int |
     Returns:
         dict(input_ids LongTensor `(B, K, T)` (or `(B, T)` for 1-D rows), attention_mask LongTensor `(B, T)`).
     """
-    rows = [torch.as_tensor(np.asarray(e["input_ids"]), dtype=torch.long) for e in examples]
-    if not rows:
-        raise ValueError("pad_code_batch got an empty batch.")
-    length = max_length or max(r.shape[-1] for r in rows)
-    ids = torch.full((len(rows), *rows[0].shape[:-1], length), pad_token_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), length, dtype=torch.long)
-    for i, r in enumerate(rows):
-        n = min(r.shape[-1], length)
-        ids[i, ..., :n] = r[..., :n]
-        mask[i, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask}
+    if max_length:  # cut, then round the longest row (<= max_length) up to exactly max_length
+        examples = [{"input_ids": np.asarray(e["input_ids"])[..., :max_length]} for e in examples]
+    return pad_code_rows(examples, pad_token_id, pad_to_multiple_of=max_length)
 
 
 def parse_args(argv=None):

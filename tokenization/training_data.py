@@ -124,6 +124,21 @@ class DataTrainingArguments:
                 raise ValueError(f"--{name} must be >= 1, got {value}.")
 
 
+def setup_logging(training_args, script_logger: logging.Logger):
+    """The scripts' logging: timestamped lines on stdout, at the process's log level (quieter on non-main ranks)
+    for `script_logger`, `datasets` and `transformers`."""
+    import transformers
+
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    log_level = training_args.get_process_log_level()
+    script_logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+
+
 def parse_args(parser, argv=None):
     """Flags, or a single .json / .yaml / .yml file as the only argument (as in transformers' examples)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -392,7 +407,7 @@ def prepare_code_datasets(model_args: ModelArguments, data_args: DataTrainingArg
         ValueError: no audio column, not a tokenized dataset, a missing or empty split, or a --codebook_index the
         codec does not produce.
     """
-    from tokenization.tokenize_dataset import load_audio_dataset, load_tokenized_dataset, pretokenize
+    from tokenization.tokenize_dataset import _read_json, load_audio_dataset, load_tokenized_dataset, pretokenize
 
     need_train = training_args.do_train if need_train is None else need_train
     need_eval = training_args.do_eval if need_eval is None else need_eval
@@ -408,11 +423,7 @@ def prepare_code_datasets(model_args: ModelArguments, data_args: DataTrainingArg
         if isinstance(source, datasets.Dataset):
             source = datasets.DatasetDict({data_args.train_split_name: source})
         _check_tokenized(source, path)
-        info_path = os.path.join(path, "tokenization_info.json")
-        info = None
-        if os.path.isfile(info_path):
-            with open(info_path) as f:
-                info = json.load(f)
+        info = _read_json(os.path.join(path, "tokenization_info.json"), default=None)
         feature_extractor = load_feature_extractor(model_args, tokenized_info=info)
         code_datasets = _select_splits(source, data_args, training_args, need_train, need_eval)
         _check_codebook_index(model_args, num_codebooks_of(code_datasets), f"--tokenized_dataset {path}")
@@ -497,6 +508,7 @@ __all__ = [
     "ModelArguments",
     "DataTrainingArguments",
     "parse_args",
+    "setup_logging",
     "apply_config_overrides",
     "load_config",
     "load_model",
