@@ -229,6 +229,8 @@ class AudioFormerSelfAttention(nn.Module):
         spread over [T/4, T]). `rotary` is per packed token: `(N, D / 2)`.
         """
         query_key, value = self.rotate(qkv, rotary[:, None])
+        attention = self.attention_interface()
+        dropout = self.dropout.p if self.training else 0.0
         outputs = []
         for clip_query_key, clip_value in zip(query_key.split(padding.lengths), value.split(padding.lengths)):
             if clip_value.shape[0] == 0:  # an all-padding clip has no tokens to attend from
@@ -236,10 +238,8 @@ class AudioFormerSelfAttention(nn.Module):
                 continue
             query, key = clip_query_key.permute(1, 2, 0, 3).unsqueeze(1).unbind(0)  # (1, H, L, D) each
             value = clip_value.transpose(0, 1).unsqueeze(0)
-            attn_output, _ = self.attention_interface()(
-                self, query, key, value, None,
-                dropout=self.dropout.p if self.training else 0.0, scaling=self.scaling, is_causal=False,
-            )
+            attn_output, _ = attention(self, query, key, value, None, dropout=dropout, scaling=self.scaling,
+                                       is_causal=False)
             outputs.append(attn_output[0].flatten(-2))  # (L, hidden)
         return torch.cat(outputs)
 

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import Trainer
 
 from .losses import mpc_loss
-from .modeling_audioformer import AudioFormerModel, masked_mean
+from .modeling_audioformer import AudioFormerModel, codes_and_mask, masked_mean
 from .sampling import WeightedClipSampler
 
 
@@ -103,9 +103,6 @@ class AudioClassificationTrainer(Trainer):
             raise ValueError(f"mpc_alpha must be in [0, 1], got {mpc_alpha}.")
         if mpc_temperature <= 0:
             raise ValueError(f"mpc_temperature must be positive, got {mpc_temperature}.")
-        # The model's losses are batch means; with `model_accepts_loss_kwargs` (a `**kwargs` forward) the Trainer
-        # would take them for sums over `num_items_in_batch` and skip the gradient-accumulation / DDP scaling.
-        self.model_accepts_loss_kwargs = False
         # A plain list: the positives must not become sub-modules of anything the Trainer saves or optimizes.
         self.positive_models = [freeze(m).to(self.args.device) for m in (positive_models or [])]
         if self.positive_models:
@@ -131,12 +128,8 @@ class AudioClassificationTrainer(Trainer):
                              f"{tuple(input_ids.shape)}.")
         features = []
         for model in self.positive_models:
-            hidden = model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            if attention_mask is None:
-                row = input_ids[:, model.config.codebook_index]
-                mask = (row != model.config.pad_token_id).long()
-            else:
-                mask = attention_mask
+            row, mask = codes_and_mask(input_ids, attention_mask, model.config)
+            hidden = model(input_ids=row, attention_mask=mask).last_hidden_state
             features.append(masked_mean(hidden, mask))
         return features
 

@@ -106,14 +106,15 @@ def attention_path(request, monkeypatch):
     return request.param
 
 
-def test_batched_sdpa_path_matches_roformer(monkeypatch):
-    force_batched_attention(monkeypatch)
-    model = build(AudioFormerModel)
-    twin = roformer_twin(model, RoFormerModel)
+@pytest.mark.parametrize("ours, theirs, output", [(AudioFormerModel, RoFormerModel, "last_hidden_state"),
+                                                   (AudioFormerForMaskedLM, RoFormerForMaskedLM, "logits")])
+def test_sdpa_paths_match_roformer(attention_path, ours, theirs, output):
+    model = build(ours)
+    twin = roformer_twin(model, theirs)
     input_ids, attention_mask = padded_batch()
     with torch.no_grad():
-        ours = model(input_ids, attention_mask=attention_mask).last_hidden_state
-        theirs = twin(input_ids, attention_mask=attention_mask).last_hidden_state
+        ours = getattr(model(input_ids, attention_mask=attention_mask), output)
+        theirs = getattr(twin(input_ids, attention_mask=attention_mask), output)
     real = attention_mask.bool()
     torch.testing.assert_close(ours[real], theirs[real], atol=1e-4, rtol=0)
 
@@ -126,17 +127,6 @@ def test_matches_roformer_without_padding(attn_implementation):
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids).last_hidden_state, twin(input_ids).last_hidden_state,
                                    atol=1e-4, rtol=0)
-
-
-def test_mlm_logits_match_roformer():
-    model = build(AudioFormerForMaskedLM)
-    twin = roformer_twin(model, RoFormerForMaskedLM)
-    input_ids, attention_mask = padded_batch()
-    with torch.no_grad():
-        ours = model(input_ids, attention_mask=attention_mask).logits
-        theirs = twin(input_ids, attention_mask=attention_mask).logits
-    real = attention_mask.bool()
-    torch.testing.assert_close(ours[real], theirs[real], atol=1e-4, rtol=0)
 
 
 def test_sdpa_and_eager_agree_in_training_mode_without_dropout():

@@ -62,6 +62,8 @@ def tiny_trainer(tmp_path, anchor, positives, alpha=0.5, **kwargs):
 def test_compute_loss_is_eq9(tmp_path):
     anchor, positives = tiny_anchor(), [tiny_positive(1, 1), tiny_positive(2, 2)]
     trainer = tiny_trainer(tmp_path, anchor, positives, alpha=0.7)
+    # The model's `accepts_loss_kwargs = False`: its batch-mean loss is not rescaled by num_items_in_batch.
+    assert trainer.model_accepts_loss_kwargs is False
     ids, mask = code_batch()
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
     anchor.train()
