@@ -251,14 +251,12 @@ def pretokenize(
         if state.is_main_process:
             if os.path.isdir(output_dir) and not resume:
                 shutil.rmtree(output_dir)
-            if os.path.isfile(info_path):
-                with open(info_path) as f:
-                    previous = json.load(f)
-                if previous != json.loads(json.dumps(info)):
-                    raise ValueError(
-                        f"{output_dir} holds a tokenization with other settings ({info_path}); "
-                        "use another output_dir or resume=False to overwrite it."
-                    )
+            previous = _read_json(info_path, default=None)
+            if previous is not None and previous != json.loads(json.dumps(info)):
+                raise ValueError(
+                    f"{output_dir} holds a tokenization with other settings ({info_path}); "
+                    "use another output_dir or resume=False to overwrite it."
+                )
             os.makedirs(output_dir, exist_ok=True)
             with open(info_path, "w") as f:
                 json.dump(info, f, indent=2)
