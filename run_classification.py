@@ -17,7 +17,7 @@ Fine-tune AudioFormer for audio classification (paper 3.3): FT1, and FT2 with mu
 
     python run_classification.py configs/ft_as20k_ft1.json          # the paper's recipes, see configs/
 
-Data flags, codec and model flags are `run_mlm.py`'s (`tokenization/training_data.py`); raw audio is tokenized
+Data flags, codec and model flags are `run_mlm.py`'s (`training/data.py`); raw audio is tokenized
 once and cached. The output folder is a ready Hub repository: safetensors weights, config with `auto_map`, the
 feature extractor, the remote-code files and a model card with the run's metrics (`--push_to_hub` uploads it).
 """
@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments, set_seed
 
 from modeling_audioformer import AudioFormerForAudioClassification
-from modeling_audioformer.hub import publish_from_training_args, write_model_card
-from modeling_audioformer.metrics import classification_compute_metrics, keep_logits
-from modeling_audioformer.mpc_training import AudioClassificationTrainer, load_positive_models
-from modeling_audioformer.sampling import inverse_frequency_weights
-from tokenization.collators import DataCollatorForCodeClassification
-from tokenization.labels import LOSSES, LabelSpace
-from tokenization.training_data import (
+from model_cards.card import publish_from_training_args, write_model_card
+from training.metrics import classification_compute_metrics, keep_logits
+from training.trainer import AudioClassificationTrainer, load_positive_models
+from training.sampling import inverse_frequency_weights
+from training.collators import DataCollatorForCodeClassification
+from training.labels import LOSSES, LabelSpace
+from training.data import (
     DataTrainingArguments,
     ModelArguments,
     load_config,
@@ -112,7 +112,7 @@ def is_demo(argv: list[str]) -> bool:
 
 def demo_argv(argv: list[str]) -> list[str]:
     """Writes the demo data and codec; returns the demo's flags followed by the user's (which win)."""
-    from tokenization.demo_data import DEMO_NOTE, demo_classification_flags
+    from training.demo_data import DEMO_NOTE, demo_classification_flags
 
     demo_dir = ClassificationArguments.demo_dir
     for i, arg in enumerate(argv):
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None):
 def write_card(training_args, model_args, data_args, cls_args, metrics, trainer, store, demo):
     dataset_name = data_args.dataset_name or data_args.data_dir or data_args.train_file or data_args.tokenized_dataset
     if demo:
-        dataset_name = "synthesised demo clips (tokenization/demo_data.py), NOT real audio"
+        dataset_name = "synthesised demo clips (training/demo_data.py), NOT real audio"
     summary = training_args_summary(training_args)
     summary["fine_tuning"] = "FT2 (MPC)" if cls_args.mpc_positive_models else "FT1"
     if cls_args.mpc_positive_models:

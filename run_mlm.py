@@ -10,7 +10,7 @@ Masked-LM pretraining of AudioFormer on EnCodec codes (paper sections 3.2 and 4.
         --codebook_index 0 --output_dir out --do_train --do_eval
     accelerate launch --num_processes 8 run_mlm.py configs/mlm_audioset2m_c1.json     # DDP
 
-Raw audio is tokenized once (cached, see `tokenization/training_data.py`); or pass `--tokenized_dataset` made by
+Raw audio is tokenized once (cached, see `training/data.py`); or pass `--tokenized_dataset` made by
 `python -m tokenization.tokenize_dataset`. The output folder holds a safetensors checkpoint, its config (with
 `auto_map`), the feature extractor and a model card.
 """
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from modeling_audioformer import AudioFormerForMaskedLM
-from modeling_audioformer.hub import publish_from_training_args, write_model_card
-from tokenization.collators import IGNORE_INDEX, DataCollatorForCodeMLM
-from tokenization.training_data import (
+from model_cards.card import publish_from_training_args, write_model_card
+from training.collators import IGNORE_INDEX, DataCollatorForCodeMLM
+from training.data import (
     DataTrainingArguments,
     ModelArguments,
     load_config,

@@ -10,9 +10,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    # model_cards/ ships as a data package beside modeling_audioformer, where modeling_audioformer.hub looks for it.
-    packages=["modeling_audioformer", "modeling_audioformer.metrics", "tokenization", "model_cards"],
-    package_data={"modeling_audioformer.metrics": ["*/*.py"], "model_cards": ["*.md", "*.py"]},
+    # model_cards/ ships its card template and handler as package data.
+    packages=["modeling_audioformer", "tokenization", "training", "training.metrics", "model_cards"],
+    package_data={"training.metrics": ["*/*.py"], "model_cards": ["*.md", "*.py"]},
     py_modules=["run_mlm", "run_classification"],
     # Lower bounds are the versions CI tests (transformers 5.0 lacks the APIs used here); CI pins torch only.
     install_requires=[

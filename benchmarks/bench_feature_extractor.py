@@ -30,7 +30,7 @@ sys.path.insert(0, REPO)
 from transformers import EncodecConfig, EncodecModel  # noqa: E402
 
 from tokenization import AudioFormerFeatureExtractor  # noqa: E402
-from tokenization.tiny_codec import build_tiny_codec, seed_audio, seed_codebooks  # noqa: E402
+from training.tiny_codec import build_tiny_codec, seed_audio, seed_codebooks  # noqa: E402
 
 
 def full_size_codec(seed=0) -> EncodecModel:

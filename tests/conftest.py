@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 def tiny_codec_dir(tmp_path_factory):
     """A folder holding a tiny seeded EncodecModel (seed 0) and a matching AudioFormerFeatureExtractor
     (max_duration 2 s) saved with save_pretrained."""
-    from tokenization.tiny_codec import build_tiny_feature_extractor
+    from training.tiny_codec import build_tiny_feature_extractor
 
     path = tmp_path_factory.mktemp("tiny_codec")
     build_tiny_feature_extractor(path, seed=0, max_duration=2.0)

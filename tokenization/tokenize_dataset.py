@@ -44,7 +44,7 @@ import torch
 import datasets
 
 from .audio_io import audio_name, decode_audio, load_audio_dataset
-from .collators import pad_code_rows
+from training.collators import pad_code_rows
 from .feature_extraction_audioformer import PAD_TOKEN_ID
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score
 
-from modeling_audioformer.metrics import load_metric
+from training.metrics import load_metric
 
 
 def fixed_multilabel(seed=0, num_clips=40, num_classes=7):
@@ -56,7 +56,7 @@ def test_accuracy():
 
 def test_bad_shapes_and_names():
     with pytest.raises(ValueError, match="same shape"):
-        from modeling_audioformer.metrics.mean_average_precision.mean_average_precision import mean_average_precision
+        from training.metrics.mean_average_precision.mean_average_precision import mean_average_precision
         mean_average_precision(np.zeros((3, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="Unknown metric"):
         load_metric("map")
@@ -65,7 +65,7 @@ def test_bad_shapes_and_names():
 def test_classification_compute_metrics():
     from transformers import EvalPrediction
 
-    from modeling_audioformer.metrics import classification_compute_metrics
+    from training.metrics import classification_compute_metrics
 
     scores, targets = fixed_multilabel(seed=2)
     scores, targets = scores[:, :3], targets[:, :3]

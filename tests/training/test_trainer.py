@@ -10,8 +10,8 @@ import datasets
 from transformers import TrainingArguments
 
 from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel, mpc_loss
-from modeling_audioformer.mpc_training import AudioClassificationTrainer, check_positive_models, load_positive_models
-from modeling_audioformer.sampling import WeightedClipSampler, inverse_frequency_weights
+from training.trainer import AudioClassificationTrainer, check_positive_models, load_positive_models
+from training.sampling import WeightedClipSampler, inverse_frequency_weights
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,6 +1,6 @@
 """Mean average precision (mAP) for multi-label audio tagging, as a local `evaluate` module.
 
-    metric = evaluate.load("modeling_audioformer/metrics/mean_average_precision")   # a path: no Hub access
+    metric = evaluate.load("training/metrics/mean_average_precision")   # a path: no Hub access
     metric.compute(predictions=scores, references=multi_hot)  # -> {"mAP": ...}
 
 mAP is the macro average over classes of the average precision (the area under the precision-recall curve as

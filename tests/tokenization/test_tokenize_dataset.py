@@ -16,10 +16,10 @@ import datasets
 from tokenization import AudioFormerFeatureExtractor
 from tokenization import tokenize_dataset as td
 from tokenization.audio_io import decode_audio, load_audio_dataset
-from tokenization.tiny_codec import seed_audio
+from training.tiny_codec import seed_audio
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _write_wav(path, seconds, sr, seed, channels=1, subtype="PCM_16"):

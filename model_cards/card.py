@@ -4,7 +4,7 @@ The Hugging Face Hub side of AudioFormer: the model card of a training run and t
 - `write_model_card(output_dir, task=...)` fills `model_cards/audioformer_card.md` from a finished run (config,
   metrics, hyper-parameters, curves) and writes `README.md` (+ plots, a widget example, `handler.py`) into
   `output_dir`. `run_mlm.py` and `run_classification.py` call it after `trainer.save_model`.
-- `python -m modeling_audioformer.hub OUTPUT_DIR --repo_id ORG/NAME [--private] [--token TOKEN]` uploads an
+- `python -m model_cards.card OUTPUT_DIR --repo_id ORG/NAME [--private] [--token TOKEN]` uploads an
   existing output folder: safetensors weights, config, remote code, card; never pickles, never Trainer
   checkpoints.
 """
@@ -18,10 +18,12 @@ import shutil
 from pathlib import Path
 from string import Template
 
-CARD_DIR = Path(__file__).resolve().parent.parent / "model_cards"
+CARD_DIR = Path(__file__).resolve().parent
 CARD_TEMPLATE = CARD_DIR / "audioformer_card.md"
 HANDLER_FILE = CARD_DIR / "handler.py"
-LONG_AUDIO_FILE = Path(__file__).resolve().parent / "long_audio.py"
+import modeling_audioformer.long_audio as _long_audio_module
+
+LONG_AUDIO_FILE = Path(_long_audio_module.__file__)
 
 TASKS = ("audio-classification", "fill-mask")
 EXAMPLE_AUDIO = "example.wav"
@@ -169,7 +171,7 @@ def widget_example(output_dir, top_k: int = 5) -> dict | None:
 
         import tokenization  # noqa: F401  registers AudioFormerFeatureExtractor with AutoFeatureExtractor
 
-        from .long_audio import score_waveform
+        from modeling_audioformer.long_audio import score_waveform
 
         fe = AutoFeatureExtractor.from_pretrained(output_dir)
         model = AutoModelForAudioClassification.from_pretrained(output_dir).eval()
@@ -196,7 +198,7 @@ def complete_auto_map(output_dir) -> dict:
     `save_pretrained` already writes them all; folders saved otherwise may lack some), and `AutoFeatureExtractor`
     when its code is there; returns the auto_map.
     """
-    from .modeling_audioformer import AUTO_MAP
+    from modeling_audioformer.modeling_audioformer import AUTO_MAP
 
     path = Path(output_dir) / "config.json"
     config = _read_json(path)
@@ -467,7 +469,7 @@ def publish_from_training_args(training_args, output_dir: str | None = None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m modeling_audioformer.hub",
+        prog="python -m model_cards.card",
         description="Upload a saved AudioFormer output folder (safetensors only) to the Hugging Face Hub.")
     parser.add_argument("output_dir", help="folder written by run_mlm.py / run_classification.py")
     parser.add_argument("--repo_id", required=True, help="ORG/NAME on the Hub")

@@ -11,7 +11,7 @@ import torch
 
 from tokenization import AudioFormerFeatureExtractor
 from tokenization.feature_extraction_audioformer import resample_poly
-from tokenization.tiny_codec import build_tiny_codec, seed_audio
+from training.tiny_codec import build_tiny_codec, seed_audio
 
 
 SR = 24000

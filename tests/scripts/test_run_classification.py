@@ -21,11 +21,11 @@ from transformers import AutoModelForAudioClassification, HfArgumentParser, Trai
 
 import modeling_audioformer  # noqa: F401 - registers the Auto classes
 from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerForMaskedLM
-from tokenization.collators import DataCollatorForCodeClassification, pad_code_rows
-from tokenization.labels import LabelSpace, encode_labels, read_labels
+from training.collators import DataCollatorForCodeClassification, pad_code_rows
+from training.labels import LabelSpace, encode_labels, read_labels
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 import run_classification  # noqa: E402
 
@@ -49,8 +49,8 @@ def env():
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, env):
     """Tiny codec, a multi-label demo audiofolder and three tiny MLM checkpoints (codebooks C1, C2, C3)."""
-    from tokenization.demo_data import write_demo_audiofolder
-    from tokenization.tiny_codec import build_tiny_feature_extractor
+    from training.demo_data import write_demo_audiofolder
+    from training.tiny_codec import build_tiny_feature_extractor
 
     root = tmp_path_factory.mktemp("run_classification")
     build_tiny_feature_extractor(root / "codec", seed=0, max_duration=1.0)

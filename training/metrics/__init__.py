@@ -1,7 +1,7 @@
 """Local `evaluate` modules (loaded by path, so they work offline): `mean_average_precision`, `multilabel_f1`,
 `accuracy`.
 
-    from modeling_audioformer.metrics import load_metric
+    from training.metrics import load_metric
     load_metric("mean_average_precision").compute(predictions=scores, references=multi_hot)
 
     compute_metrics = classification_compute_metrics(multi_label=True, id2label=config.id2label)   # for Trainer

@@ -20,7 +20,7 @@ from transformers import EncodecConfig, EncodecModel
 
 from tokenization import AudioFormerFeatureExtractor
 from tokenization.convert_encodec import convert_encodec_state_dict
-from tokenization.tiny_codec import seed_audio
+from training.tiny_codec import seed_audio
 
 
 def _import_encodec():

@@ -1,10 +1,10 @@
-"""Tests of tokenization/collators.py: masking rules of the MLM collator and the classification padding collator."""
+"""Tests of training/collators.py: masking rules of the MLM collator and the classification padding collator."""
 
 import numpy as np
 import pytest
 import torch
 
-from tokenization.collators import (
+from training.collators import (
     DataCollatorForCodeClassification,
     DataCollatorForCodeMLM,
     pad_code_rows,

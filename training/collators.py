@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .feature_extraction_audioformer import BOA_TOKEN_ID, CODE_OFFSET, EOA_TOKEN_ID, MASK_TOKEN_ID, PAD_TOKEN_ID
+from tokenization.feature_extraction_audioformer import BOA_TOKEN_ID, CODE_OFFSET, EOA_TOKEN_ID, MASK_TOKEN_ID, PAD_TOKEN_ID
 
 
 IGNORE_INDEX = -100

@@ -6,7 +6,7 @@ train. Every clip is generated from a seed, so the same arguments always give th
 random frequency, level, phase and onset jitter, so a model has something to learn, but they say nothing about
 real audio: numbers from it demonstrate the pipeline, not the model.
 
-    >>> from tokenization.demo_data import write_demo_audiofolder
+    >>> from training.demo_data import write_demo_audiofolder
     >>> write_demo_audiofolder("demo_data/audio", multi_label=True)     # train/ and validation/ with metadata.jsonl
 
 The folder is an audiofolder (`tokenization.audio_io.load_audio_dataset(data_dir=...)`): `train/` and
@@ -21,7 +21,7 @@ import numpy as np
 
 
 DEMO_CLASSES = ("low_tone", "high_tone", "chirp", "noise_band", "clicks")
-DEMO_NOTE = ("SYNTHESISED DEMO DATA (tokenization/demo_data.py): seeded tones, chirps, noise bands and click trains. "
+DEMO_NOTE = ("SYNTHESISED DEMO DATA (training/demo_data.py): seeded tones, chirps, noise bands and click trains. "
              "Not real audio; metrics on it only show that the pipeline runs.")
 
 

@@ -45,7 +45,7 @@ def build_published_folder(path: Path, codec_dir: str, problem_type: str = "sing
     """A tiny classifier + a feature extractor naming the codec by its Hub id, saved and carded like a run's output."""
     import modeling_audioformer  # noqa: F401
     from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
-    from modeling_audioformer.hub import write_model_card
+    from model_cards.card import write_model_card
     from tokenization import AudioFormerFeatureExtractor
 
     config = AudioFormerConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,

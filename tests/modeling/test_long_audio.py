@@ -156,7 +156,7 @@ def test_file_path(folders, reference, tmp_path):
 
 def test_endpoint_handler(folders, reference, tmp_path):
     """model_cards/handler.py, as Inference Endpoints call it, on a folder carded by write_model_card."""
-    from modeling_audioformer.hub import write_model_card
+    from model_cards.card import write_model_card
 
     folder = tmp_path / "served"
     shutil.copytree(folders["multi"], folder)

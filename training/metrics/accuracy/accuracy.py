@@ -1,6 +1,6 @@
 """Accuracy for single-label (multi-class) classification, as a local `evaluate` module.
 
-    metric = evaluate.load("modeling_audioformer/metrics/accuracy")   # a path: works offline
+    metric = evaluate.load("training/metrics/accuracy")   # a path: works offline
     metric.compute(predictions=[0, 2, 1], references=[0, 1, 1])  # -> {"accuracy": 0.666...}
 """
 

@@ -6,7 +6,7 @@ It has the real codec's interface and framing (24 kHz, hop 320 = 75 frames/s, 10
 has all-zero codebooks (every code would be 0), so the codebooks are seeded from encoder outputs on seeded
 audio, residual stage by residual stage: codes on ordinary audio are then diverse.
 
-    >>> from tokenization.tiny_codec import build_tiny_codec
+    >>> from training.tiny_codec import build_tiny_codec
     >>> codec = build_tiny_codec(seed=0)           # transformers.EncodecModel, eval mode
     >>> build_tiny_feature_extractor("/tmp/fe")   # codec + preprocessor_config.json in one folder
 """
@@ -96,7 +96,7 @@ def build_tiny_feature_extractor(
     Saves a tiny codec and an `AudioFormerFeatureExtractor` pointing at it into `save_directory`
     (`config.json` + `model.safetensors` + `preprocessor_config.json`); returns the feature extractor.
     """
-    from .feature_extraction_audioformer import AudioFormerFeatureExtractor
+    from tokenization.feature_extraction_audioformer import AudioFormerFeatureExtractor
 
     save_directory = os.fspath(save_directory)
     build_tiny_codec(seed=seed, save_directory=save_directory)

@@ -1,6 +1,6 @@
 """Micro and macro F1 for multi-label classification, as a local `evaluate` module.
 
-    metric = evaluate.load("modeling_audioformer/metrics/multilabel_f1")
+    metric = evaluate.load("training/metrics/multilabel_f1")
     metric.compute(predictions=multi_hot_predictions, references=multi_hot)  # -> {"micro_f1", "macro_f1"}
 
 Micro F1 pools the true/false positives of all classes; macro F1 averages the per-class F1 over all classes,

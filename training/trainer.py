@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-from .losses import mpc_loss
-from .modeling_audioformer import AudioFormerModel, codes_and_mask, masked_mean
+from modeling_audioformer.losses import mpc_loss
+from modeling_audioformer.modeling_audioformer import AudioFormerModel, codes_and_mask, masked_mean
 from .sampling import WeightedClipSampler
 
 

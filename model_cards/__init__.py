@@ -1,0 +1,1 @@
+"""The Hub face of AudioFormer: model cards, plots, publishing, the Inference Endpoints handler."""
