@@ -1,15 +1,9 @@
 """
-The Hugging Face Hub side of AudioFormer: the model card of a training run and the publish command.
-
-- `write_model_card(output_dir, task=...)` fills `model_cards/audioformer_card.md` from a finished run (config,
-  metrics, hyper-parameters, curves) and writes `README.md` (+ plots, a widget example, `handler.py`) into
-  `output_dir`. `run_mlm.py` and `run_classification.py` call it after `trainer.save_model`.
-- `python -m model_cards.card OUTPUT_DIR --repo_id ORG/NAME [--private] [--token TOKEN]` uploads an
-  existing output folder: safetensors weights, config, remote code, card; never pickles, never Trainer
-  checkpoints.
+The model card of a training run: `write_model_card(output_dir, task=...)` fills `model_cards/audioformer_card.md`
+from a finished run (config, metrics, hyper-parameters, curves) and writes `README.md` (+ plots, a widget example,
+`handler.py`) into `output_dir`. `run_mlm.py` and `run_classification.py` call it after `trainer.save_model`.
 """
 
-import argparse
 import json
 import math
 import os
@@ -18,26 +12,22 @@ import shutil
 from pathlib import Path
 from string import Template
 
+from modeling_audioformer import long_audio
+
+from .plots import plot_per_class_ap, plot_training_curve
+
+
 CARD_DIR = Path(__file__).resolve().parent
 CARD_TEMPLATE = CARD_DIR / "audioformer_card.md"
 HANDLER_FILE = CARD_DIR / "handler.py"
-import modeling_audioformer.long_audio as _long_audio_module
-
-LONG_AUDIO_FILE = Path(_long_audio_module.__file__)
+LONG_AUDIO_FILE = Path(long_audio.__file__)
 
 TASKS = ("audio-classification", "fill-mask")
 EXAMPLE_AUDIO = "example.wav"
-# What a Trainer output folder holds besides the model; never uploaded.
-IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "training_args.bin", "*.lock", ".git/**",
-                   "__pycache__/**", "tmp-*"]
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
 # Trainer bookkeeping numbers that are not results.
 NOT_RESULTS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "step", "total_flos")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# small helpers
-# ---------------------------------------------------------------------------------------------------------
 
 
 def _read_json(path) -> dict:
@@ -77,77 +67,6 @@ def _fmt(value) -> str:
     return str(value)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# pictures (matplotlib is optional: a card without pictures is still a card)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        return plt
-    except ImportError:
-        return None
-
-
-def plot_per_class_ap(per_class_ap: dict, path, max_classes: int = 30) -> str | None:
-    """Horizontal bar chart of the best and worst classes by AP; returns the PNG path, or None without matplotlib."""
-    plt = _pyplot()
-    if plt is None or not per_class_ap:
-        return None
-    items = sorted(((str(k), float(v)) for k, v in per_class_ap.items() if v is not None and math.isfinite(v)),
-                   key=lambda kv: kv[1], reverse=True)
-    if not items:
-        return None
-    if len(items) > max_classes:
-        half = max_classes // 2
-        items = items[:half] + [("...", float("nan"))] + items[-half:]
-    labels = [k for k, _ in items][::-1]
-    values = [0.0 if math.isnan(v) else v for _, v in items][::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.25 * len(items) + 1.2))
-    ax.barh(labels, values, color="#4c72b0")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("average precision")
-    ax.set_title("Per-class AP" + (" (best and worst)" if len(per_class_ap) > max_classes else ""))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return str(path)
-
-
-def plot_training_curve(log_history: list, path) -> str | None:
-    """Training loss (and eval loss / main eval metric) against step; returns the PNG path or None."""
-    plt = _pyplot()
-    if plt is None or not log_history:
-        return None
-    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
-    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and "step" in h]
-    if not train and not evals:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    if train:
-        ax.plot(*zip(*train), label="train loss")
-    if evals:
-        ax.plot(*zip(*evals), marker="o", label="eval loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.set_title("Training curve")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return str(path)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the widget example: a synthetic clip and the model's own output on it
-# ---------------------------------------------------------------------------------------------------------
-
-
 def _example_waveform(sampling_rate: int, seconds: float = 3.0):
     """A seeded mixture of two tones and a little noise: a clip anyone can regenerate."""
     import numpy as np
@@ -185,11 +104,6 @@ def widget_example(output_dir, top_k: int = 5) -> dict | None:
     top = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
     return {"src": EXAMPLE_AUDIO, "example_title": "Two tones and noise (synthetic, 3 s)",
             "output": [{"label": label, "score": round(score, 4)} for label, score in top]}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the card
-# ---------------------------------------------------------------------------------------------------------
 
 
 def complete_auto_map(output_dir) -> dict:
@@ -388,103 +302,3 @@ def write_model_card(output_dir: str, *, task: str, metrics: dict | None = None,
     path = output_dir / "README.md"
     path.write_text(text, encoding="utf-8")
     return str(path)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# publishing
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _is_ignored(rel: str) -> bool:
-    from fnmatch import fnmatch
-
-    return any(fnmatch(rel, pattern) or fnmatch(rel.split("/")[0], pattern) for pattern in IGNORE_PATTERNS)
-
-
-def files_to_upload(folder) -> list[str]:
-    """
-    The files `publish` would upload (relative paths), after checking the folder. Raises ValueError when there
-    is no `config.json`, no safetensors weights, or any pickle (`.bin`, `.pt`, ...) that would be uploaded.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{str(folder)!r} is not a folder.")
-    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    files = [f for f in files if not _is_ignored(f)]
-    if "config.json" not in files:
-        raise ValueError(f"{folder} has no config.json: save the model with save_pretrained first.")
-    pickles = [f for f in files if f.lower().endswith(PICKLE_SUFFIXES)]
-    if pickles:
-        raise ValueError(f"Refusing to publish pickled weights {pickles}: save with safetensors "
-                         "(save_pretrained(..., safe_serialization=True)) and delete them.")
-    if not any(f.endswith(".safetensors") for f in files):
-        raise ValueError(f"{folder} has no .safetensors weights: save the model with save_pretrained first.")
-    return files
-
-
-def _fill_widget_src(folder: Path, repo_id: str, revision: str = "main"):
-    """The widget needs an absolute URL for its example clip; the repository is only known now."""
-    readme = folder / "README.md"
-    if readme.is_file() and (folder / EXAMPLE_AUDIO).is_file():
-        url = f"https://huggingface.co/{repo_id}/resolve/{revision}/{EXAMPLE_AUDIO}"
-        text = readme.read_text(encoding="utf-8")
-        readme.write_text(re.sub(rf"(\bsrc:\s*){re.escape(EXAMPLE_AUDIO)}\s*$", rf"\g<1>{url}", text,
-                                 flags=re.MULTILINE), encoding="utf-8")
-
-
-def publish(folder, repo_id: str, *, private: bool = False, token: str | None = None,
-            commit_message: str = "Upload AudioFormer", api=None):
-    """Creates `repo_id` (if needed) and uploads the checked folder; returns the commit info."""
-    from huggingface_hub import HfApi
-
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id or ""):
-        raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}.")
-    folder = Path(folder)
-    files = files_to_upload(folder)
-    if "README.md" not in files:
-        print(f"[hub] {folder} has no README.md; write one with write_model_card() for a useful model page.")
-    complete_auto_map(folder)
-    _fill_widget_src(folder, repo_id)
-    api = api or HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, token=token)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
-                             ignore_patterns=IGNORE_PATTERNS, token=token)
-
-
-def publish_from_training_args(training_args, output_dir: str | None = None):
-    """
-    What the training scripts call instead of `trainer.push_to_hub()` (which would overwrite the card written by
-    `write_model_card` with the Trainer's generic one and upload `training_args.bin`): uploads `output_dir` to
-    `training_args.hub_model_id` (default: the output folder's name under the user's account).
-    """
-    output_dir = output_dir or training_args.output_dir
-    repo_id = training_args.hub_model_id or Path(output_dir).resolve().name
-    if "/" not in repo_id:
-        from huggingface_hub import whoami
-
-        repo_id = f"{whoami(token=training_args.hub_token)['name']}/{repo_id}"
-    return publish(output_dir, repo_id, private=bool(getattr(training_args, "hub_private_repo", False)),
-                   token=training_args.hub_token)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m model_cards.card",
-        description="Upload a saved AudioFormer output folder (safetensors only) to the Hugging Face Hub.")
-    parser.add_argument("output_dir", help="folder written by run_mlm.py / run_classification.py")
-    parser.add_argument("--repo_id", required=True, help="ORG/NAME on the Hub")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
-    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / `hf auth login`)")
-    parser.add_argument("--dry_run", action="store_true", help="check the folder and list the files; upload nothing")
-    args = parser.parse_args(argv)
-    if args.dry_run:
-        for name in files_to_upload(args.output_dir):
-            print(name)
-        return None
-    info = publish(args.output_dir, args.repo_id, private=args.private, token=args.token)
-    print(f"[hub] uploaded {args.output_dir} to https://huggingface.co/{args.repo_id}")
-    return info
-
-
-if __name__ == "__main__":
-    main()

@@ -1,12 +1,7 @@
 """
-What `run_mlm.py` and `run_classification.py` share: the model / data flags, building the config and model, and
-turning the data flags into datasets of code ids (raw audio is pre-tokenized once and cached).
+The data flags -> datasets of code ids, checked before any training. Raw audio is pre-tokenized once and cached.
 
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
-    model_args, data_args, training_args = parse_args(parser)              # flags, or one .json / .yaml file
     datasets, feature_extractor = prepare_code_datasets(model_args, data_args, training_args)
-    config = load_config(model_args, num_codebooks=num_codebooks_of(datasets))
-    model = load_model(AudioFormerForMaskedLM, model_args, config)
 
 `prepare_code_datasets` returns a `DatasetDict` with the splits "train" and/or "validation" (the split names of the
 source are `--train_split_name` / `--eval_split_name`); each row has `input_ids` (int16 `(K, frames + 2)`), `length`
@@ -18,222 +13,14 @@ import json
 import logging
 import math
 import os
-import sys
-from dataclasses import dataclass, field
 
 import datasets
 
+from .arguments import DataTrainingArguments, ModelArguments
+from .loading import load_feature_extractor
+
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_CODEC = "facebook/encodec_24khz"
-
-
-@dataclass
-class ModelArguments:
-    """Which model, config, codebook and codec to use."""
-
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Checkpoint to start from (a folder or Hub name). Leave unset to train from scratch."}
-    )
-    config_name: str | None = field(
-        default=None, metadata={"help": "Config (folder, Hub name or config.json) when training from scratch."}
-    )
-    config_overrides: str | None = field(
-        default=None,
-        metadata={"help": "Config changes when training from scratch, e.g. 'hidden_size=64,num_hidden_layers=2'."},
-    )
-    codebook_index: int | None = field(
-        default=None, metadata={"help": "Codebook row to train on (0 = C1). Default: the config's (0 for a new model)."}
-    )
-    feature_extractor_name: str | None = field(
-        default=None,
-        metadata={"help": "A saved AudioFormerFeatureExtractor (folder or Hub name). Default: the one in "
-                          "--model_name_or_path, else one built from --codec_name_or_path."},
-    )
-    codec_name_or_path: str | None = field(
-        default=None, metadata={"help": f"EnCodec model (transformers format). Default: {DEFAULT_CODEC}."}
-    )
-    bandwidth: float | None = field(default=None, metadata={"help": "EnCodec bandwidth in kbps (3.0 = 4 codebooks)."})
-    max_duration: float | None = field(
-        default=None, metadata={"help": "Clips are cut to this many seconds (default 10, as in the paper)."}
-    )
-    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are cached."})
-    model_revision: str = field(default="main", metadata={"help": "Model branch, tag or commit."})
-    token: str | None = field(default=None, metadata={"help": "Hub token (default: the one of `hf auth login`)."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow dataset / model code from the Hub."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "'sdpa' (default) or 'eager'."})
-
-    def __post_init__(self):
-        if self.config_overrides is not None and self.model_name_or_path is not None:
-            raise ValueError("--config_overrides can't be combined with --model_name_or_path (it is for new models).")
-        if self.codebook_index is not None and self.codebook_index < 0:
-            raise ValueError(f"--codebook_index must be >= 0, got {self.codebook_index}.")
-        if self.max_duration is not None and self.max_duration <= 0:
-            raise ValueError(f"--max_duration must be positive, got {self.max_duration}.")
-
-
-@dataclass
-class DataTrainingArguments:
-    """Where the audio (or the pre-tokenized codes) come from, and how much of it to use."""
-
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "Hub dataset name, or a builder such as 'audiofolder' (with --data_dir)."}
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
-    data_dir: str | None = field(default=None, metadata={"help": "Local audiofolder (split or class sub-folders)."})
-    train_file: str | None = field(default=None, metadata={"help": "CSV / JSON-lines file with a column of audio paths."})
-    validation_file: str | None = field(default=None, metadata={"help": "Same, for evaluation."})
-    tokenized_dataset: str | None = field(
-        default=None, metadata={"help": "Output folder of `python -m tokenization.tokenize_dataset` (skips tokenizing)."}
-    )
-    train_split_name: str = field(default="train", metadata={"help": "Training split of the source."})
-    eval_split_name: str = field(default="validation", metadata={"help": "Evaluation split of the source."})
-    audio_column_name: str = field(default="audio", metadata={"help": "Column holding the audio."})
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Use only this many training clips (taken before tokenizing)."}
-    )
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many evaluation clips."})
-    validation_split_percentage: int = field(
-        default=5, metadata={"help": "Percent of train held out for evaluation when the source has no eval split."}
-    )
-    preprocessing_batch_size: int = field(default=8, metadata={"help": "Clips per codec call while tokenizing."})
-    tokenized_cache_dir: str | None = field(
-        default=None,
-        metadata={"help": "Where raw audio is tokenized to (reused by later runs with the same data and codec). "
-                          "Default: <cache_dir or HF_DATASETS_CACHE>/audioformer-tokenized/<fingerprint>."},
-    )
-    overwrite_cache: bool = field(default=False, metadata={"help": "Tokenize again even if a cache exists."})
-    pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batch lengths to a multiple of this."})
-
-    def __post_init__(self):
-        sources = [self.dataset_name is not None or self.data_dir is not None,
-                   self.train_file is not None or self.validation_file is not None,
-                   self.tokenized_dataset is not None]
-        if sum(sources) == 0:
-            raise ValueError("No data: pass --dataset_name / --data_dir, --train_file / --validation_file, "
-                             "or --tokenized_dataset.")
-        if sum(sources) > 1:
-            raise ValueError("Pass only one data source: --dataset_name / --data_dir, --train_file / "
-                             "--validation_file, or --tokenized_dataset.")
-        if not 0 <= self.validation_split_percentage < 100:
-            raise ValueError(f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}.")
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} must be >= 1, got {value}.")
-
-
-def setup_logging(training_args, script_logger: logging.Logger):
-    """The scripts' logging: timestamped lines on stdout, at the process's log level (quieter on non-main ranks)
-    for `script_logger`, `datasets` and `transformers`."""
-    import transformers
-
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)])
-    log_level = training_args.get_process_log_level()
-    script_logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.enable_default_handler()
-    transformers.utils.logging.enable_explicit_format()
-
-
-def parse_args(parser, argv=None):
-    """Flags, or a single .json / .yaml / .yml file as the only argument (as in transformers' examples)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(yaml_file=os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
-
-
-# ---------------------------------------------------------------------------------------------- config and model
-
-
-def apply_config_overrides(config, overrides: str | None):
-    """
-    Applies "key=value,key2=value2" to `config` (values cast to the type of the current value; None fields take
-    ints, floats or strings as written) and re-checks it. Unknown keys raise a ValueError naming them.
-    """
-    if not overrides:
-        return config
-    updates = {}
-    for item in overrides.split(","):
-        if "=" not in item:
-            raise ValueError(f"--config_overrides: expected key=value, got {item!r} (in {overrides!r}).")
-        key, value = (s.strip() for s in item.split("=", 1))
-        if not hasattr(config, key):
-            raise ValueError(f"--config_overrides: {type(config).__name__} has no field {key!r}.")
-        old = getattr(config, key)
-        if isinstance(old, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"--config_overrides: {key} needs true/false, got {value!r}.")
-            new = value.lower() in ("true", "1")
-        elif value.lower() == "none":
-            new = None
-        elif isinstance(old, int) or old is None and value.lstrip("-").isdigit():
-            new = int(value)
-        elif isinstance(old, float) or old is None:
-            try:
-                new = float(value)
-            except ValueError:
-                new = value
-        else:
-            new = value
-        updates[key] = new
-    # embedding_size defaults to hidden_size; keep them together unless both are given.
-    if "hidden_size" in updates and "embedding_size" not in updates and config.embedding_size == config.hidden_size:
-        updates["embedding_size"] = updates["hidden_size"]
-    for key, value in updates.items():
-        setattr(config, key, value)
-    config.check_values()
-    return config
-
-
-def load_config(model_args: ModelArguments, num_codebooks: int | None = None, **kwargs):
-    """
-    AudioFormerConfig from --model_name_or_path, else --config_name, else the paper's defaults with
-    --config_overrides; then --codebook_index, the codec's `num_codebooks` (for a new model), and `kwargs`
-    (e.g. num_labels, id2label). Raises a ValueError if the codebook index is not one the codec produces.
-    """
-    from modeling_audioformer import AudioFormerConfig
-
-    common = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
-    if model_args.model_name_or_path:
-        config = AudioFormerConfig.from_pretrained(model_args.model_name_or_path, **common)
-    elif model_args.config_name:
-        config = AudioFormerConfig.from_pretrained(model_args.config_name, **common)
-    else:
-        config = AudioFormerConfig()
-        logger.info("Training a new AudioFormer from scratch.")
-    apply_config_overrides(config, model_args.config_overrides)
-    if num_codebooks is not None:
-        config.num_codebooks = num_codebooks
-    if model_args.codebook_index is not None:
-        config.codebook_index = model_args.codebook_index
-    for key, value in kwargs.items():
-        setattr(config, key, value)
-    if num_codebooks is not None and not 0 <= config.codebook_index < num_codebooks:
-        raise ValueError(
-            f"codebook_index {config.codebook_index} is not produced by the codec: it gives {num_codebooks} "
-            f"codebooks (indices 0..{num_codebooks - 1})."
-        )
-    config.check_values()
-    return config
-
-
-def load_model(model_class, model_args: ModelArguments, config, **kwargs):
-    """`model_class.from_pretrained(--model_name_or_path)` or a freshly initialised `model_class(config)`."""
-    if model_args.attn_implementation is not None:
-        config._attn_implementation = model_args.attn_implementation
-    if model_args.model_name_or_path:
-        return model_class.from_pretrained(
-            model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir,
-            revision=model_args.model_revision, token=model_args.token, **kwargs,
-        )
-    return model_class(config)
 
 
 def max_code_length(model_args: ModelArguments, feature_extractor) -> int | None:
@@ -255,51 +42,6 @@ def max_positions_check(dataset_dict, config, max_length: int | None = None):
                 f"Split '{split}' has sequences of {longest} ids but the model takes at most "
                 f"{config.max_position_embeddings} (max_position_embeddings); lower --max_duration."
             )
-
-
-# ---------------------------------------------------------------------------------------------- feature extractor
-
-
-def load_feature_extractor(model_args: ModelArguments, tokenized_info: dict | None = None):
-    """
-    The AudioFormerFeatureExtractor of the run: --feature_extractor_name, else the one saved in
-    --model_name_or_path, else the settings a pre-tokenized dataset was made with, else a new one on
-    --codec_name_or_path. --codec_name_or_path, --bandwidth and --max_duration override what was loaded.
-    """
-    from tokenization.feature_extraction_audioformer import AudioFormerFeatureExtractor
-
-    overrides = {k: v for k, v in (("codec_name_or_path", model_args.codec_name_or_path),
-                                   ("bandwidth", model_args.bandwidth),
-                                   ("max_duration", model_args.max_duration)) if v is not None}
-    source = model_args.feature_extractor_name
-    if source is None and model_args.model_name_or_path and _has_preprocessor_config(model_args):
-        source = model_args.model_name_or_path
-    if source is not None:
-        return AudioFormerFeatureExtractor.from_pretrained(
-            source, cache_dir=model_args.cache_dir, token=model_args.token, **overrides
-        )
-    if tokenized_info is not None:
-        settings = dict(tokenized_info["feature_extractor"], codec_name_or_path=tokenized_info["codec_name_or_path"])
-        settings.pop("feature_extractor_type", None)
-        settings.update(overrides)
-        return AudioFormerFeatureExtractor(**settings)
-    overrides.setdefault("codec_name_or_path", DEFAULT_CODEC)
-    return AudioFormerFeatureExtractor(**overrides)
-
-
-def _has_preprocessor_config(model_args) -> bool:
-    path = model_args.model_name_or_path
-    if os.path.isdir(path):
-        return os.path.isfile(os.path.join(path, "preprocessor_config.json"))
-    try:
-        from huggingface_hub import file_exists
-
-        return file_exists(path, "preprocessor_config.json", revision=model_args.model_revision, token=model_args.token)
-    except Exception:  # noqa: BLE001 - offline or private: fall back to building one
-        return False
-
-
-# ---------------------------------------------------------------------------------------------- datasets
 
 
 def num_codebooks_of(dataset_dict) -> int:
@@ -477,46 +219,3 @@ def _check_codebook_index(model_args, num_codebooks: int, what: str):
             f"--codebook_index {index} is not produced by {what}: it gives {num_codebooks} codebooks "
             f"(indices 0..{num_codebooks - 1})."
         )
-
-
-def resolve_checkpoint(training_args) -> str | None:
-    """--resume_from_checkpoint PATH, or "true" / "last" for the newest checkpoint in --output_dir."""
-    value = training_args.resume_from_checkpoint
-    if value is None or not training_args.do_train:
-        return None
-    if value.lower() in ("true", "last"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if last is None:
-            raise ValueError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {training_args.output_dir}.")
-        return last
-    if not os.path.isdir(value):
-        raise ValueError(f"--resume_from_checkpoint {value} is not a folder.")
-    return value
-
-
-def training_args_summary(training_args, keys=("learning_rate", "num_train_epochs", "per_device_train_batch_size",
-                                                "gradient_accumulation_steps", "seed", "bf16")) -> dict:
-    """A few hyper-parameters for the model card, plus the world size."""
-    summary = {k: getattr(training_args, k) for k in keys if hasattr(training_args, k)}
-    summary["world_size"] = training_args.world_size
-    return summary
-
-
-__all__ = [
-    "ModelArguments",
-    "DataTrainingArguments",
-    "parse_args",
-    "setup_logging",
-    "apply_config_overrides",
-    "load_config",
-    "load_model",
-    "load_feature_extractor",
-    "prepare_code_datasets",
-    "num_codebooks_of",
-    "max_code_length",
-    "max_positions_check",
-    "resolve_checkpoint",
-    "training_args_summary",
-]

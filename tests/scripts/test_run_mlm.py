@@ -206,7 +206,7 @@ def test_label_only_and_empty_datasets(tiny_codec_dir, single_run, tmp_path):
 
 def test_config_overrides_and_json_file(tmp_path):
     from modeling_audioformer import AudioFormerConfig
-    from training.data import apply_config_overrides
+    from training.loading import apply_config_overrides
 
     config = apply_config_overrides(AudioFormerConfig(), "hidden_size=64,num_attention_heads=4,hidden_act=relu")
     assert (config.hidden_size, config.embedding_size, config.num_attention_heads) == (64, 64, 4)
@@ -220,7 +220,7 @@ def test_config_overrides_and_json_file(tmp_path):
     from transformers import HfArgumentParser, TrainingArguments
 
     from run_mlm import MLMDataArguments
-    from training.data import ModelArguments, parse_args
+    from training.arguments import ModelArguments, parse_args
 
     parser = HfArgumentParser((ModelArguments, MLMDataArguments, TrainingArguments))
     demo = os.path.join(REPO, "configs", "mlm_tiny_demo.yaml")  # a YAML file as the only argument
@@ -248,7 +248,8 @@ def test_max_duration_cuts_pretokenized_codes():
     import datasets
 
     from modeling_audioformer import AudioFormerConfig
-    from training.data import ModelArguments, max_code_length, max_positions_check
+    from training.arguments import ModelArguments
+    from training.data import max_code_length, max_positions_check
 
     class Codec:  # the two numbers max_code_length reads from the feature extractor
         sampling_rate, hop_length = 24000, 320
