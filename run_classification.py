@@ -53,7 +53,9 @@ class ClassificationArguments:
 
     label_column_name: str = field(
         default="label",
-        metadata={"help": "Label column: a string (or ClassLabel) per clip = single-label, a list per clip = multi-label."},
+        metadata={
+            "help": "Label column: a string (or ClassLabel) per clip = single-label, a list per clip = multi-label."
+        },
     )
     loss: str | None = field(
         default=None, metadata={"help": "ce (single-label), bce or lsep (multi-label). Default: ce / lsep."}
@@ -74,13 +76,16 @@ class ClassificationArguments:
     )
     ignore_mismatched_sizes: bool = field(
         default=False,
-        metadata={"help": "Start from a fine-tuned model with other labels (e.g. FSD50K from AudioSet): new classifier."},
+        metadata={
+            "help": "Start from a fine-tuned model with other labels (e.g. FSD50K from AudioSet): new classifier."
+        },
     )
     multi_label_threshold: float = field(
         default=0.0, metadata={"help": "Logit above which a class counts as predicted, for the F1 scores."}
     )
     demo_dir: str = field(
-        default="demo_data", metadata={"help": "Where the demo (no dataset argument) writes its audio, codec and codes."}
+        default="demo_data",
+        metadata={"help": "Where the demo (no dataset argument) writes its audio, codec and codes."},
     )
 
     def __post_init__(self):
@@ -111,7 +116,9 @@ def demo_argv(argv: list[str]) -> list[str]:
             demo_dir = argv[i + 1]
         elif arg.startswith("--demo_dir="):
             demo_dir = arg.split("=", 1)[1]
-    print(f"[DEMO] No dataset given: running the demo in {demo_dir} (tiny seeded codec, tiny model).\n[DEMO] {DEMO_NOTE}")
+    print(
+        f"[DEMO] No dataset given: running the demo in {demo_dir} (tiny seeded codec, tiny model).\n[DEMO] {DEMO_NOTE}"
+    )
     return demo_classification_flags(demo_dir) + argv
 
 
@@ -124,8 +131,13 @@ def main(argv: list[str] | None = None):
     model_args, data_args, cls_args, training_args = parse_args(parser, argv)
 
     setup_logging(training_args, logger)
-    logger.warning("Process rank: %d, world size: %d, device: %s, distributed: %s", training_args.process_index,
-                   training_args.world_size, training_args.device, training_args.parallel_mode.value)
+    logger.warning(
+        "Process rank: %d, world size: %d, device: %s, distributed: %s",
+        training_args.process_index,
+        training_args.world_size,
+        training_args.device,
+        training_args.parallel_mode.value,
+    )
     logger.info("Training parameters %s", training_args)
     if cls_args.early_stopping_patience is not None:
         if training_args.eval_strategy == "no":
@@ -143,29 +155,45 @@ def main(argv: list[str] | None = None):
     def check_labels(splits):
         LabelSpace.from_datasets(splits, cls_args.label_column_name, checkpoint_config).resolve_loss(cls_args.loss)
 
-    code_datasets, feature_extractor = prepare_code_datasets(model_args, data_args, training_args,
-                                                             check_splits=check_labels)
+    code_datasets, feature_extractor = prepare_code_datasets(
+        model_args, data_args, training_args, check_splits=check_labels
+    )
     labels = LabelSpace.from_datasets(code_datasets, cls_args.label_column_name, checkpoint_config)
     code_datasets = labels.add_label_ids(code_datasets)
-    config = load_config(model_args, num_codebooks=num_codebooks_of(code_datasets),
-                         **labels.config_kwargs(cls_args.loss))
+    config = load_config(
+        model_args, num_codebooks=num_codebooks_of(code_datasets), **labels.config_kwargs(cls_args.loss)
+    )
     max_length = max_code_length(model_args, feature_extractor)
     max_positions_check(code_datasets, config, max_length)
 
     # 2. Models: the anchor (an MLM checkpoint's head is dropped, the classifier is new) and, for FT2, positives.
-    model = load_model(AudioFormerForAudioClassification, model_args, config,
-                       ignore_mismatched_sizes=cls_args.ignore_mismatched_sizes)
+    model = load_model(
+        AudioFormerForAudioClassification, model_args, config, ignore_mismatched_sizes=cls_args.ignore_mismatched_sizes
+    )
     positive_models = None
     if cls_args.mpc_positive_models:
-        positive_models = load_positive_models(cls_args.mpc_positive_models, config, cls_args.mpc_positive_codebooks,
-                                               cache_dir=model_args.cache_dir, token=model_args.token)
-        logger.info("FT2: %d frozen positive model(s) on codebook rows %s, alpha=%s, tau=%s", len(positive_models),
-                    [p.config.codebook_index for p in positive_models], cls_args.mpc_alpha, cls_args.mpc_temperature)
+        positive_models = load_positive_models(
+            cls_args.mpc_positive_models,
+            config,
+            cls_args.mpc_positive_codebooks,
+            cache_dir=model_args.cache_dir,
+            token=model_args.token,
+        )
+        logger.info(
+            "FT2: %d frozen positive model(s) on codebook rows %s, alpha=%s, tau=%s",
+            len(positive_models),
+            [p.config.codebook_index for p in positive_models],
+            cls_args.mpc_alpha,
+            cls_args.mpc_temperature,
+        )
 
     collator = DataCollatorForCodeClassification(
         codebook_index=None if positive_models else config.codebook_index,  # FT2 reads every row
-        label_column="label_ids", num_labels=len(labels.names) if labels.multi_label else None,
-        max_length=max_length, pad_to_multiple_of=data_args.pad_to_multiple_of, pad_token_id=config.pad_token_id,
+        label_column="label_ids",
+        num_labels=len(labels.names) if labels.multi_label else None,
+        max_length=max_length,
+        pad_to_multiple_of=data_args.pad_to_multiple_of,
+        pad_token_id=config.pad_token_id,
     )
     train_dataset = code_datasets["train"] if training_args.do_train else None
     sample_weights = None
@@ -184,8 +212,9 @@ def main(argv: list[str] | None = None):
         train_dataset=train_dataset,
         eval_dataset=code_datasets["validation"] if training_args.do_eval else None,
         data_collator=collator,
-        compute_metrics=classification_compute_metrics(labels.multi_label, labels.id2label,
-                                                       cls_args.multi_label_threshold, store),
+        compute_metrics=classification_compute_metrics(
+            labels.multi_label, labels.id2label, cls_args.multi_label_threshold, store
+        ),
         preprocess_logits_for_metrics=keep_logits,
         callbacks=callbacks,
         positive_models=positive_models,
@@ -215,8 +244,10 @@ def main(argv: list[str] | None = None):
             publish_from_training_args(training_args)
     if demo and trainer.is_world_process_zero():
         name = "eval_mAP" if labels.multi_label else "eval_accuracy"
-        print(f"[DEMO] {name} = {metrics.get(name, float('nan')):.4f} on the synthesised demo validation set "
-              f"({len(labels.names)} classes: chance {1 / len(labels.names):.2f}); model in {training_args.output_dir}")
+        print(
+            f"[DEMO] {name} = {metrics.get(name, float('nan')):.4f} on the synthesised demo validation set "
+            f"({len(labels.names)} classes: chance {1 / len(labels.names):.2f}); model in {training_args.output_dir}"
+        )
     # Leave the process group cleanly once rank 0 has written the card: a gloo group left to interpreter exit can
     # abort a finished run ("terminate called without an active exception").
     trainer.accelerator.wait_for_everyone()
@@ -233,8 +264,13 @@ def write_card(training_args, model_args, data_args, cls_args, metrics, trainer,
     if cls_args.mpc_positive_models:
         summary.update(mpc_alpha=cls_args.mpc_alpha, mpc_temperature=cls_args.mpc_temperature)
     return write_model_card(
-        training_args.output_dir, task="audio-classification", metrics=metrics, dataset_name=dataset_name,
-        base_model=model_args.model_name_or_path, training_args=summary, log_history=trainer.state.log_history,
+        training_args.output_dir,
+        task="audio-classification",
+        metrics=metrics,
+        dataset_name=dataset_name,
+        base_model=model_args.model_name_or_path,
+        training_args=summary,
+        log_history=trainer.state.log_history,
         per_class_ap=store.get("per_class_ap"),
     )
 

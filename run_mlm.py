@@ -69,13 +69,21 @@ def main(argv=None):
     model_args, data_args, training_args = parse_args(parser, argv)
     setup_logging(training_args, logger)
     logger.warning(
-        "process %d / %d, device %s, distributed %s, bf16 %s", training_args.process_index, training_args.world_size,
-        training_args.device, training_args.parallel_mode.value, training_args.bf16,
+        "process %d / %d, device %s, distributed %s, bf16 %s",
+        training_args.process_index,
+        training_args.world_size,
+        training_args.device,
+        training_args.parallel_mode.value,
+        training_args.bf16,
     )
     # Fails on bad masking flags before the data is touched.
-    masking = dict(mlm_probability=data_args.mlm_probability, mask_replace_prob=data_args.mask_replace_prob,
-                   random_replace_prob=data_args.random_replace_prob, whole_run_masking=data_args.whole_run_masking,
-                   pad_to_multiple_of=data_args.pad_to_multiple_of)
+    masking = dict(
+        mlm_probability=data_args.mlm_probability,
+        mask_replace_prob=data_args.mask_replace_prob,
+        random_replace_prob=data_args.random_replace_prob,
+        whole_run_masking=data_args.whole_run_masking,
+        pad_to_multiple_of=data_args.pad_to_multiple_of,
+    )
     DataCollatorForCodeMLM(**masking)
 
     checkpoint = resolve_checkpoint(training_args)
@@ -92,8 +100,13 @@ def main(argv=None):
     code_datasets = code_datasets.select_columns(["input_ids"])  # labels, ids, ... of the source are not used
     train_dataset = code_datasets.get("train") if training_args.do_train else None
     eval_dataset = code_datasets.get("validation") if training_args.do_eval else None
-    collator = DataCollatorForCodeMLM(codebook_index=config.codebook_index, pad_token_id=config.pad_token_id,
-                                      mask_token_id=config.mask_token_id, max_length=max_length, **masking)
+    collator = DataCollatorForCodeMLM(
+        codebook_index=config.codebook_index,
+        pad_token_id=config.pad_token_id,
+        mask_token_id=config.mask_token_id,
+        max_length=max_length,
+        **masking,
+    )
 
     # The upload happens at the end, with the model card (Trainer.push_to_hub would replace the card and upload
     # training_args.bin, a pickle).
@@ -140,9 +153,12 @@ def main(argv=None):
 def write_card(trainer, model_args, data_args, training_args, metrics):
     card_metrics = {k: float(metrics[k]) for k in ("eval_loss", "eval_accuracy") if k in metrics}
     write_model_card(
-        training_args.output_dir, task="fill-mask", metrics=card_metrics or None,
+        training_args.output_dir,
+        task="fill-mask",
+        metrics=card_metrics or None,
         dataset_name=data_args.dataset_name or data_args.data_dir or data_args.tokenized_dataset,
-        base_model=model_args.model_name_or_path, training_args=training_args_summary(training_args),
+        base_model=model_args.model_name_or_path,
+        training_args=training_args_summary(training_args),
         log_history=trainer.state.log_history,
     )
 

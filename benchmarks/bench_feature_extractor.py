@@ -56,8 +56,9 @@ def bench_feature_extractor(name, codec, device, repeats):
     clips = [c[0].numpy() for c in seed_audio(8, 240000, seed=1)]  # 8 x 10 s at 24 kHz
     fe = AudioFormerFeatureExtractor(codec_name_or_path=name, max_duration=10.0, device=device)
     fe.set_codec(codec)
-    one_call = AudioFormerFeatureExtractor(codec_name_or_path=name, max_duration=10.0, device=device,
-                                           codec_batch_size=len(clips))
+    one_call = AudioFormerFeatureExtractor(
+        codec_name_or_path=name, max_duration=10.0, device=device, codec_batch_size=len(clips)
+    )
     one_call.set_codec(codec)
 
     def batched():
@@ -81,12 +82,14 @@ def bench_feature_extractor(name, codec, device, repeats):
     ref = torch.stack([c[0, 0].cpu() for c in loop()])
     agree = {k: (fns[k]()["input_ids"][:, :, 1:-1] - 3 == ref).float().mean().item() for k in ("fe", "fe_one_call")}
     per_call = fe._clips_per_call(len(clips))
-    print(f"[{name}] 8 x 10 s clips on {device}, clips/s (best of {repeats}):\n"
-          f"  feature extractor, default ({per_call} clip(s) per codec call): {8 / t['fe']:8.2f}  "
-          f"ratio vs loop {t['loop'] / t['fe']:.2f}x  codes = loop codes: {agree['fe']:.4%}\n"
-          f"  feature extractor, whole batch in one codec call:  {8 / t['fe_one_call']:8.2f}  "
-          f"ratio vs loop {t['loop'] / t['fe_one_call']:.2f}x  codes = loop codes: {agree['fe_one_call']:.4%}\n"
-          f"  per-clip loop over EncodecModel.encode:           {8 / t['loop']:8.2f}")
+    print(
+        f"[{name}] 8 x 10 s clips on {device}, clips/s (best of {repeats}):\n"
+        f"  feature extractor, default ({per_call} clip(s) per codec call): {8 / t['fe']:8.2f}  "
+        f"ratio vs loop {t['loop'] / t['fe']:.2f}x  codes = loop codes: {agree['fe']:.4%}\n"
+        f"  feature extractor, whole batch in one codec call:  {8 / t['fe_one_call']:8.2f}  "
+        f"ratio vs loop {t['loop'] / t['fe_one_call']:.2f}x  codes = loop codes: {agree['fe_one_call']:.4%}\n"
+        f"  per-clip loop over EncodecModel.encode:           {8 / t['loop']:8.2f}"
+    )
     return t
 
 
@@ -107,17 +110,41 @@ def bench_pretokenizer(fe_dir, num_clips, tmp):
     data = os.path.join(tmp, "audio")
     write_clips(data, num_clips)
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
-    args = ["-m", "tokenization.tokenize_dataset", "--feature_extractor_name_or_path", fe_dir, "--data_dir", data,
-            "--batch_size", "16", "--num_shards", "8"]
+    args = [
+        "-m",
+        "tokenization.tokenize_dataset",
+        "--feature_extractor_name_or_path",
+        fe_dir,
+        "--data_dir",
+        data,
+        "--batch_size",
+        "16",
+        "--num_shards",
+        "8",
+    ]
     results = {}
     for procs in (1, 2):
         out = os.path.join(tmp, f"out{procs}")
         if procs == 1:
             cmd = [sys.executable, *args]
         else:
-            cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(procs),
-                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                   "--num_cpu_threads_per_process", str(max(1, os.cpu_count() // procs)), *args]
+            cmd = [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--multi_gpu",
+                "--num_processes",
+                str(procs),
+                "--num_machines",
+                "1",
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+                "--num_cpu_threads_per_process",
+                str(max(1, os.cpu_count() // procs)),
+                *args,
+            ]
         start = time.perf_counter()
         proc = subprocess.run([*cmd, "--output_dir", out], env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - start
@@ -125,8 +152,10 @@ def bench_pretokenizer(fe_dir, num_clips, tmp):
             print(proc.stderr[-3000:])
             raise SystemExit(f"pre-tokenizer with {procs} process(es) failed")
         results[procs] = elapsed
-        print(f"pre-tokenizer, {num_clips} clips (0.5-2 s, 16 kHz wav), {procs} process(es): {elapsed:6.1f} s wall "
-              f"= {num_clips / elapsed:6.1f} clips/s")
+        print(
+            f"pre-tokenizer, {num_clips} clips (0.5-2 s, 16 kHz wav), {procs} process(es): {elapsed:6.1f} s wall "
+            f"= {num_clips / elapsed:6.1f} clips/s"
+        )
     print(f"pre-tokenizer speed-up 2 vs 1 process: {results[1] / results[2]:.2f}x")
 
 
@@ -139,8 +168,10 @@ def main():
     p.add_argument("--skip_full", action="store_true", help="skip the full-size codec in part 1")
     p.add_argument("--skip_pretokenizer", action="store_true")
     args = p.parse_args()
-    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs" + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""))
+    print(
+        f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs" + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else "")
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         bench_feature_extractor("tiny", build_tiny_codec(0).to(args.device), args.device, args.repeats)

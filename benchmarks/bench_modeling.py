@@ -44,7 +44,9 @@ def parse_args(argv=None):
     parser.add_argument("--hidden_size", type=int, default=768)
     parser.add_argument("--num_heads", type=int, default=12)
     parser.add_argument("--intermediate_size", type=int, default=None, help="default: 4 x hidden_size")
-    parser.add_argument("--lengths", type=str, default="752,600,400,200", help="token counts of the clips in the batch")
+    parser.add_argument(
+        "--lengths", type=str, default="752,600,400,200", help="token counts of the clips in the batch"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each model and mode (median)")
     parser.add_argument("--modes", type=str, default="train,infer")
     parser.add_argument("--optimizer_step", action="store_true", help="also run an AdamW step in the training step")
@@ -62,9 +64,13 @@ def build(args):
     """Returns {"audioformer": model, "roformer": model} with the same weights, and the batch."""
     torch.manual_seed(args.seed)
     sizes = dict(
-        vocab_size=1028, hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
-        num_attention_heads=args.num_heads, intermediate_size=args.intermediate_size or 4 * args.hidden_size,
-        max_position_embeddings=1536, pad_token_id=PAD_ID,
+        vocab_size=1028,
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.num_layers,
+        num_attention_heads=args.num_heads,
+        intermediate_size=args.intermediate_size or 4 * args.hidden_size,
+        max_position_embeddings=1536,
+        pad_token_id=PAD_ID,
     )
     audioformer = AudioFormerModel(AudioFormerConfig(**sizes, attn_implementation=args.attn_implementation))
     roformer = RoFormerModel(RoFormerConfig(**sizes, attn_implementation="eager"))
@@ -137,7 +143,9 @@ def memory_of(args):
 
 def measure_memory(args, name, mode):
     argv = [a for a in sys.argv[1:] if a != "--compile"] + ["--_memory_of", f"{name}:{mode}"]
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), *argv], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), *argv], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_delta_bytes"]
 
 
@@ -172,8 +180,14 @@ def main(argv=None):
         results[mode] = {name: statistics.median(t) for name, t in times.items()}
         results[mode].update({name + "_cpu": statistics.median(t) for name, t in cpu_times.items()})
         for name, t in times.items():
-            print(f"  {mode} {name} wall: " + " ".join(f"{x:.3f}" for x in t) + " s; cpu: "
-                  + " ".join(f"{x:.3f}" for x in cpu_times[name]) + " s", flush=True)
+            print(
+                f"  {mode} {name} wall: "
+                + " ".join(f"{x:.3f}" for x in t)
+                + " s; cpu: "
+                + " ".join(f"{x:.3f}" for x in cpu_times[name])
+                + " s",
+                flush=True,
+            )
         if not args.skip_memory:
             for name in steps:
                 results[mode][name + "_mem"] = measure_memory(args, name, mode)

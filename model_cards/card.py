@@ -102,8 +102,11 @@ def widget_example(output_dir, top_k: int = 5) -> dict | None:
         print(f"[hub] no widget example ({type(err).__name__}: {err})")
         return None
     top = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
-    return {"src": EXAMPLE_AUDIO, "example_title": "Two tones and noise (synthetic, 3 s)",
-            "output": [{"label": label, "score": round(score, 4)} for label, score in top]}
+    return {
+        "src": EXAMPLE_AUDIO,
+        "example_title": "Two tones and noise (synthetic, 3 s)",
+        "output": [{"label": label, "score": round(score, 4)} for label, score in top],
+    }
 
 
 def complete_auto_map(output_dir) -> dict:
@@ -137,18 +140,29 @@ def _metadata(task, config, metrics, dataset_name, base_model, widget) -> str:
     for name, value in metrics.items():
         if name == "loss" and task == "audio-classification":
             continue
-        eval_results.append(EvalResult(
-            task_type=task, dataset_type=hub_id(dataset_name) or "custom", dataset_name=dataset_name or "custom",
-            metric_type=_metric_type(name), metric_name=name, metric_value=round(value, 6),
-            dataset_split="validation"))
+        eval_results.append(
+            EvalResult(
+                task_type=task,
+                dataset_type=hub_id(dataset_name) or "custom",
+                dataset_name=dataset_name or "custom",
+                metric_type=_metric_type(name),
+                metric_name=name,
+                metric_value=round(value, 6),
+                dataset_split="validation",
+            )
+        )
     tags = ["audio", "audioformer", "encodec", "roformer", "discrete-acoustic-codes", "custom_code"]
     if task == "audio-classification":
         tags.append("audio-classification")
     if config.get("problem_type") == "multi_label_classification":
         tags.append("multi-label")
     data = ModelCardData(
-        library_name="transformers", pipeline_tag=task, license="apache-2.0", tags=tags,
-        datasets=[hub_id(dataset_name)] if hub_id(dataset_name) else None, base_model=hub_id(base_model),
+        library_name="transformers",
+        pipeline_tag=task,
+        license="apache-2.0",
+        tags=tags,
+        datasets=[hub_id(dataset_name)] if hub_id(dataset_name) else None,
+        base_model=hub_id(base_model),
         metrics=sorted({_metric_type(n) for n in metrics if n != "loss"}) or None,
         model_name=config.get("_name_or_path") and Path(config["_name_or_path"]).name or "audioformer",
         eval_results=eval_results or None,
@@ -216,9 +230,17 @@ classifier({{"raw": long_audio, "sampling_rate": 16000}}, long_audio="mean", hop
 ```"""
 
 
-def write_model_card(output_dir: str, *, task: str, metrics: dict | None = None, dataset_name: str | None = None,
-                     base_model: str | None = None, training_args: dict | None = None,
-                     log_history: list | None = None, per_class_ap: dict | None = None) -> str:
+def write_model_card(
+    output_dir: str,
+    *,
+    task: str,
+    metrics: dict | None = None,
+    dataset_name: str | None = None,
+    base_model: str | None = None,
+    training_args: dict | None = None,
+    log_history: list | None = None,
+    per_class_ap: dict | None = None,
+) -> str:
     """
     Writes `README.md` (Hub metadata + text) into the saved model folder `output_dir`, plus where possible
     `per_class_ap.png` / `training_curve.png`, `example.wav` (widget example) and, for audio classification,
@@ -257,13 +279,23 @@ def write_model_card(output_dir: str, *, task: str, metrics: dict | None = None,
         figures.append("![Training curve](training_curve.png)")
 
     n_labels = len(config.get("id2label") or {})
-    kind = {"audio-classification": f"{'multi-label' if multi_label else 'single-label'} audio classifier "
-                                    f"({n_labels} classes)",
-            "fill-mask": "masked-code-modelling (pretraining) checkpoint"}[task]
-    on = (f" on [{dataset_name}](https://huggingface.co/datasets/{dataset_name})" if hub_id(dataset_name)
-          else f" on {dataset_name}" if dataset_name else "")
-    summary = (f"An AudioFormer {kind}, trained{on}" + (f", starting from `{base_model}`" if base_model else "")
-               + ". AudioFormer classifies audio from the discrete codes of the EnCodec neural codec.")
+    kind = {
+        "audio-classification": f"{'multi-label' if multi_label else 'single-label'} audio classifier "
+        f"({n_labels} classes)",
+        "fill-mask": "masked-code-modelling (pretraining) checkpoint",
+    }[task]
+    on = (
+        f" on [{dataset_name}](https://huggingface.co/datasets/{dataset_name})"
+        if hub_id(dataset_name)
+        else f" on {dataset_name}"
+        if dataset_name
+        else ""
+    )
+    summary = (
+        f"An AudioFormer {kind}, trained{on}"
+        + (f", starting from `{base_model}`" if base_model else "")
+        + ". AudioFormer classifies audio from the discrete codes of the EnCodec neural codec."
+    )
 
     results = ""
     if metrics:
@@ -272,8 +304,17 @@ def write_model_card(output_dir: str, *, task: str, metrics: dict | None = None,
     if figures:
         results += "\n" + "\n\n".join(figures) + "\n"
 
-    arch_keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
-                 "max_position_embeddings", "codebook_index", "problem_type", "multi_label_loss")
+    arch_keys = (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "vocab_size",
+        "max_position_embeddings",
+        "codebook_index",
+        "problem_type",
+        "multi_label_loss",
+    )
     architecture = "\n".join(f"| {k} | {_fmt(config[k])} |" for k in arch_keys if config.get(k) is not None)
 
     training_lines = []
@@ -284,19 +325,25 @@ def write_model_card(output_dir: str, *, task: str, metrics: dict | None = None,
     for key, value in (training_args or {}).items():
         training_lines.append(f"- {key}: `{_fmt(value)}`")
     training = "\n".join(training_lines) or "Hyper-parameters were not recorded for this run."
-    training += ("\n\nPretraining: masked code modelling (25% of codes masked). "
-                 if task == "fill-mask" else
-                 "\n\nFine-tuning: mean-pooled encoder features, cross-entropy (single-label) or LSEP / BCE "
-                 "(multi-label); FT2 adds the multi-positive contrastive loss over codebooks (paper eq. 8-9). ")
+    training += (
+        "\n\nPretraining: masked code modelling (25% of codes masked). "
+        if task == "fill-mask"
+        else "\n\nFine-tuning: mean-pooled encoder features, cross-entropy (single-label) or LSEP / BCE "
+        "(multi-label); FT2 adds the multi-positive contrastive loss over codebooks (paper eq. 8-9). "
+    )
     training += "See the AudioFormer project's `run_mlm.py` / `run_classification.py`."
 
     text = Template(CARD_TEMPLATE.read_text(encoding="utf-8")).substitute(
         metadata=_metadata(task, config, metrics, dataset_name, base_model, widget).strip(),
         title=f"AudioFormer{' for audio classification' if task == 'audio-classification' else ' (pretrained)'}",
-        summary=summary, results=results, usage=_usage(task, multi_label, max_duration),
+        summary=summary,
+        results=results,
+        usage=_usage(task, multi_label, max_duration),
         codec=fe_config.get("codec_name_or_path", "facebook/encodec_24khz"),
-        codebook_row=f"C{int(config.get('codebook_index', 0)) + 1}", max_duration=f"{max_duration:g}",
-        architecture=architecture, training=training,
+        codebook_row=f"C{int(config.get('codebook_index', 0)) + 1}",
+        max_duration=f"{max_duration:g}",
+        architecture=architecture,
+        training=training,
         dataset_phrase=f" ({dataset_name})" if dataset_name else "",
     )
     path = output_dir / "README.md"

@@ -46,7 +46,9 @@ class EndpointHandler:
         if isinstance(inputs, (bytes, bytearray)):
             from transformers.pipelines.audio_utils import ffmpeg_read  # needs the ffmpeg binary
 
-            return ffmpeg_read(bytes(inputs), self.feature_extractor.sampling_rate), self.feature_extractor.sampling_rate
+            return ffmpeg_read(
+                bytes(inputs), self.feature_extractor.sampling_rate
+            ), self.feature_extractor.sampling_rate
         if isinstance(inputs, dict):
             parameters = {**parameters, "sampling_rate": inputs.get("sampling_rate", parameters.get("sampling_rate"))}
             inputs = inputs.get("raw", inputs.get("array"))
@@ -60,9 +62,14 @@ class EndpointHandler:
         parameters = dict(data.get("parameters") or {}) if isinstance(data, dict) else {}
         waveform, sampling_rate = self._waveform(inputs, parameters)
         scores = self.long_audio.classify_long_audio(
-            self.model, self.feature_extractor, waveform, sampling_rate,
-            long_audio=parameters.get("long_audio", "truncate"), hop_duration=parameters.get("hop_duration"),
-            function_to_apply=parameters.get("function_to_apply"))
+            self.model,
+            self.feature_extractor,
+            waveform,
+            sampling_rate,
+            long_audio=parameters.get("long_audio", "truncate"),
+            hop_duration=parameters.get("hop_duration"),
+            function_to_apply=parameters.get("function_to_apply"),
+        )
         top_k = min(int(parameters.get("top_k", 5)), scores.numel())
         values, ids = scores.topk(top_k)
         return [{"label": self.model.config.id2label[int(i)], "score": float(v)} for v, i in zip(values, ids)]

@@ -20,8 +20,11 @@ def plot_per_class_ap(per_class_ap: dict, path, max_classes: int = 30) -> str | 
     plt = _pyplot()
     if plt is None or not per_class_ap:
         return None
-    items = sorted(((str(k), float(v)) for k, v in per_class_ap.items() if v is not None and math.isfinite(v)),
-                   key=lambda kv: kv[1], reverse=True)
+    items = sorted(
+        ((str(k), float(v)) for k, v in per_class_ap.items() if v is not None and math.isfinite(v)),
+        key=lambda kv: kv[1],
+        reverse=True,
+    )
     if not items:
         return None
     if len(items) > max_classes:

@@ -13,8 +13,16 @@ from .card import EXAMPLE_AUDIO, complete_auto_map
 
 
 # What a Trainer output folder holds besides the model; never uploaded.
-IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "training_args.bin", "*.lock", ".git/**",
-                   "__pycache__/**", "tmp-*"]
+IGNORE_PATTERNS = [
+    "checkpoint-*",
+    "checkpoint-*/**",
+    "runs/**",
+    "training_args.bin",
+    "*.lock",
+    ".git/**",
+    "__pycache__/**",
+    "tmp-*",
+]
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
@@ -38,8 +46,10 @@ def files_to_upload(folder) -> list[str]:
         raise ValueError(f"{folder} has no config.json: save the model with save_pretrained first.")
     pickles = [f for f in files if f.lower().endswith(PICKLE_SUFFIXES)]
     if pickles:
-        raise ValueError(f"Refusing to publish pickled weights {pickles}: save with safetensors "
-                         "(save_pretrained(..., safe_serialization=True)) and delete them.")
+        raise ValueError(
+            f"Refusing to publish pickled weights {pickles}: save with safetensors "
+            "(save_pretrained(..., safe_serialization=True)) and delete them."
+        )
     if not any(f.endswith(".safetensors") for f in files):
         raise ValueError(f"{folder} has no .safetensors weights: save the model with save_pretrained first.")
     return files
@@ -51,12 +61,21 @@ def _fill_widget_src(folder: Path, repo_id: str, revision: str = "main"):
     if readme.is_file() and (folder / EXAMPLE_AUDIO).is_file():
         url = f"https://huggingface.co/{repo_id}/resolve/{revision}/{EXAMPLE_AUDIO}"
         text = readme.read_text(encoding="utf-8")
-        readme.write_text(re.sub(rf"(\bsrc:\s*){re.escape(EXAMPLE_AUDIO)}\s*$", rf"\g<1>{url}", text,
-                                 flags=re.MULTILINE), encoding="utf-8")
+        readme.write_text(
+            re.sub(rf"(\bsrc:\s*){re.escape(EXAMPLE_AUDIO)}\s*$", rf"\g<1>{url}", text, flags=re.MULTILINE),
+            encoding="utf-8",
+        )
 
 
-def publish(folder, repo_id: str, *, private: bool = False, token: str | None = None,
-            commit_message: str = "Upload AudioFormer", api=None):
+def publish(
+    folder,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload AudioFormer",
+    api=None,
+):
     """Creates `repo_id` (if needed) and uploads the checked folder; returns the commit info."""
     from huggingface_hub import HfApi
 
@@ -70,8 +89,13 @@ def publish(folder, repo_id: str, *, private: bool = False, token: str | None = 
     _fill_widget_src(folder, repo_id)
     api = api or HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, token=token)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
-                             ignore_patterns=IGNORE_PATTERNS, token=token)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        commit_message=commit_message,
+        ignore_patterns=IGNORE_PATTERNS,
+        token=token,
+    )
 
 
 def publish_from_training_args(training_args, output_dir: str | None = None):
@@ -86,14 +110,19 @@ def publish_from_training_args(training_args, output_dir: str | None = None):
         from huggingface_hub import whoami
 
         repo_id = f"{whoami(token=training_args.hub_token)['name']}/{repo_id}"
-    return publish(output_dir, repo_id, private=bool(getattr(training_args, "hub_private_repo", False)),
-                   token=training_args.hub_token)
+    return publish(
+        output_dir,
+        repo_id,
+        private=bool(getattr(training_args, "hub_private_repo", False)),
+        token=training_args.hub_token,
+    )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m model_cards.publish",
-        description="Upload a saved AudioFormer output folder (safetensors only) to the Hugging Face Hub.")
+        description="Upload a saved AudioFormer output folder (safetensors only) to the Hugging Face Hub.",
+    )
     parser.add_argument("output_dir", help="folder written by run_mlm.py / run_classification.py")
     parser.add_argument("--repo_id", required=True, help="ORG/NAME on the Hub")
     parser.add_argument("--private", action="store_true", help="create the repository as private")

@@ -75,8 +75,15 @@ class AudioFormerConfig(PreTrainedConfig):
 
     def check_values(self):
         """Raise a ValueError naming the first inconsistent field (a plain ValueError, not a strict-dataclass error)."""
-        positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                    "max_position_embeddings", "num_codebooks")
+        positive = (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "num_codebooks",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")

@@ -28,10 +28,22 @@ TASKS = {"base": AudioFormerModel, "mlm": AudioFormerForMaskedLM, "classificatio
 ANCHOR = "embeddings.word_embeddings.weight"  # every RoFormer backbone has it; its prefix locates the backbone
 # Buffers / tied weights whose absence loses nothing: recomputed or shared on load.
 HARMLESS_MISSING = ("encoder.embed_positions.weight", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
-ROFORMER_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                   "intermediate_size", "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",
-                   "max_position_embeddings", "type_vocab_size", "initializer_range", "layer_norm_eps",
-                   "rotary_value")
+ROFORMER_FIELDS = (
+    "vocab_size",
+    "embedding_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "initializer_range",
+    "layer_norm_eps",
+    "rotary_value",
+)
 # The code-id contract (DESIGN.md, paper 4.2). Taken from an AudioFormer config.json, never from a RoFormer one, whose
 # pad_token_id (0 by default) is a text-tokenizer id: as AudioFormer's it would make <BOA> padding.
 TOKEN_ID_FIELDS = ("bos_token_id", "pad_token_id", "eos_token_id", "mask_token_id")
@@ -50,8 +62,11 @@ class ConversionReport:
     notes: list = field(default_factory=list)  # config decisions the user should know about
 
     def summary(self) -> str:
-        lines = [f"source: {self.source}", f"backbone prefix: {self.backbone_prefix!r}",
-                 f"mapped: {len(self.mapped)} tensors"]
+        lines = [
+            f"source: {self.source}",
+            f"backbone prefix: {self.backbone_prefix!r}",
+            f"mapped: {len(self.mapped)} tensors",
+        ]
         lines += [f"note: {note}" for note in self.notes]
         lines.append(f"skipped: {len(self.skipped)}")
         lines += [f"  - {k}: {why}" for k, why in sorted(self.skipped.items())]
@@ -128,12 +143,19 @@ def find_backbone_prefix(state_dict: dict) -> str:
 def config_from_state_dict(state_dict: dict, prefix: str, num_attention_heads: int, **overrides) -> AudioFormerConfig:
     """AudioFormer sizes read off the tensors (heads cannot be: pass them)."""
     word = state_dict[prefix + ANCHOR]
-    layers = {int(m.group(1)) for k in state_dict if (m := re.match(re.escape(prefix) + r"encoder\.layer\.(\d+)\.", k))}
+    layers = {
+        int(m.group(1)) for k in state_dict if (m := re.match(re.escape(prefix) + r"encoder\.layer\.(\d+)\.", k))
+    }
     q = state_dict[prefix + "encoder.layer.0.attention.self.query.weight"]
     inter = state_dict[prefix + "encoder.layer.0.intermediate.dense.weight"]
-    kwargs = dict(vocab_size=word.shape[0], embedding_size=word.shape[1], hidden_size=q.shape[0],
-                  num_hidden_layers=max(layers) + 1, intermediate_size=inter.shape[0],
-                  num_attention_heads=num_attention_heads)
+    kwargs = dict(
+        vocab_size=word.shape[0],
+        embedding_size=word.shape[1],
+        hidden_size=q.shape[0],
+        num_hidden_layers=max(layers) + 1,
+        intermediate_size=inter.shape[0],
+        num_attention_heads=num_attention_heads,
+    )
     pos = state_dict.get(prefix + "encoder.embed_positions.weight")
     if pos is not None:
         kwargs["max_position_embeddings"] = pos.shape[0]
@@ -150,7 +172,8 @@ def config_from_dict(config: dict, **overrides) -> AudioFormerConfig:
     kwargs = {k: config[k] for k in ROFORMER_FIELDS if k in config}
     audioformer_fields = ("num_codebooks", "codebook_index", "classifier_dropout", "multi_label_loss")
     for k in ("id2label", "label2id", "problem_type") + (
-            audioformer_fields + TOKEN_ID_FIELDS if config.get("model_type") == "audioformer" else ()):
+        audioformer_fields + TOKEN_ID_FIELDS if config.get("model_type") == "audioformer" else ()
+    ):
         if k in config and config[k] is not None:
             kwargs[k] = config[k]
     if "id2label" in kwargs:
@@ -175,9 +198,9 @@ def map_keys(state_dict: dict, prefix: str, target_keys: dict) -> tuple[dict, di
     new_state, mapped, skipped = {}, {}, {}
     for key, tensor in state_dict.items():
         if key.startswith(prefix):
-            dst = key[len(prefix):] if bare else "roformer." + key[len(prefix):]
+            dst = key[len(prefix) :] if bare else "roformer." + key[len(prefix) :]
         elif key.startswith(outer):
-            dst = key[len(outer):]
+            dst = key[len(outer) :]
         else:
             skipped[key] = "outside the model prefix"
             continue
@@ -191,8 +214,13 @@ def map_keys(state_dict: dict, prefix: str, target_keys: dict) -> tuple[dict, di
     return new_state, mapped, skipped
 
 
-def convert(source, task: str = "mlm", config: AudioFormerConfig | dict | str | None = None,
-            num_attention_heads: int | None = None, **config_overrides):
+def convert(
+    source,
+    task: str = "mlm",
+    config: AudioFormerConfig | dict | str | None = None,
+    num_attention_heads: int | None = None,
+    **config_overrides,
+):
     """
     Builds the AudioFormer class for `task` ("base", "mlm" or "classification") and loads the RoFormer weights of
     `source` into it. The config comes from `config` (AudioFormerConfig, dict, or path to a config.json / folder),
@@ -225,22 +253,36 @@ def convert(source, task: str = "mlm", config: AudioFormerConfig | dict | str | 
     if hasattr(model, "tie_weights"):
         model.tie_weights()
     missing = [k for k in target if k not in new_state]
-    harmless = [k for k in missing if k.endswith(HARMLESS_MISSING) or k == "cls.predictions.bias" and
-                "cls.predictions.decoder.bias" in new_state]
-    notes = [f"{k}={config_dict[k]} of the {config_dict.get('model_type')} config is not used: the model's {k} is "
-             f"{getattr(config, k)} (AudioFormer's code ids)"
-             for k in TOKEN_ID_FIELDS
-             if config_dict.get("model_type") != "audioformer" and config_dict.get(k, getattr(config, k)) is not None
-             and config_dict.get(k, getattr(config, k)) != getattr(config, k)]
-    report = ConversionReport(source=str(source), backbone_prefix=prefix, mapped=mapped, skipped=skipped,
-                              missing=[k for k in missing if k not in harmless], harmless_missing=harmless,
-                              notes=notes)
+    harmless = [
+        k
+        for k in missing
+        if k.endswith(HARMLESS_MISSING) or k == "cls.predictions.bias" and "cls.predictions.decoder.bias" in new_state
+    ]
+    notes = [
+        f"{k}={config_dict[k]} of the {config_dict.get('model_type')} config is not used: the model's {k} is "
+        f"{getattr(config, k)} (AudioFormer's code ids)"
+        for k in TOKEN_ID_FIELDS
+        if config_dict.get("model_type") != "audioformer"
+        and config_dict.get(k, getattr(config, k)) is not None
+        and config_dict.get(k, getattr(config, k)) != getattr(config, k)
+    ]
+    report = ConversionReport(
+        source=str(source),
+        backbone_prefix=prefix,
+        mapped=mapped,
+        skipped=skipped,
+        missing=[k for k in missing if k not in harmless],
+        harmless_missing=harmless,
+        notes=notes,
+    )
     return model, report
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m modeling_audioformer.convert_checkpoint",
-                                     description="Convert a RoFormer / Lightning checkpoint to an AudioFormer folder.")
+    parser = argparse.ArgumentParser(
+        prog="python -m modeling_audioformer.convert_checkpoint",
+        description="Convert a RoFormer / Lightning checkpoint to an AudioFormer folder.",
+    )
     parser.add_argument("source", help="checkpoint file (.safetensors, .pt, .ckpt, .bin) or transformers folder")
     parser.add_argument("output_dir")
     parser.add_argument("--task", choices=sorted(TASKS), default="mlm")
@@ -250,8 +292,9 @@ def main(argv=None):
     parser.add_argument("--strict", action="store_true", help="fail if any parameter is missing")
     args = parser.parse_args(argv)
     overrides = {"num_labels": args.num_labels} if args.num_labels else {}
-    model, report = convert(args.source, task=args.task, config=args.config,
-                            num_attention_heads=args.num_attention_heads, **overrides)
+    model, report = convert(
+        args.source, task=args.task, config=args.config, num_attention_heads=args.num_attention_heads, **overrides
+    )
     print(report.summary())
     if args.strict and report.missing:
         raise SystemExit(f"--strict: {len(report.missing)} parameters missing from the source.")

@@ -71,8 +71,13 @@ def aggregate(scores: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"long_audio must be one of {AGGREGATIONS}, got {how!r}.")
 
 
-def split_audio(waveform: np.ndarray, sampling_rate: int, max_duration: float, long_audio: str = "truncate",
-                hop_duration: float | None = None) -> list[np.ndarray]:
+def split_audio(
+    waveform: np.ndarray,
+    sampling_rate: int,
+    max_duration: float,
+    long_audio: str = "truncate",
+    hop_duration: float | None = None,
+) -> list[np.ndarray]:
     """Mono waveform `(T,)` -> the list of clips to score: one (truncated by the feature extractor) or windows."""
     if long_audio not in AGGREGATIONS:
         raise ValueError(f"long_audio must be one of {AGGREGATIONS}, got {long_audio!r}.")
@@ -87,8 +92,9 @@ def split_audio(waveform: np.ndarray, sampling_rate: int, max_duration: float, l
 
 
 @torch.no_grad()
-def window_logits(model, feature_extractor, clips: list, sampling_rate: int,
-                  batch_size: int = WINDOW_BATCH_SIZE) -> torch.Tensor:
+def window_logits(
+    model, feature_extractor, clips: list, sampling_rate: int, batch_size: int = WINDOW_BATCH_SIZE
+) -> torch.Tensor:
     """Scores `len(clips)` clips in batches; returns logits `(W, num_labels)`."""
     device = next(model.parameters()).device
     out = []
@@ -98,9 +104,16 @@ def window_logits(model, feature_extractor, clips: list, sampling_rate: int,
     return torch.cat(out)
 
 
-def classify_long_audio(model, feature_extractor, waveform, sampling_rate: int, long_audio: str = "mean",
-                        hop_duration: float | None = None, function_to_apply: str | None = None,
-                        batch_size: int = WINDOW_BATCH_SIZE) -> torch.Tensor:
+def classify_long_audio(
+    model,
+    feature_extractor,
+    waveform,
+    sampling_rate: int,
+    long_audio: str = "mean",
+    hop_duration: float | None = None,
+    function_to_apply: str | None = None,
+    batch_size: int = WINDOW_BATCH_SIZE,
+) -> torch.Tensor:
     """
     Scores a mono recording of any length: windows of `feature_extractor.max_duration` seconds every
     `hop_duration` seconds (default half a window), aggregated by `long_audio` ("mean" | "max"; "truncate" = the
@@ -134,13 +147,16 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
         long_audio = kwargs.get("long_audio", self._preprocess_params.get("long_audio", "truncate"))
         if long_audio != "truncate" and (kwargs.get("batch_size") or self._batch_size or 1) > 1:
             # The pipeline's batching would mix the windows of several recordings.
-            raise ValueError(f"long_audio={long_audio!r} batches the windows of each recording itself: call the "
-                             "pipeline with batch_size=1 (the default).")
+            raise ValueError(
+                f"long_audio={long_audio!r} batches the windows of each recording itself: call the "
+                "pipeline with batch_size=1 (the default)."
+            )
         return super().__call__(inputs, **kwargs)
 
     def _sanitize_parameters(self, top_k=None, function_to_apply=None, long_audio=None, hop_duration=None, **kwargs):
         preprocess_params, forward_params, postprocess_params = super()._sanitize_parameters(
-            top_k=top_k, function_to_apply=function_to_apply, **kwargs)
+            top_k=top_k, function_to_apply=function_to_apply, **kwargs
+        )
         if long_audio is not None:
             if long_audio not in AGGREGATIONS:
                 raise ValueError(f"long_audio must be one of {AGGREGATIONS}, got {long_audio!r}.")
@@ -162,21 +178,27 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
         if isinstance(inputs, torch.Tensor):
             inputs = inputs.cpu().numpy()
         if not isinstance(inputs, np.ndarray):
-            raise TypeError("Expected a numpy array, a torch tensor, a file path, bytes, or a dict "
-                            '{"raw": array, "sampling_rate": sr}.')
+            raise TypeError(
+                "Expected a numpy array, a torch tensor, a file path, bytes, or a dict "
+                '{"raw": array, "sampling_rate": sr}.'
+            )
         if inputs.ndim != 1:
             raise ValueError(f"Expected mono audio of shape (T,), got {inputs.shape}.")
         clips = split_audio(inputs, sampling_rate, self.feature_extractor.max_duration, long_audio, hop_duration)
         # The feature extractor resamples to its own rate. All windows have the same length, so their codes stack.
-        features = [self.feature_extractor(clips[i : i + WINDOW_BATCH_SIZE], sampling_rate=sampling_rate,
-                                           return_tensors="pt") for i in range(0, len(clips), WINDOW_BATCH_SIZE)]
+        features = [
+            self.feature_extractor(clips[i : i + WINDOW_BATCH_SIZE], sampling_rate=sampling_rate, return_tensors="pt")
+            for i in range(0, len(clips), WINDOW_BATCH_SIZE)
+        ]
         return {key: torch.cat([f[key] for f in features]) for key in features[0]}
 
     def _forward(self, model_inputs):
         """One row per window: the model sees at most `WINDOW_BATCH_SIZE` of them at a time."""
         num_windows = model_inputs["input_ids"].shape[0]
-        logits = [self.model(**{k: v[i : i + WINDOW_BATCH_SIZE] for k, v in model_inputs.items()}).logits
-                  for i in range(0, num_windows, WINDOW_BATCH_SIZE)]
+        logits = [
+            self.model(**{k: v[i : i + WINDOW_BATCH_SIZE] for k, v in model_inputs.items()}).logits
+            for i in range(0, num_windows, WINDOW_BATCH_SIZE)
+        ]
         return {"logits": torch.cat(logits)}
 
     def _from_decoded(self, inputs, long_audio, hop_duration):
@@ -198,5 +220,11 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
         return [{"score": float(v), "label": self.model.config.id2label[int(i)]} for v, i in zip(values, ids)]
 
 
-__all__ = ["AudioFormerAudioClassificationPipeline", "classify_long_audio", "score_waveform", "sliding_windows",
-           "aggregate", "split_audio"]
+__all__ = [
+    "AudioFormerAudioClassificationPipeline",
+    "classify_long_audio",
+    "score_waveform",
+    "sliding_windows",
+    "aggregate",
+    "split_audio",
+]

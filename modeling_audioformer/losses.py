@@ -49,8 +49,10 @@ def lsep_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         Scalar loss (float32). A clip with no positive or no negative label contributes 0.
     """
     if logits.shape != labels.shape:
-        raise ValueError(f"lsep_loss needs logits and labels of the same shape (B, C), got {tuple(logits.shape)} "
-                         f"and {tuple(labels.shape)}.")
+        raise ValueError(
+            f"lsep_loss needs logits and labels of the same shape (B, C), got {tuple(logits.shape)} "
+            f"and {tuple(labels.shape)}."
+        )
     positive = labels > 0.5
     return _pairwise_softplus_loss(logits, positive, ~positive).mean()
 
@@ -74,8 +76,10 @@ def mpc_loss(features: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
         Scalar loss (float32); 0 for a batch of one clip (no negatives).
     """
     if features.dim() != 3 or features.shape[1] < 2:
-        raise ValueError(f"mpc_loss needs features of shape (B, N, D) with N >= 2 (an anchor and at least one "
-                         f"positive), got {tuple(features.shape)}.")
+        raise ValueError(
+            f"mpc_loss needs features of shape (B, N, D) with N >= 2 (an anchor and at least one "
+            f"positive), got {tuple(features.shape)}."
+        )
     if temperature <= 0:
         raise ValueError(f"mpc_loss needs a positive temperature, got {temperature}.")
     batch_size, num_codes, _ = features.shape

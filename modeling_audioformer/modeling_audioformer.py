@@ -47,8 +47,9 @@ def select_codebook(input_ids: torch.Tensor, config: AudioFormerConfig) -> torch
     return input_ids[:, config.codebook_index]
 
 
-def codes_and_mask(input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
-                   config: AudioFormerConfig) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def codes_and_mask(
+    input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, config: AudioFormerConfig
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The `(B, T)` codebook row the model reads and a `(B, T)` bool mask, True at real positions.
 
     `attention_mask` may be `(B, T)` or `(B, K, T)`, of any dtype (0 = padding); without one, positions whose id is
@@ -116,8 +117,9 @@ class Padding:
         self.batch_size, self.seq_len, self.indices, self.lengths = batch_size, seq_len, indices, lengths
 
     @classmethod
-    def from_mask(cls, attention_mask: torch.Tensor | None, batch_size: int, seq_len: int,
-                  per_clip_attention: bool = False) -> "Padding":
+    def from_mask(
+        cls, attention_mask: torch.Tensor | None, batch_size: int, seq_len: int, per_clip_attention: bool = False
+    ) -> "Padding":
         if attention_mask is None or bool(attention_mask.all()):
             return cls(batch_size, seq_len, None)
         indices = attention_mask.reshape(-1).nonzero().squeeze(-1)
@@ -166,8 +168,12 @@ class AudioFormerEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         if token_type_ids is None:
@@ -192,8 +198,9 @@ class AudioFormerSelfAttention(nn.Module):
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, rotary: torch.Tensor,
-                padding: Padding) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, rotary: torch.Tensor, padding: Padding
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Packed `(N, hidden)` real tokens -> `(N, hidden)`, and the `(B, H, T, T)` attention weights (eager only)."""
         # One matrix product for query, key and value (RoFormer's three weights stay separate parameters).
         weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
@@ -207,8 +214,14 @@ class AudioFormerSelfAttention(nn.Module):
         query, key = query_key.transpose(1, 3).unbind(2)  # (B, H, T, D) each
         value = value.transpose(1, 2)
         attn_output, attn_weights = self.attention_interface()(
-            self, query, key, value, attention_mask,
-            dropout=self.dropout.p if self.training else 0.0, scaling=self.scaling, is_causal=False,
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout.p if self.training else 0.0,
+            scaling=self.scaling,
+            is_causal=False,
         )
         return padding.pack(attn_output.flatten(-2)), attn_weights
 
@@ -238,8 +251,9 @@ class AudioFormerSelfAttention(nn.Module):
                 continue
             query, key = clip_query_key.permute(1, 2, 0, 3).unsqueeze(1).unbind(0)  # (1, H, L, D) each
             value = clip_value.transpose(0, 1).unsqueeze(0)
-            attn_output, _ = attention(self, query, key, value, None, dropout=dropout, scaling=self.scaling,
-                                       is_causal=False)
+            attn_output, _ = attention(
+                self, query, key, value, None, dropout=dropout, scaling=self.scaling, is_causal=False
+            )
             outputs.append(attn_output[0].flatten(-2))  # (L, hidden)
         return torch.cat(outputs)
 
@@ -325,8 +339,9 @@ class AudioFormerEncoder(nn.Module):
                 all_hidden_states += (padding.unpack(hidden_states),)
             if output_attentions:
                 all_attentions += (attn_weights,)
-        return BaseModelOutput(last_hidden_state=padding.unpack(hidden_states), hidden_states=all_hidden_states,
-                               attentions=all_attentions)
+        return BaseModelOutput(
+            last_hidden_state=padding.unpack(hidden_states), hidden_states=all_hidden_states, attentions=all_attentions
+        )
 
 
 class AudioFormerPredictionHeadTransform(nn.Module):
@@ -483,8 +498,11 @@ class AudioFormerModel(AudioFormerPreTrainedModel):
             attention_mask=attention_mask if padding.indices is not None else None,
         )
         outputs = self.encoder(
-            embedding_output, extended_mask, padding,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            embedding_output,
+            extended_mask,
+            padding,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
         if not return_dict:
             return outputs.to_tuple()
@@ -534,20 +552,27 @@ class AudioFormerForMaskedLM(AudioFormerPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.roformer(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         prediction_scores = self.cls(outputs.last_hidden_state)
         loss = None
         if labels is not None:
             labels = select_codebook(labels, self.config)
-            loss = F.cross_entropy(prediction_scores.view(-1, self.config.vocab_size).float(), labels.reshape(-1),
-                                   ignore_index=-100)
+            loss = F.cross_entropy(
+                prediction_scores.view(-1, self.config.vocab_size).float(), labels.reshape(-1), ignore_index=-100
+            )
         if not return_dict:
             output = (prediction_scores,) + outputs.to_tuple()[1:]
             return ((loss,) + output) if loss is not None else output
-        return MaskedLMOutput(loss=loss, logits=prediction_scores, hidden_states=outputs.hidden_states,
-                              attentions=outputs.attentions)
+        return MaskedLMOutput(
+            loss=loss, logits=prediction_scores, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 @dataclass
@@ -614,8 +639,13 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         input_ids, attention_mask = codes_and_mask(input_ids, attention_mask, self.config)
         outputs = self.roformer(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         pooled_output = masked_mean(outputs.last_hidden_state, attention_mask)
         logits = self.classifier(self.dropout(pooled_output))
@@ -626,8 +656,13 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
         if not return_dict:
             output = (logits, pooled_output) + outputs.to_tuple()[1:]
             return ((loss,) + output) if loss is not None else output
-        return AudioFormerClassifierOutput(loss=loss, logits=logits, pooled_output=pooled_output,
-                                           hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return AudioFormerClassifierOutput(
+            loss=loss,
+            logits=logits,
+            pooled_output=pooled_output,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
 
     def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of `config.problem_type` (inferred from the labels the first time, as transformers does)."""

@@ -229,7 +229,9 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         if cfg.chunk_length_s is not None or cfg.normalize or cfg.audio_channels != 1:
             raise ValueError("AudioFormer needs a mono, unchunked, unnormalised EnCodec (the 24 kHz model).")
         if self.bandwidth not in cfg.target_bandwidths:
-            raise ValueError(f"Bandwidth {self.bandwidth} not offered by the codec; choose one of {cfg.target_bandwidths}.")
+            raise ValueError(
+                f"Bandwidth {self.bandwidth} not offered by the codec; choose one of {cfg.target_bandwidths}."
+            )
         codec.eval()
         if self._device is not None:
             codec.to(self._device)
@@ -279,8 +281,10 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(
                 "sampling_rate is required: pass the rate of the audio, e.g. fe(audio, sampling_rate=16000)."
             )
-        if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, float, np.number)) or not (
-            sampling_rate > 0 and float(sampling_rate).is_integer()
+        if (
+            isinstance(sampling_rate, bool)
+            or not isinstance(sampling_rate, (int, float, np.number))
+            or not (sampling_rate > 0 and float(sampling_rate).is_integer())
         ):
             raise ValueError(f"sampling_rate must be a positive whole number of Hz, got {sampling_rate!r}.")
         sampling_rate = int(sampling_rate)
@@ -367,7 +371,7 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         pos = torch.arange(frames + 2)
         ids = torch.full((bsz, num_q, frames + 2), self.pad_token_id, dtype=torch.long)
         ids[:, :, 0] = self.boa_token_id
-        inside = (pos[None, 1:-1] <= lengths[:, None])  # (B, F): code positions 1..n_i
+        inside = pos[None, 1:-1] <= lengths[:, None]  # (B, F): code positions 1..n_i
         ids[:, :, 1:-1] = torch.where(inside[:, None, :], codes + self.code_offset, ids[:, :, 1:-1])
         ids.scatter_(2, (lengths + 1)[:, None, None].expand(bsz, num_q, 1), self.eoa_token_id)
         attention_mask = (pos[None, :] <= lengths[:, None] + 1).long()

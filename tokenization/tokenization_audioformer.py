@@ -27,8 +27,12 @@ class AudioFormerTokenizer(PreTrainedTokenizer):
         self._vocab.update({f"<c{c}>": c + 3 for c in range(num_codes)})
         self._vocab["<MASK>"] = num_codes + 3
         self._ids = {i: t for t, i in self._vocab.items()}
-        for key, token in (("bos_token", "<BOA>"), ("eos_token", "<EOA>"), ("pad_token", "<PAD>"),
-                           ("mask_token", "<MASK>")):
+        for key, token in (
+            ("bos_token", "<BOA>"),
+            ("eos_token", "<EOA>"),
+            ("pad_token", "<PAD>"),
+            ("mask_token", "<MASK>"),
+        ):
             kwargs.setdefault(key, token)
         kwargs.setdefault("special_tokens_pattern", "bos_eos")
         super().__init__(**kwargs)
@@ -45,7 +49,9 @@ class AudioFormerTokenizer(PreTrainedTokenizer):
 
     def _convert_token_to_id(self, token: str) -> int:
         if token not in self._vocab:
-            raise ValueError(f"Unknown token {token!r}: use <c0>..<c{self.num_codes - 1}>, <BOA>, <EOA>, <PAD>, <MASK>.")
+            raise ValueError(
+                f"Unknown token {token!r}: use <c0>..<c{self.num_codes - 1}>, <BOA>, <EOA>, <PAD>, <MASK>."
+            )
         return self._vocab[token]
 
     def _convert_id_to_token(self, index: int) -> str:

@@ -113,7 +113,9 @@ def _tokenize_shard(shard, feature_extractor, audio_column_name, batch_size, kee
 
     import pyarrow as pa
 
-    codes = datasets.Dataset(pa.table({"input_ids": _nested_int16(input_ids), "length": pa.array(lengths, pa.int32())}))
+    codes = datasets.Dataset(
+        pa.table({"input_ids": _nested_int16(input_ids), "length": pa.array(lengths, pa.int32())})
+    )
     kept = [c for c in shard.column_names if c != audio_column_name] if keep_columns else []
     if not kept:  # a dataset without columns has no rows either, so it cannot take the code columns
         return codes, failures
@@ -132,8 +134,18 @@ def _nested_int16(rows):
     return pa.ListArray.from_arrays(pa.array(outer), codebooks)
 
 
-def _pretokenize_split(dataset, feature_extractor, split_dir, work_dir, audio_column_name, batch_size,
-                       keep_columns, num_shards, show_progress, state):
+def _pretokenize_split(
+    dataset,
+    feature_extractor,
+    split_dir,
+    work_dir,
+    audio_column_name,
+    batch_size,
+    keep_columns,
+    num_shards,
+    show_progress,
+    state,
+):
     num_shards = min(num_shards, max(1, len(dataset)))
     names = [f"shard-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
     error = None
@@ -148,8 +160,9 @@ def _pretokenize_split(dataset, feature_extractor, split_dir, work_dir, audio_co
             progress = tqdm(total=rows, desc=f"tokenizing (rank {state.process_index})", position=state.process_index)
         for i in todo:
             shard = dataset.select(range(*_shard_range(len(dataset), num_shards, i)))
-            out, failures = _tokenize_shard(shard, feature_extractor, audio_column_name, batch_size, keep_columns,
-                                            progress)
+            out, failures = _tokenize_shard(
+                shard, feature_extractor, audio_column_name, batch_size, keep_columns, progress
+            )
             tmp = os.path.join(work_dir, f".tmp-{names[i]}")
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
@@ -167,8 +180,11 @@ def _pretokenize_split(dataset, feature_extractor, split_dir, work_dir, audio_co
     failures = []
     try:
         if state.is_main_process:
-            parts = [datasets.load_from_disk(os.path.join(work_dir, n)) for n in names
-                     if os.path.isfile(os.path.join(work_dir, n, "state.json"))]
+            parts = [
+                datasets.load_from_disk(os.path.join(work_dir, n))
+                for n in names
+                if os.path.isfile(os.path.join(work_dir, n, "state.json"))
+            ]
             for n in names:
                 with open(os.path.join(work_dir, n, "failures.json")) as f:
                     failures += json.load(f)
@@ -227,7 +243,9 @@ def pretokenize(
             )
         if isinstance(ds.features[audio_column_name], datasets.Audio):  # datasets' decoding needs torchcodec
             splits[split] = ds.cast_column(audio_column_name, datasets.Audio(decode=False))
-        clash = [c for c in ("input_ids", "length") if keep_columns and c in ds.column_names and c != audio_column_name]
+        clash = [
+            c for c in ("input_ids", "length") if keep_columns and c in ds.column_names and c != audio_column_name
+        ]
         if clash:
             raise ValueError(
                 f"The dataset{f' split {split!r}' if split else ''} already has column(s) {clash}, which the "
@@ -237,8 +255,9 @@ def pretokenize(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     output_dir = os.fspath(output_dir)
     info = {
-        "feature_extractor": {k: v for k, v in feature_extractor.to_dict().items()
-                              if k not in ("codec_name_or_path", "codec_batch_size")},
+        "feature_extractor": {
+            k: v for k, v in feature_extractor.to_dict().items() if k not in ("codec_name_or_path", "codec_batch_size")
+        },
         "codec_name_or_path": feature_extractor.codec_name_or_path,
         "audio_column_name": audio_column_name,
         "keep_columns": keep_columns,
@@ -274,8 +293,16 @@ def pretokenize(
         os.makedirs(work_dir, exist_ok=True)
         shards = num_shards or max(state.num_processes, math.ceil(len(ds) / ROWS_PER_SHARD))
         failures = _pretokenize_split(
-            ds, feature_extractor, split_dir, work_dir, audio_column_name, batch_size, keep_columns, shards,
-            show_progress, state,
+            ds,
+            feature_extractor,
+            split_dir,
+            work_dir,
+            audio_column_name,
+            batch_size,
+            keep_columns,
+            shards,
+            show_progress,
+            state,
         )
         try:
             if state.is_main_process:
@@ -340,8 +367,11 @@ def pad_code_batch(examples, pad_token_id: int = PAD_TOKEN_ID, max_length: int |
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--feature_extractor_name_or_path", default=None,
-                   help="AudioFormerFeatureExtractor folder / Hub name (or give --codec_name_or_path).")
+    p.add_argument(
+        "--feature_extractor_name_or_path",
+        default=None,
+        help="AudioFormerFeatureExtractor folder / Hub name (or give --codec_name_or_path).",
+    )
     p.add_argument("--codec_name_or_path", default="facebook/encodec_24khz")
     p.add_argument("--bandwidth", type=float, default=3.0)
     p.add_argument("--max_duration", type=float, default=10.0)
@@ -370,15 +400,29 @@ def main(argv=None):
     if args.feature_extractor_name_or_path:
         fe = AudioFormerFeatureExtractor.from_pretrained(args.feature_extractor_name_or_path)
     else:
-        fe = AudioFormerFeatureExtractor(args.codec_name_or_path, bandwidth=args.bandwidth, max_duration=args.max_duration)
+        fe = AudioFormerFeatureExtractor(
+            args.codec_name_or_path, bandwidth=args.bandwidth, max_duration=args.max_duration
+        )
     fe.to(args.device or _state().device)
     dsd = load_audio_dataset(
-        args.dataset_name, args.dataset_config_name, args.data_dir, args.train_file, args.validation_file,
-        args.audio_column_name, args.cache_dir, trust_remote_code=args.trust_remote_code,
+        args.dataset_name,
+        args.dataset_config_name,
+        args.data_dir,
+        args.train_file,
+        args.validation_file,
+        args.audio_column_name,
+        args.cache_dir,
+        trust_remote_code=args.trust_remote_code,
     )
     out = pretokenize(
-        dsd, fe, args.output_dir, args.audio_column_name, args.batch_size, keep_columns=not args.drop_columns,
-        num_shards=args.num_shards, resume=not args.no_resume,
+        dsd,
+        fe,
+        args.output_dir,
+        args.audio_column_name,
+        args.batch_size,
+        keep_columns=not args.drop_columns,
+        num_shards=args.num_shards,
+        resume=not args.no_resume,
     )
     if _state().is_main_process:
         logger.info("wrote %s: %s", args.output_dir, out)

@@ -19,7 +19,8 @@ class ModelArguments:
     """Which model, config, codebook and codec to use."""
 
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Checkpoint to start from (a folder or Hub name). Leave unset to train from scratch."}
+        default=None,
+        metadata={"help": "Checkpoint to start from (a folder or Hub name). Leave unset to train from scratch."},
     )
     config_name: str | None = field(
         default=None, metadata={"help": "Config (folder, Hub name or config.json) when training from scratch."}
@@ -29,12 +30,15 @@ class ModelArguments:
         metadata={"help": "Config changes when training from scratch, e.g. 'hidden_size=64,num_hidden_layers=2'."},
     )
     codebook_index: int | None = field(
-        default=None, metadata={"help": "Codebook row to train on (0 = C1). Default: the config's (0 for a new model)."}
+        default=None,
+        metadata={"help": "Codebook row to train on (0 = C1). Default: the config's (0 for a new model)."},
     )
     feature_extractor_name: str | None = field(
         default=None,
-        metadata={"help": "A saved AudioFormerFeatureExtractor (folder or Hub name). Default: the one in "
-                          "--model_name_or_path, else one built from --codec_name_or_path."},
+        metadata={
+            "help": "A saved AudioFormerFeatureExtractor (folder or Hub name). Default: the one in "
+            "--model_name_or_path, else one built from --codec_name_or_path."
+        },
     )
     codec_name_or_path: str | None = field(
         default=None, metadata={"help": f"EnCodec model (transformers format). Default: {DEFAULT_CODEC}."}
@@ -67,10 +71,13 @@ class DataTrainingArguments:
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
     data_dir: str | None = field(default=None, metadata={"help": "Local audiofolder (split or class sub-folders)."})
-    train_file: str | None = field(default=None, metadata={"help": "CSV / JSON-lines file with a column of audio paths."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "CSV / JSON-lines file with a column of audio paths."}
+    )
     validation_file: str | None = field(default=None, metadata={"help": "Same, for evaluation."})
     tokenized_dataset: str | None = field(
-        default=None, metadata={"help": "Output folder of `python -m tokenization.tokenize_dataset` (skips tokenizing)."}
+        default=None,
+        metadata={"help": "Output folder of `python -m tokenization.tokenize_dataset` (skips tokenizing)."},
     )
     train_split_name: str = field(default="train", metadata={"help": "Training split of the source."})
     eval_split_name: str = field(default="validation", metadata={"help": "Evaluation split of the source."})
@@ -85,24 +92,33 @@ class DataTrainingArguments:
     preprocessing_batch_size: int = field(default=8, metadata={"help": "Clips per codec call while tokenizing."})
     tokenized_cache_dir: str | None = field(
         default=None,
-        metadata={"help": "Where raw audio is tokenized to (reused by later runs with the same data and codec). "
-                          "Default: <cache_dir or HF_DATASETS_CACHE>/audioformer-tokenized/<fingerprint>."},
+        metadata={
+            "help": "Where raw audio is tokenized to (reused by later runs with the same data and codec). "
+            "Default: <cache_dir or HF_DATASETS_CACHE>/audioformer-tokenized/<fingerprint>."
+        },
     )
     overwrite_cache: bool = field(default=False, metadata={"help": "Tokenize again even if a cache exists."})
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batch lengths to a multiple of this."})
 
     def __post_init__(self):
-        sources = [self.dataset_name is not None or self.data_dir is not None,
-                   self.train_file is not None or self.validation_file is not None,
-                   self.tokenized_dataset is not None]
+        sources = [
+            self.dataset_name is not None or self.data_dir is not None,
+            self.train_file is not None or self.validation_file is not None,
+            self.tokenized_dataset is not None,
+        ]
         if sum(sources) == 0:
-            raise ValueError("No data: pass --dataset_name / --data_dir, --train_file / --validation_file, "
-                             "or --tokenized_dataset.")
+            raise ValueError(
+                "No data: pass --dataset_name / --data_dir, --train_file / --validation_file, or --tokenized_dataset."
+            )
         if sum(sources) > 1:
-            raise ValueError("Pass only one data source: --dataset_name / --data_dir, --train_file / "
-                             "--validation_file, or --tokenized_dataset.")
+            raise ValueError(
+                "Pass only one data source: --dataset_name / --data_dir, --train_file / "
+                "--validation_file, or --tokenized_dataset."
+            )
         if not 0 <= self.validation_split_percentage < 100:
-            raise ValueError(f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}.")
+            raise ValueError(
+                f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}."
+            )
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -17,14 +17,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tokenization.feature_extraction_audioformer import BOA_TOKEN_ID, CODE_OFFSET, EOA_TOKEN_ID, MASK_TOKEN_ID, PAD_TOKEN_ID
+from tokenization.feature_extraction_audioformer import (
+    BOA_TOKEN_ID,
+    CODE_OFFSET,
+    EOA_TOKEN_ID,
+    MASK_TOKEN_ID,
+    PAD_TOKEN_ID,
+)
 
 
 IGNORE_INDEX = -100
 
 
-def pad_code_rows(examples, pad_token_id: int = PAD_TOKEN_ID, codebook_index: int | None = None,
-                  pad_to_multiple_of: int | None = None, max_length: int | None = None) -> dict:
+def pad_code_rows(
+    examples,
+    pad_token_id: int = PAD_TOKEN_ID,
+    codebook_index: int | None = None,
+    pad_to_multiple_of: int | None = None,
+    max_length: int | None = None,
+) -> dict:
     """
     Pads rows of code ids into a batch.
 
@@ -43,15 +54,20 @@ def pad_code_rows(examples, pad_token_id: int = PAD_TOKEN_ID, codebook_index: in
     rows = [torch.as_tensor(np.asarray(e["input_ids"]), dtype=torch.long) for e in examples]
     if codebook_index is not None:
         if rows[0].dim() != 2:
-            raise ValueError(f"codebook_index={codebook_index} needs rows of shape (K, L); got {tuple(rows[0].shape)}.")
+            raise ValueError(
+                f"codebook_index={codebook_index} needs rows of shape (K, L); got {tuple(rows[0].shape)}."
+            )
         if not 0 <= codebook_index < rows[0].shape[0]:
-            raise ValueError(f"codebook_index {codebook_index} out of range: the rows hold {rows[0].shape[0]} codebooks.")
+            raise ValueError(
+                f"codebook_index {codebook_index} out of range: the rows hold {rows[0].shape[0]} codebooks."
+            )
         rows = [r[codebook_index] for r in rows]
     if max_length is not None:
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2 (<BOA> and <EOA>), got {max_length}.")
-        rows = [torch.cat([r[..., : max_length - 1], r[..., -1:]], dim=-1) if r.shape[-1] > max_length else r
-                for r in rows]
+        rows = [
+            torch.cat([r[..., : max_length - 1], r[..., -1:]], dim=-1) if r.shape[-1] > max_length else r for r in rows
+        ]
     length = max(r.shape[-1] for r in rows)
     if pad_to_multiple_of:
         length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
@@ -120,8 +136,9 @@ class DataCollatorForCodeMLM:
             )
 
     def __call__(self, examples) -> dict:
-        batch = pad_code_rows(examples, self.pad_token_id, self.codebook_index, self.pad_to_multiple_of,
-                              self.max_length)
+        batch = pad_code_rows(
+            examples, self.pad_token_id, self.codebook_index, self.pad_to_multiple_of, self.max_length
+        )
         if batch["input_ids"].dim() != 2:
             raise ValueError("DataCollatorForCodeMLM needs one codebook row per example: set codebook_index.")
         batch["input_ids"], batch["labels"] = self.mask_tokens(batch["input_ids"], batch["attention_mask"])
@@ -153,8 +170,10 @@ class DataCollatorForCodeMLM:
         inputs = input_ids.clone()
         action = self._rand(input_ids.shape)
         to_mask = selected & (action < self.mask_replace_prob)
-        to_random = selected & (action >= self.mask_replace_prob) & (
-            action < self.mask_replace_prob + self.random_replace_prob
+        to_random = (
+            selected
+            & (action >= self.mask_replace_prob)
+            & (action < self.mask_replace_prob + self.random_replace_prob)
         )
         inputs[to_mask] = self.mask_token_id
         random_codes = torch.randint(
@@ -190,8 +209,9 @@ class DataCollatorForCodeClassification:
     pad_token_id: int = PAD_TOKEN_ID
 
     def __call__(self, examples) -> dict:
-        batch = pad_code_rows(examples, self.pad_token_id, self.codebook_index, self.pad_to_multiple_of,
-                              self.max_length)
+        batch = pad_code_rows(
+            examples, self.pad_token_id, self.codebook_index, self.pad_to_multiple_of, self.max_length
+        )
         if self.label_column in examples[0]:
             labels = [e[self.label_column] for e in examples]
             if np.ndim(labels[0]) == 0:

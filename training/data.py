@@ -58,8 +58,10 @@ def _select_splits(source, data_args, training_args, need_train: bool, need_eval
     names = list(source.keys())
     if need_train:
         if data_args.train_split_name not in source:
-            raise ValueError(f"No training split '{data_args.train_split_name}' in the data (splits: {names}); "
-                             "set --train_split_name.")
+            raise ValueError(
+                f"No training split '{data_args.train_split_name}' in the data (splits: {names}); "
+                "set --train_split_name."
+            )
         out["train"] = source[data_args.train_split_name]
     if need_eval:
         if data_args.eval_split_name in source:
@@ -67,18 +69,27 @@ def _select_splits(source, data_args, training_args, need_train: bool, need_eval
         elif data_args.train_split_name in source and data_args.validation_split_percentage > 0:
             full = source[data_args.train_split_name]
             if len(full) < 2:
-                raise ValueError(f"Split '{data_args.train_split_name}' has {len(full)} rows: too few to hold out "
-                                 "a validation part.")
-            parts = full.train_test_split(test_size=data_args.validation_split_percentage / 100,
-                                          seed=training_args.seed, shuffle=True)
+                raise ValueError(
+                    f"Split '{data_args.train_split_name}' has {len(full)} rows: too few to hold out "
+                    "a validation part."
+                )
+            parts = full.train_test_split(
+                test_size=data_args.validation_split_percentage / 100, seed=training_args.seed, shuffle=True
+            )
             if need_train:
                 out["train"] = parts["train"]
             out["validation"] = parts["test"]
-            logger.info("No '%s' split: held out %d%% of '%s' for evaluation.", data_args.eval_split_name,
-                        data_args.validation_split_percentage, data_args.train_split_name)
+            logger.info(
+                "No '%s' split: held out %d%% of '%s' for evaluation.",
+                data_args.eval_split_name,
+                data_args.validation_split_percentage,
+                data_args.train_split_name,
+            )
         else:
-            raise ValueError(f"No evaluation split '{data_args.eval_split_name}' in the data (splits: {names}); "
-                             "set --eval_split_name or --validation_split_percentage > 0.")
+            raise ValueError(
+                f"No evaluation split '{data_args.eval_split_name}' in the data (splits: {names}); "
+                "set --eval_split_name or --validation_split_percentage > 0."
+            )
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
         if split in out and limit is not None:
             out[split] = out[split].select(range(min(limit, len(out[split]))))
@@ -130,8 +141,14 @@ def _fingerprint(data_args, feature_extractor, splits) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def prepare_code_datasets(model_args: ModelArguments, data_args: DataTrainingArguments, training_args,
-                          need_train: bool | None = None, need_eval: bool | None = None, check_splits=None):
+def prepare_code_datasets(
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    training_args,
+    need_train: bool | None = None,
+    need_eval: bool | None = None,
+    check_splits=None,
+):
     """
     Loads the data named by the flags and returns it as code ids, checking it before any training.
 
@@ -175,12 +192,21 @@ def prepare_code_datasets(model_args: ModelArguments, data_args: DataTrainingArg
 
     feature_extractor = load_feature_extractor(model_args)
     # Raises before anything is tokenized (and loads the codec, which tokenizing needs anyway).
-    _check_codebook_index(model_args, feature_extractor.num_codebooks,
-                          f"the codec {feature_extractor.codec_name_or_path} at {feature_extractor.bandwidth} kbps")
+    _check_codebook_index(
+        model_args,
+        feature_extractor.num_codebooks,
+        f"the codec {feature_extractor.codec_name_or_path} at {feature_extractor.bandwidth} kbps",
+    )
     with training_args.main_process_first(desc="loading the audio dataset"):
         source = load_audio_dataset(
-            data_args.dataset_name, data_args.dataset_config_name, data_args.data_dir, data_args.train_file,
-            data_args.validation_file, data_args.audio_column_name, model_args.cache_dir, token=model_args.token,
+            data_args.dataset_name,
+            data_args.dataset_config_name,
+            data_args.data_dir,
+            data_args.train_file,
+            data_args.validation_file,
+            data_args.audio_column_name,
+            model_args.cache_dir,
+            token=model_args.token,
             trust_remote_code=model_args.trust_remote_code,
         )
     raw = _select_splits(source, data_args, training_args, need_train, need_eval)
@@ -188,7 +214,8 @@ def prepare_code_datasets(model_args: ModelArguments, data_args: DataTrainingArg
         check_splits(raw)
 
     cache = data_args.tokenized_cache_dir or os.path.join(
-        model_args.cache_dir or datasets.config.HF_DATASETS_CACHE, "audioformer-tokenized",
+        model_args.cache_dir or datasets.config.HF_DATASETS_CACHE,
+        "audioformer-tokenized",
         _fingerprint(data_args, feature_extractor, raw),
     )
     # Every process must write to the same folder: rank 0's choice wins.
@@ -200,15 +227,22 @@ def prepare_code_datasets(model_args: ModelArguments, data_args: DataTrainingArg
     device = training_args.device
     feature_extractor.to(device)
     code_datasets = pretokenize(
-        raw, feature_extractor, cache, audio_column_name=data_args.audio_column_name,
-        batch_size=data_args.preprocessing_batch_size, keep_columns=True, resume=not data_args.overwrite_cache,
+        raw,
+        feature_extractor,
+        cache,
+        audio_column_name=data_args.audio_column_name,
+        batch_size=data_args.preprocessing_batch_size,
+        keep_columns=True,
+        resume=not data_args.overwrite_cache,
         show_progress=training_args.process_index == 0 and not training_args.disable_tqdm,
     )
     feature_extractor.to("cpu")
     for split, ds in code_datasets.items():
         if len(ds) == 0:
-            raise ValueError(f"No clip of the {split} split ('{_source_name(split, data_args)}') could be "
-                             f"tokenized; see {os.path.join(cache, 'failures.json')}.")
+            raise ValueError(
+                f"No clip of the {split} split ('{_source_name(split, data_args)}') could be "
+                f"tokenized; see {os.path.join(cache, 'failures.json')}."
+            )
     return code_datasets, feature_extractor
 
 

@@ -21,8 +21,10 @@ import numpy as np
 
 
 DEMO_CLASSES = ("low_tone", "high_tone", "chirp", "noise_band", "clicks")
-DEMO_NOTE = ("SYNTHESISED DEMO DATA (training/demo_data.py): seeded tones, chirps, noise bands and click trains. "
-             "Not real audio; metrics on it only show that the pipeline runs.")
+DEMO_NOTE = (
+    "SYNTHESISED DEMO DATA (training/demo_data.py): seeded tones, chirps, noise bands and click trains. "
+    "Not real audio; metrics on it only show that the pipeline runs."
+)
 
 
 def synth_sound(name: str, num_samples: int, sampling_rate: int, rng: np.random.Generator) -> np.ndarray:
@@ -35,7 +37,7 @@ def synth_sound(name: str, num_samples: int, sampling_rate: int, rng: np.random.
     elif name == "chirp":
         f0, f1 = rng.uniform(200, 500), rng.uniform(3000, 6000)
         duration = num_samples / sampling_rate
-        sound = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * duration)))  # linear sweep f0 -> f1
+        sound = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * duration)))  # linear sweep f0 -> f1
     elif name == "noise_band":
         spectrum = np.fft.rfft(rng.standard_normal(num_samples))
         freqs = np.fft.rfftfreq(num_samples, 1 / sampling_rate)
@@ -47,15 +49,21 @@ def synth_sound(name: str, num_samples: int, sampling_rate: int, rng: np.random.
         period = int(sampling_rate / rng.uniform(8, 20))
         for start in range(int(rng.integers(0, period)), num_samples, period):
             burst = min(48, num_samples - start)
-            sound[start:start + burst] = rng.standard_normal(burst) * np.exp(-np.arange(burst) / 8)
+            sound[start : start + burst] = rng.standard_normal(burst) * np.exp(-np.arange(burst) / 8)
     else:
         raise ValueError(f"Unknown demo class {name!r}; the classes are {DEMO_CLASSES}.")
     sound = sound / (np.abs(sound).max() + 1e-8)
     return (0.5 * sound).astype(np.float32)
 
 
-def make_demo_clips(num_clips: int, seed: int = 0, multi_label: bool = False, duration: float = 1.0,
-                    sampling_rate: int = 24000, classes=DEMO_CLASSES) -> list[dict]:
+def make_demo_clips(
+    num_clips: int,
+    seed: int = 0,
+    multi_label: bool = False,
+    duration: float = 1.0,
+    sampling_rate: int = 24000,
+    classes=DEMO_CLASSES,
+) -> list[dict]:
     """
     Seeded clips; class `i % len(classes)` is the main sound of clip `i`, so the classes are balanced.
 
@@ -80,16 +88,30 @@ def make_demo_clips(num_clips: int, seed: int = 0, multi_label: bool = False, du
     return clips
 
 
-def write_demo_audiofolder(output_dir: str, num_train: int = 60, num_validation: int = 20, seed: int = 0,
-                           multi_label: bool = False, duration: float = 1.0, sampling_rate: int = 24000) -> str:
+def write_demo_audiofolder(
+    output_dir: str,
+    num_train: int = 60,
+    num_validation: int = 20,
+    seed: int = 0,
+    multi_label: bool = False,
+    duration: float = 1.0,
+    sampling_rate: int = 24000,
+) -> str:
     """
     Writes the demo audiofolder (`train/`, `validation/`, a `README.txt` saying what it is) and returns its path.
     Files already there with the same settings are kept (the folder is rewritten when the settings change).
     """
     import soundfile as sf
 
-    settings = dict(num_train=num_train, num_validation=num_validation, seed=seed, multi_label=multi_label,
-                    duration=duration, sampling_rate=sampling_rate, classes=list(DEMO_CLASSES))
+    settings = dict(
+        num_train=num_train,
+        num_validation=num_validation,
+        seed=seed,
+        multi_label=multi_label,
+        duration=duration,
+        sampling_rate=sampling_rate,
+        classes=list(DEMO_CLASSES),
+    )
     stamp = os.path.join(output_dir, "demo_settings.json")
     if os.path.isfile(stamp):
         with open(stamp) as f:
@@ -125,18 +147,59 @@ def demo_classification_flags(demo_dir: str = "demo_data", output_dir: str = "de
         build_tiny_feature_extractor(codec_dir, seed=0, max_duration=1.0)
     audio_dir = write_demo_audiofolder(os.path.join(demo_dir, "audio"), num_train=60, num_validation=20, seed=0)
     return [
-        "--data_dir", audio_dir, "--feature_extractor_name", codec_dir, "--label_column_name", "label",
-        "--tokenized_cache_dir", os.path.join(demo_dir, "tokenized"),
-        "--config_overrides", "hidden_size=64,num_hidden_layers=2,num_attention_heads=4,intermediate_size=128,"
-                              "max_position_embeddings=128",
-        "--output_dir", output_dir, "--do_train", "--do_eval", "--seed", "0",
-        "--num_train_epochs", "15", "--learning_rate", "1e-3", "--warmup_steps", "8",
-        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "20",
-        "--eval_strategy", "epoch", "--save_strategy", "epoch", "--save_total_limit", "1",
-        "--load_best_model_at_end", "--metric_for_best_model", "accuracy", "--early_stopping_patience", "5",
-        "--logging_steps", "10", "--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0",
+        "--data_dir",
+        audio_dir,
+        "--feature_extractor_name",
+        codec_dir,
+        "--label_column_name",
+        "label",
+        "--tokenized_cache_dir",
+        os.path.join(demo_dir, "tokenized"),
+        "--config_overrides",
+        "hidden_size=64,num_hidden_layers=2,num_attention_heads=4,intermediate_size=128,max_position_embeddings=128",
+        "--output_dir",
+        output_dir,
+        "--do_train",
+        "--do_eval",
+        "--seed",
+        "0",
+        "--num_train_epochs",
+        "15",
+        "--learning_rate",
+        "1e-3",
+        "--warmup_steps",
+        "8",
+        "--per_device_train_batch_size",
+        "8",
+        "--per_device_eval_batch_size",
+        "20",
+        "--eval_strategy",
+        "epoch",
+        "--save_strategy",
+        "epoch",
+        "--save_total_limit",
+        "1",
+        "--load_best_model_at_end",
+        "--metric_for_best_model",
+        "accuracy",
+        "--early_stopping_patience",
+        "5",
+        "--logging_steps",
+        "10",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--dataloader_num_workers",
+        "0",
     ]
 
 
-__all__ = ["DEMO_CLASSES", "DEMO_NOTE", "synth_sound", "make_demo_clips", "write_demo_audiofolder",
-           "demo_classification_flags"]
+__all__ = [
+    "DEMO_CLASSES",
+    "DEMO_NOTE",
+    "synth_sound",
+    "make_demo_clips",
+    "write_demo_audiofolder",
+    "demo_classification_flags",
+]

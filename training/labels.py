@@ -38,8 +38,10 @@ def read_labels(dataset: datasets.Dataset, column: str, split: str) -> tuple[lis
     Raises a ValueError if the column is missing, or naming the rows whose label is missing (None or "").
     """
     if column not in dataset.column_names:
-        raise ValueError(f"No label column {column!r} in split '{split}' (columns: {dataset.column_names}); set "
-                         "--label_column_name.")
+        raise ValueError(
+            f"No label column {column!r} in split '{split}' (columns: {dataset.column_names}); set "
+            "--label_column_name."
+        )
     feature = dataset.features[column]
     multi_label = _is_list_feature(feature)
     inner = (feature.feature if hasattr(feature, "feature") else feature[0]) if multi_label else feature
@@ -58,8 +60,10 @@ def read_labels(dataset: datasets.Dataset, column: str, split: str) -> tuple[lis
         rows = [name(v) for v in values]
         missing = [i for i, r in enumerate(rows) if r is None]
     if missing:
-        raise ValueError(f"Split '{split}': {len(missing)} row(s) have no label in column {column!r}, rows "
-                         f"{_rows_text(missing)}. Fill them or drop those clips.")
+        raise ValueError(
+            f"Split '{split}': {len(missing)} row(s) have no label in column {column!r}, rows "
+            f"{_rows_text(missing)}. Fill them or drop those clips."
+        )
     return rows, multi_label
 
 
@@ -157,14 +161,19 @@ class LabelSpace:
         if self.multi_label and loss == "ce":
             raise ValueError(f"--loss ce is for single-label data, but {self.column!r} holds lists: use lsep or bce.")
         if not self.multi_label and loss != "ce":
-            raise ValueError(f"--loss {loss} is for multi-label data, but {self.column!r} holds one label per clip: "
-                             "use ce, or a list column.")
+            raise ValueError(
+                f"--loss {loss} is for multi-label data, but {self.column!r} holds one label per clip: "
+                "use ce, or a list column."
+            )
         return loss
 
     def config_kwargs(self, loss: str | None = None) -> dict:
         """The config fields of these labels: id2label, label2id, problem_type and (multi-label) the loss."""
-        kwargs = dict(id2label=self.id2label, label2id=self.label2id,
-                      problem_type="multi_label_classification" if self.multi_label else "single_label_classification")
+        kwargs = dict(
+            id2label=self.id2label,
+            label2id=self.label2id,
+            problem_type="multi_label_classification" if self.multi_label else "single_label_classification",
+        )
         if self.multi_label:
             kwargs["multi_label_loss"] = self.resolve_loss(loss)
         else:

@@ -87,8 +87,12 @@ def load_model(model_class, model_args: ModelArguments, config, **kwargs):
         config._attn_implementation = model_args.attn_implementation
     if model_args.model_name_or_path:
         return model_class.from_pretrained(
-            model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir,
-            revision=model_args.model_revision, token=model_args.token, **kwargs,
+            model_args.model_name_or_path,
+            config=config,
+            cache_dir=model_args.cache_dir,
+            revision=model_args.model_revision,
+            token=model_args.token,
+            **kwargs,
         )
     return model_class(config)
 
@@ -101,9 +105,15 @@ def load_feature_extractor(model_args: ModelArguments, tokenized_info: dict | No
     """
     from tokenization.feature_extraction_audioformer import AudioFormerFeatureExtractor
 
-    overrides = {k: v for k, v in (("codec_name_or_path", model_args.codec_name_or_path),
-                                   ("bandwidth", model_args.bandwidth),
-                                   ("max_duration", model_args.max_duration)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("codec_name_or_path", model_args.codec_name_or_path),
+            ("bandwidth", model_args.bandwidth),
+            ("max_duration", model_args.max_duration),
+        )
+        if v is not None
+    }
     source = model_args.feature_extractor_name
     if source is None and model_args.model_name_or_path and _has_preprocessor_config(model_args):
         source = model_args.model_name_or_path
@@ -127,6 +137,8 @@ def _has_preprocessor_config(model_args) -> bool:
     try:
         from huggingface_hub import file_exists
 
-        return file_exists(path, "preprocessor_config.json", revision=model_args.model_revision, token=model_args.token)
+        return file_exists(
+            path, "preprocessor_config.json", revision=model_args.model_revision, token=model_args.token
+        )
     except Exception:  # noqa: BLE001 - offline or private: fall back to building one
         return False

@@ -12,8 +12,11 @@ def setup_logging(training_args, script_logger: logging.Logger):
     for `script_logger`, `datasets` and `transformers`."""
     import transformers
 
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)])
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
     log_level = training_args.get_process_log_level()
     script_logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
@@ -32,15 +35,26 @@ def resolve_checkpoint(training_args) -> str | None:
 
         last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
         if last is None:
-            raise ValueError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {training_args.output_dir}.")
+            raise ValueError(
+                f"--resume_from_checkpoint {value}: no checkpoint-* folder in {training_args.output_dir}."
+            )
         return last
     if not os.path.isdir(value):
         raise ValueError(f"--resume_from_checkpoint {value} is not a folder.")
     return value
 
 
-def training_args_summary(training_args, keys=("learning_rate", "num_train_epochs", "per_device_train_batch_size",
-                                                "gradient_accumulation_steps", "seed", "bf16")) -> dict:
+def training_args_summary(
+    training_args,
+    keys=(
+        "learning_rate",
+        "num_train_epochs",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "seed",
+        "bf16",
+    ),
+) -> dict:
     """A few hyper-parameters for the model card, plus the world size."""
     summary = {k: getattr(training_args, k) for k in keys if hasattr(training_args, k)}
     summary["world_size"] = training_args.world_size

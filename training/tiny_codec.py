@@ -73,7 +73,9 @@ def seed_codebooks(codec: EncodecModel, seed: int = 0, num_clips: int = 8, secon
         residual = residual - book.decode(book.encode(residual[None]))[0]
 
 
-def build_tiny_codec(seed: int = 0, save_directory: str | os.PathLike | None = None, **config_overrides) -> EncodecModel:
+def build_tiny_codec(
+    seed: int = 0, save_directory: str | os.PathLike | None = None, **config_overrides
+) -> EncodecModel:
     """
     A tiny `EncodecModel` (eval mode, float32) with seeded weights and seeded, non-trivial codebooks; the same
     seed gives the same model. If `save_directory` is given it is also saved there (safetensors).

@@ -49,8 +49,10 @@ def load_positive_models(
         model = AudioFormerModel.from_pretrained(path, **from_pretrained_kwargs)
         if codebook_indices is not None:
             if not 0 <= codebook_indices[i] < model.config.num_codebooks:
-                raise ValueError(f"Codebook index {codebook_indices[i]} for {path} is outside "
-                                 f"[0, {model.config.num_codebooks - 1}].")
+                raise ValueError(
+                    f"Codebook index {codebook_indices[i]} for {path} is outside "
+                    f"[0, {model.config.num_codebooks - 1}]."
+                )
             model.config.codebook_index = int(codebook_indices[i])
         models.append(freeze(model))
     check_positive_models(models, anchor_config, names=list(paths))
@@ -73,14 +75,20 @@ def check_positive_models(models: Sequence[nn.Module], anchor_config=None, names
     for name, model in zip(names, models):
         config = model.config
         if anchor_config is not None and config.hidden_size != anchor_config.hidden_size:
-            raise ValueError(f"{name} has hidden_size {config.hidden_size}, the anchor {anchor_config.hidden_size}; "
-                             "MPC compares their pooled features, which need the same size.")
+            raise ValueError(
+                f"{name} has hidden_size {config.hidden_size}, the anchor {anchor_config.hidden_size}; "
+                "MPC compares their pooled features, which need the same size."
+            )
         if anchor_config is not None and not 0 <= config.codebook_index < anchor_config.num_codebooks:
-            raise ValueError(f"{name} reads codebook row {config.codebook_index}, but the data has "
-                             f"{anchor_config.num_codebooks} codebooks (rows 0..{anchor_config.num_codebooks - 1}).")
+            raise ValueError(
+                f"{name} reads codebook row {config.codebook_index}, but the data has "
+                f"{anchor_config.num_codebooks} codebooks (rows 0..{anchor_config.num_codebooks - 1})."
+            )
         if config.codebook_index in seen:
-            raise ValueError(f"{name} reads codebook row {config.codebook_index}, as {seen[config.codebook_index]} "
-                             "does; give each positive its own row (--mpc_positive_codebooks).")
+            raise ValueError(
+                f"{name} reads codebook row {config.codebook_index}, as {seen[config.codebook_index]} "
+                "does; give each positive its own row (--mpc_positive_codebooks)."
+            )
         seen[config.codebook_index] = name
 
 
@@ -96,8 +104,15 @@ class AudioClassificationTrainer(Trainer):
             training loader then draws N clips with replacement.
     """
 
-    def __init__(self, *args, positive_models: Sequence[nn.Module] | None = None, mpc_alpha: float = 0.95,
-                 mpc_temperature: float = 0.05, sample_weights=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        positive_models: Sequence[nn.Module] | None = None,
+        mpc_alpha: float = 0.95,
+        mpc_temperature: float = 0.05,
+        sample_weights=None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         if not 0.0 <= mpc_alpha <= 1.0:
             raise ValueError(f"mpc_alpha must be in [0, 1], got {mpc_alpha}.")
@@ -110,9 +125,14 @@ class AudioClassificationTrainer(Trainer):
         self.mpc_alpha = mpc_alpha
         self.mpc_temperature = mpc_temperature
         self.sample_weights = sample_weights
-        if sample_weights is not None and self.train_dataset is not None and len(sample_weights) != len(self.train_dataset):
-            raise ValueError(f"sample_weights has {len(sample_weights)} entries for {len(self.train_dataset)} "
-                             "training clips.")
+        if (
+            sample_weights is not None
+            and self.train_dataset is not None
+            and len(sample_weights) != len(self.train_dataset)
+        ):
+            raise ValueError(
+                f"sample_weights has {len(sample_weights)} entries for {len(self.train_dataset)} training clips."
+            )
 
     def _get_train_sampler(self, train_dataset=None):
         if self.sample_weights is None:
@@ -124,8 +144,9 @@ class AudioClassificationTrainer(Trainer):
     def positive_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
         """`(B, K, T)` ids -> one `(B, D)` pooled feature per positive model, each from its own codebook row."""
         if input_ids.dim() != 3:
-            raise ValueError("FT2 needs input_ids of all codebooks, shape (B, K, T); got shape "
-                             f"{tuple(input_ids.shape)}.")
+            raise ValueError(
+                f"FT2 needs input_ids of all codebooks, shape (B, K, T); got shape {tuple(input_ids.shape)}."
+            )
         features = []
         for model in self.positive_models:
             row, mask = codes_and_mask(input_ids, attention_mask, model.config)
@@ -140,8 +161,9 @@ class AudioClassificationTrainer(Trainer):
         # that is deployed.
         if self.positive_models and model.training:
             positives = self.positive_features(inputs["input_ids"], inputs.get("attention_mask"))
-            features = torch.stack([outputs.pooled_output] + [p.to(outputs.pooled_output.dtype) for p in positives],
-                                   dim=1)  # (B, N, D)
+            features = torch.stack(
+                [outputs.pooled_output] + [p.to(outputs.pooled_output.dtype) for p in positives], dim=1
+            )  # (B, N, D)
             loss = self.mpc_alpha * loss + (1.0 - self.mpc_alpha) * mpc_loss(features, self.mpc_temperature)
         return (loss, outputs) if return_outputs else loss
 

@@ -14,13 +14,20 @@ from model_cards.card import complete_auto_map, write_model_card
 from model_cards.publish import files_to_upload, main, publish
 from tokenization import AudioFormerFeatureExtractor
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=256)
+TINY = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=256
+)
 
 
 @pytest.fixture
 def classifier_dir(tmp_path, tiny_codec_dir):
-    config = AudioFormerConfig(**TINY, num_labels=3, problem_type="multi_label_classification",
-                               id2label={0: "dog", 1: "rain", 2: "siren"}, label2id={"dog": 0, "rain": 1, "siren": 2})
+    config = AudioFormerConfig(
+        **TINY,
+        num_labels=3,
+        problem_type="multi_label_classification",
+        id2label={0: "dog", 1: "rain", 2: "siren"},
+        label2id={"dog": 0, "rain": 1, "siren": 2},
+    )
     torch.manual_seed(0)
     AudioFormerForAudioClassification(config).save_pretrained(tmp_path / "out")
     AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, max_duration=1.0).save_pretrained(tmp_path / "out")
@@ -28,13 +35,16 @@ def classifier_dir(tmp_path, tiny_codec_dir):
 
 
 def test_classification_card(classifier_dir):
-    path = write_model_card(str(classifier_dir), task="audio-classification",
-                            metrics={"eval_mAP": 0.4123, "eval_loss": 0.7, "eval_runtime": 3.0, "epoch": 2.0},
-                            dataset_name="agkphysics/AudioSet", base_model="org/audioformer-pretrained",
-                            training_args={"learning_rate": 1e-4, "num_train_epochs": 2},
-                            log_history=[{"step": 10, "loss": 1.0}, {"step": 20, "loss": 0.8},
-                                         {"step": 20, "eval_loss": 0.7}],
-                            per_class_ap={"dog": 0.6, "rain": 0.4, "siren": 0.2})
+    path = write_model_card(
+        str(classifier_dir),
+        task="audio-classification",
+        metrics={"eval_mAP": 0.4123, "eval_loss": 0.7, "eval_runtime": 3.0, "epoch": 2.0},
+        dataset_name="agkphysics/AudioSet",
+        base_model="org/audioformer-pretrained",
+        training_args={"learning_rate": 1e-4, "num_train_epochs": 2},
+        log_history=[{"step": 10, "loss": 1.0}, {"step": 20, "loss": 0.8}, {"step": 20, "eval_loss": 0.7}],
+        per_class_ap={"dog": 0.6, "rain": 0.4, "siren": 0.2},
+    )
     card = ModelCard.load(path)
     data = card.data.to_dict()
     assert data["pipeline_tag"] == "audio-classification" and data["library_name"] == "transformers"
@@ -133,15 +143,22 @@ def test_cli(classifier_dir, monkeypatch, capsys):
     assert "model.safetensors" in listed and "preprocessor_config.json" in listed
 
     seen = {}
-    monkeypatch.setattr("huggingface_hub.HfApi.create_repo", lambda self, repo_id, **kw: seen.setdefault("repo", repo_id))
+    monkeypatch.setattr(
+        "huggingface_hub.HfApi.create_repo", lambda self, repo_id, **kw: seen.setdefault("repo", repo_id)
+    )
     monkeypatch.setattr("huggingface_hub.HfApi.upload_folder", lambda self, **kw: seen.setdefault("upload", kw))
     main([str(classifier_dir), "--repo_id", "org/x", "--private"])
     assert seen["repo"] == "org/x" and seen["upload"]["folder_path"] == str(classifier_dir)
 
 
 def test_free_text_dataset_and_local_base_model_stay_out_of_metadata(classifier_dir, tmp_path):
-    path = write_model_card(str(classifier_dir), task="audio-classification", metrics={"eval_mAP": 0.3},
-                            dataset_name="synthesised demo clips, NOT real audio", base_model=str(tmp_path))
+    path = write_model_card(
+        str(classifier_dir),
+        task="audio-classification",
+        metrics={"eval_mAP": 0.3},
+        dataset_name="synthesised demo clips, NOT real audio",
+        base_model=str(tmp_path),
+    )
     card = ModelCard.load(path)
     data = card.data.to_dict()
     assert "datasets" not in data and "base_model" not in data

@@ -40,17 +40,26 @@ def populate_hub_cache(hub_cache: Path, repo_id: str, folder: Path) -> Path:
     return snapshot
 
 
-def build_published_folder(path: Path, codec_dir: str, problem_type: str = "single_label_classification",
-                           max_duration: float = 2.0) -> Path:
+def build_published_folder(
+    path: Path, codec_dir: str, problem_type: str = "single_label_classification", max_duration: float = 2.0
+) -> Path:
     """A tiny classifier + a feature extractor naming the codec by its Hub id, saved and carded like a run's output."""
     import modeling_audioformer  # noqa: F401
     from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
     from model_cards.card import write_model_card
     from tokenization import AudioFormerFeatureExtractor
 
-    config = AudioFormerConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                               max_position_embeddings=256, num_labels=len(LABELS), problem_type=problem_type,
-                               id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)})
+    config = AudioFormerConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        num_labels=len(LABELS),
+        problem_type=problem_type,
+        id2label=dict(enumerate(LABELS)),
+        label2id={l: i for i, l in enumerate(LABELS)},
+    )
     torch.manual_seed(0)
     AudioFormerForAudioClassification(config).save_pretrained(path)
     AudioFormerFeatureExtractor(codec_name_or_path=CODEC_ID, max_duration=max_duration).save_pretrained(path)
@@ -131,11 +140,17 @@ def test_published_folder_loads_without_the_project(hub_home, tmp_path, tiny_cod
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONNOUSERSITE="1")
     env.pop("HF_HUB_CACHE", None)
-    proc = subprocess.run([sys.executable, str(tmp_path / "user.py"), REPO_ID, str(tmp_path / "wav.npy")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "user.py"), REPO_ID, str(tmp_path / "wav.npy")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT="))
-    out = json.loads(line[len("RESULT="):])
+    out = json.loads(line[len("RESULT=") :])
 
     # every class came from the Hub cache's remote code, none from the project
     assert all(c.startswith("transformers_modules.") for c in out["classes"]), out["classes"]
@@ -185,13 +200,30 @@ def test_published_folder_is_self_contained(hub_home):
     """The remote-code files import only torch / numpy / transformers / each other, and the weights are safetensors."""
     _, folder = hub_home
     config = json.loads((folder / "config.json").read_text())
-    for auto_class in ("AutoConfig", "AutoModel", "AutoModelForMaskedLM", "AutoModelForAudioClassification",
-                       "AutoFeatureExtractor"):
+    for auto_class in (
+        "AutoConfig",
+        "AutoModel",
+        "AutoModelForMaskedLM",
+        "AutoModelForAudioClassification",
+        "AutoFeatureExtractor",
+    ):
         module = config["auto_map"][auto_class].split(".")[0]
         assert (folder / f"{module}.py").is_file(), auto_class
-    allowed = {"torch", "numpy", "transformers", "math", "collections", "dataclasses", "typing", "huggingface_hub",
-               "base64", "importlib", "os", "__future__",
-               "httpx"}  # httpx: a dependency of transformers 5 (its pipelines fetch URLs with it)
+    allowed = {
+        "torch",
+        "numpy",
+        "transformers",
+        "math",
+        "collections",
+        "dataclasses",
+        "typing",
+        "huggingface_hub",
+        "base64",
+        "importlib",
+        "os",
+        "__future__",
+        "httpx",
+    }  # httpx: a dependency of transformers 5 (its pipelines fetch URLs with it)
     for code in folder.glob("*.py"):
         for line in code.read_text().splitlines():
             stripped = line.strip()

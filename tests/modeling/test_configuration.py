@@ -20,17 +20,37 @@ def test_defaults_are_the_papers():
 
 def test_field_names_are_roformers():
     roformer_fields = set(RoFormerConfig().to_dict())
-    shared = ["vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-              "intermediate_size", "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",
-              "max_position_embeddings", "type_vocab_size", "initializer_range", "layer_norm_eps", "rotary_value"]
+    shared = [
+        "vocab_size",
+        "embedding_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "hidden_act",
+        "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
+        "max_position_embeddings",
+        "type_vocab_size",
+        "initializer_range",
+        "layer_norm_eps",
+        "rotary_value",
+    ]
     audioformer_fields = set(AudioFormerConfig().to_dict())
     for name in shared:
         assert name in roformer_fields and name in audioformer_fields, name
 
 
 def test_round_trip(tmp_path):
-    config = AudioFormerConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                               codebook_index=2, multi_label_loss="bce", classifier_dropout=0.2)
+    config = AudioFormerConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        codebook_index=2,
+        multi_label_loss="bce",
+        classifier_dropout=0.2,
+    )
     config.save_pretrained(tmp_path)
     for loaded in (AudioFormerConfig.from_pretrained(tmp_path), AutoConfig.from_pretrained(tmp_path)):
         assert isinstance(loaded, AudioFormerConfig)

@@ -12,8 +12,15 @@ import modeling_audioformer  # noqa: F401
 from modeling_audioformer import AudioFormerForAudioClassification, AudioFormerForMaskedLM, AudioFormerModel
 from modeling_audioformer.convert_checkpoint import convert, main
 
-SIZES = dict(vocab_size=1028, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-             max_position_embeddings=128, pad_token_id=1)
+SIZES = dict(
+    vocab_size=1028,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=128,
+    pad_token_id=1,
+)
 
 
 def roformer_mlm():
@@ -37,16 +44,25 @@ def test_roformer_mlm_folder(tmp_path):
     assert not report.missing and not report.skipped
     assert len(report.mapped) >= len(reference.state_dict()) - 2  # tied decoder weights may be stored once
     with torch.no_grad():
-        torch.testing.assert_close(model.eval()(input_ids=ids()).logits, reference(input_ids=ids()).logits,
-                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            model.eval()(input_ids=ids()).logits, reference(input_ids=ids()).logits, atol=1e-5, rtol=1e-4
+        )
 
 
 def lightning_checkpoint(path, reference):
     """The layout of a PyTorch Lightning `.ckpt`: the LightningModule holds the HF model as `self.model`."""
     state = {"model." + k: v for k, v in reference.state_dict().items()}
     state["loss_fn.pos_weight"] = torch.ones(3)
-    torch.save({"epoch": 3, "global_step": 1000, "state_dict": state, "optimizer_states": [{"lr": 1e-4}],
-                "hyper_parameters": {"lr": 1e-4}}, path)
+    torch.save(
+        {
+            "epoch": 3,
+            "global_step": 1000,
+            "state_dict": state,
+            "optimizer_states": [{"lr": 1e-4}],
+            "hyper_parameters": {"lr": 1e-4},
+        },
+        path,
+    )
 
 
 def test_lightning_checkpoint_without_config(tmp_path):
@@ -63,8 +79,12 @@ def test_lightning_checkpoint_without_config(tmp_path):
     assert any(k.startswith("model.cls.") for k in report.skipped)  # the MLM head has no place in the base model
     assert not report.missing
     with torch.no_grad():
-        torch.testing.assert_close(model.eval()(input_ids=ids()).last_hidden_state,
-                                   reference.roformer(input_ids=ids()).last_hidden_state, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            model.eval()(input_ids=ids()).last_hidden_state,
+            reference.roformer(input_ids=ids()).last_hidden_state,
+            atol=1e-5,
+            rtol=1e-4,
+        )
     text = report.summary()
     assert "loss_fn.pos_weight" in text and "model.roformer." in text
 
@@ -73,13 +93,15 @@ def test_roformer_model_safetensors_into_classifier(tmp_path):
     torch.manual_seed(0)
     backbone = RoFormerModel(RoFormerConfig(**SIZES)).eval()
     save_file(backbone.state_dict(), str(tmp_path / "backbone.safetensors"))
-    model, report = convert(tmp_path / "backbone.safetensors", task="classification", num_attention_heads=4,
-                            num_labels=5)
+    model, report = convert(
+        tmp_path / "backbone.safetensors", task="classification", num_attention_heads=4, num_labels=5
+    )
     assert isinstance(model, AudioFormerForAudioClassification)
     assert report.backbone_prefix == ""
     assert sorted(report.missing) == ["classifier.bias", "classifier.weight"]  # the new head, reported
-    torch.testing.assert_close(model.roformer.encoder.layer[1].output.dense.weight,
-                               backbone.encoder.layer[1].output.dense.weight)
+    torch.testing.assert_close(
+        model.roformer.encoder.layer[1].output.dense.weight, backbone.encoder.layer[1].output.dense.weight
+    )
 
 
 def test_shape_mismatch_is_skipped_and_reported(tmp_path):
@@ -87,8 +109,7 @@ def test_shape_mismatch_is_skipped_and_reported(tmp_path):
     state = dict(reference.state_dict())
     state["roformer.embeddings.token_type_embeddings.weight"] = torch.zeros(7, 32)
     tied = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
-    save_file({k: v.clone().contiguous() for k, v in state.items() if k not in tied},
-              str(tmp_path / "m.safetensors"))
+    save_file({k: v.clone().contiguous() for k, v in state.items() if k not in tied}, str(tmp_path / "m.safetensors"))
     config = AudioFormerForMaskedLM.config_class(**{k: v for k, v in SIZES.items()})
     model, report = convert(tmp_path / "m.safetensors", task="mlm", config=config)
     reason = report.skipped["roformer.embeddings.token_type_embeddings.weight"]
@@ -124,8 +145,9 @@ def test_roformer_config_token_ids_do_not_become_audioformers(tmp_path):
     assert "pad_token_id=0" in report.summary()
     x = ids()
     with torch.no_grad():  # no mask given: <BOA> (id 0) must stay a real token
-        torch.testing.assert_close(model.eval()(input_ids=x).logits, reference(input_ids=x).logits,
-                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            model.eval()(input_ids=x).logits, reference(input_ids=x).logits, atol=1e-5, rtol=1e-4
+        )
     # An AudioFormer folder keeps its own ids.
     model.config.pad_token_id = 1
     model.save_pretrained(tmp_path / "audioformer")
@@ -145,5 +167,6 @@ def test_cli_writes_safetensors_folder(tmp_path, capsys):
     loaded = AutoModelForMaskedLM.from_pretrained(out).eval()
     assert isinstance(loaded, AudioFormerForMaskedLM)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(input_ids=ids()).logits, reference(input_ids=ids()).logits,
-                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            loaded(input_ids=ids()).logits, reference(input_ids=ids()).logits, atol=1e-5, rtol=1e-4
+        )

@@ -22,9 +22,17 @@ LABELS = ["dog", "rain", "siren", "speech"]
 
 
 def make_folder(path, codec_dir, problem_type):
-    config = AudioFormerConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                               max_position_embeddings=256, num_labels=len(LABELS), problem_type=problem_type,
-                               id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)})
+    config = AudioFormerConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        num_labels=len(LABELS),
+        problem_type=problem_type,
+        id2label=dict(enumerate(LABELS)),
+        label2id={l: i for i, l in enumerate(LABELS)},
+    )
     torch.manual_seed(1)
     model = AudioFormerForAudioClassification(config)
     with torch.no_grad():  # larger logits, so softmax and sigmoid scores clearly differ
@@ -37,18 +45,22 @@ def make_folder(path, codec_dir, problem_type):
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory, tiny_codec_dir):
     root = tmp_path_factory.mktemp("pipe")
-    return {"single": make_folder(root / "single", tiny_codec_dir, "single_label_classification"),
-            "multi": make_folder(root / "multi", tiny_codec_dir, "multi_label_classification")}
+    return {
+        "single": make_folder(root / "single", tiny_codec_dir, "single_label_classification"),
+        "multi": make_folder(root / "multi", tiny_codec_dir, "multi_label_classification"),
+    }
 
 
 @pytest.fixture(scope="module")
 def reference(folders):
     """Project model + feature extractor: the independent path the pipeline must agree with."""
+
     def logits_of(kind, clips, sampling_rate):
         fe = AudioFormerFeatureExtractor.from_pretrained(folders[kind])
         model = AudioFormerForAudioClassification.from_pretrained(folders[kind]).eval()
         with torch.no_grad():
             return model(**fe(clips, sampling_rate=sampling_rate)).logits
+
     return logits_of
 
 
@@ -89,8 +101,9 @@ def test_raw_dict_at_any_sampling_rate(folders, reference):
     """The stock pipeline needs torchaudio to resample a dict input; AudioFormer's pipeline resamples itself."""
     wav = wav_at(16000, 0.8)
     expected = reference("single", wav, 16000)[0].softmax(-1)
-    classifier = pipeline("audio-classification", model=folders["single"],
-                          pipeline_class=AudioFormerAudioClassificationPipeline)
+    classifier = pipeline(
+        "audio-classification", model=folders["single"], pipeline_class=AudioFormerAudioClassificationPipeline
+    )
     result = as_dict(classifier({"raw": wav, "sampling_rate": 16000}, top_k=None))
     np.testing.assert_allclose([result[l] for l in LABELS], expected.numpy(), atol=1e-5)
     result = as_dict(classifier({"array": wav, "sampling_rate": 16000}, top_k=None))  # the `datasets` key
@@ -118,11 +131,12 @@ def test_long_audio_windows_are_aggregated(folders, reference, how):
     """2.5 s of audio, max_duration 1 s, hop 0.5 s: windows start at 0, 0.5, 1, 1.5 s; sigmoid scores per window."""
     sr = 16000
     wav = wav_at(sr, 2.5, seed=3)
-    clips = [wav[s * sr // 2: s * sr // 2 + sr] for s in range(4)]
+    clips = [wav[s * sr // 2 : s * sr // 2 + sr] for s in range(4)]
     per_window = reference("multi", clips, sr).sigmoid()
     expected = per_window.mean(0) if how == "mean" else per_window.max(0).values
-    classifier = pipeline("audio-classification", model=folders["multi"],
-                          pipeline_class=AudioFormerAudioClassificationPipeline)
+    classifier = pipeline(
+        "audio-classification", model=folders["multi"], pipeline_class=AudioFormerAudioClassificationPipeline
+    )
     result = as_dict(classifier({"raw": wav, "sampling_rate": sr}, long_audio=how, hop_duration=0.5, top_k=None))
     np.testing.assert_allclose([result[l] for l in LABELS], expected.numpy(), atol=1e-5)
 
@@ -139,11 +153,13 @@ def test_classify_long_audio_function(folders, reference):
     fe = AudioFormerFeatureExtractor.from_pretrained(folders["single"])
     model = AudioFormerForAudioClassification.from_pretrained(folders["single"]).eval()
     scores = classify_long_audio(model, fe, wav, sr, long_audio="max", hop_duration=1.0)  # windows 0-1 s, 0.5-1.5 s
-    per_window = reference("single", [wav[:sr], wav[sr // 2:]], sr).softmax(-1)
+    per_window = reference("single", [wav[:sr], wav[sr // 2 :]], sr).softmax(-1)
     torch.testing.assert_close(scores, per_window.max(0).values, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="file paths are decoded by the ffmpeg binary (not installed)")
+@pytest.mark.skipif(
+    shutil.which("ffmpeg") is None, reason="file paths are decoded by the ffmpeg binary (not installed)"
+)
 def test_file_path(folders, reference, tmp_path):
     import soundfile as sf
 
@@ -182,14 +198,15 @@ def test_many_windows_run_a_few_at_a_time(folders):
 
     sr = 16000
     wav = wav_at(sr, 2.5, seed=5)
-    classifier = pipeline("audio-classification", model=folders["multi"],
-                          pipeline_class=AudioFormerAudioClassificationPipeline)
+    classifier = pipeline(
+        "audio-classification", model=folders["multi"], pipeline_class=AudioFormerAudioClassificationPipeline
+    )
     batches = []
     hook = classifier.model.register_forward_pre_hook(
-        lambda module, args, kwargs: batches.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+        lambda module, args, kwargs: batches.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
     try:
-        result = as_dict(classifier({"raw": wav, "sampling_rate": sr}, long_audio="max", hop_duration=0.1,
-                                    top_k=None))
+        result = as_dict(classifier({"raw": wav, "sampling_rate": sr}, long_audio="max", hop_duration=0.1, top_k=None))
     finally:
         hook.remove()
     assert sum(batches) == len(sliding_windows(wav.size, sr, sr // 10)) > WINDOW_BATCH_SIZE

@@ -25,8 +25,16 @@ from modeling_audioformer import (
 )
 
 PAD = 1
-TINY = dict(vocab_size=1028, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-            max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+TINY = dict(
+    vocab_size=1028,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
 LENGTHS = [20, 13, 6]
 
 
@@ -53,8 +61,9 @@ def build(cls, seed=0, **kwargs):
 
 def roformer_twin(model, cls):
     """A transformers RoFormer (eager) holding `model`'s weights."""
-    config = RoFormerConfig(**{**TINY, "rotary_value": model.config.rotary_value, "pad_token_id": PAD},
-                            attn_implementation="eager")
+    config = RoFormerConfig(
+        **{**TINY, "rotary_value": model.config.rotary_value, "pad_token_id": PAD}, attn_implementation="eager"
+    )
     twin = cls(config).eval()
     result = twin.load_state_dict(model.state_dict(), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
@@ -94,8 +103,11 @@ def force_batched_attention(monkeypatch):
     from modeling_audioformer import modeling_audioformer as module
 
     from_mask = module.Padding.from_mask.__func__
-    monkeypatch.setattr(module.Padding, "from_mask", classmethod(lambda cls, mask, b, t, per_clip=False:
-                                                                from_mask(cls, mask, b, t, False)))
+    monkeypatch.setattr(
+        module.Padding,
+        "from_mask",
+        classmethod(lambda cls, mask, b, t, per_clip=False: from_mask(cls, mask, b, t, False)),
+    )
 
 
 @pytest.fixture(params=["per_clip", "batched"])
@@ -106,8 +118,10 @@ def attention_path(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("ours, theirs, output", [(AudioFormerModel, RoFormerModel, "last_hidden_state"),
-                                                   (AudioFormerForMaskedLM, RoFormerForMaskedLM, "logits")])
+@pytest.mark.parametrize(
+    "ours, theirs, output",
+    [(AudioFormerModel, RoFormerModel, "last_hidden_state"), (AudioFormerForMaskedLM, RoFormerForMaskedLM, "logits")],
+)
 def test_sdpa_paths_match_roformer(attention_path, ours, theirs, output):
     model = build(ours)
     twin = roformer_twin(model, theirs)
@@ -125,8 +139,9 @@ def test_matches_roformer_without_padding(attn_implementation):
     twin = roformer_twin(model, RoFormerModel)
     input_ids, _ = padded_batch([9, 9])
     with torch.no_grad():
-        torch.testing.assert_close(model(input_ids).last_hidden_state, twin(input_ids).last_hidden_state,
-                                   atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            model(input_ids).last_hidden_state, twin(input_ids).last_hidden_state, atol=1e-4, rtol=0
+        )
 
 
 def test_sdpa_and_eager_agree_in_training_mode_without_dropout():
@@ -178,13 +193,15 @@ def test_attention_mask_is_derived_from_the_pad_id():
     model = build(AudioFormerModel)
     classifier = build(AudioFormerForAudioClassification, num_labels=3)
     with torch.no_grad():
-        torch.testing.assert_close(model(input_ids).last_hidden_state,
-                                   model(input_ids, attention_mask=attention_mask).last_hidden_state)
-        torch.testing.assert_close(classifier(input_ids).logits,
-                                   classifier(input_ids, attention_mask=attention_mask).logits)
+        torch.testing.assert_close(
+            model(input_ids).last_hidden_state, model(input_ids, attention_mask=attention_mask).last_hidden_state
+        )
+        torch.testing.assert_close(
+            classifier(input_ids).logits, classifier(input_ids, attention_mask=attention_mask).logits
+        )
         # Without a mask, treating PAD as a real token would change the result: the derivation is what matters.
         unmasked = model(input_ids, attention_mask=torch.ones_like(attention_mask)).last_hidden_state
-    assert not torch.allclose(unmasked[1, :LENGTHS[1]], model(input_ids).last_hidden_state[1, :LENGTHS[1]])
+    assert not torch.allclose(unmasked[1, : LENGTHS[1]], model(input_ids).last_hidden_state[1, : LENGTHS[1]])
 
 
 @pytest.mark.parametrize("codebook_index", [0, 2])
@@ -222,8 +239,12 @@ def test_auto_round_trips(tmp_path):
     cases = [
         (AudioFormerModel, AutoModel, lambda out: out.last_hidden_state, {}),
         (AudioFormerForMaskedLM, AutoModelForMaskedLM, lambda out: out.logits, {}),
-        (AudioFormerForAudioClassification, AutoModelForAudioClassification, lambda out: out.logits,
-         dict(num_labels=4)),
+        (
+            AudioFormerForAudioClassification,
+            AutoModelForAudioClassification,
+            lambda out: out.logits,
+            dict(num_labels=4),
+        ),
     ]
     for cls, auto_cls, output_of, kwargs in cases:
         path = tmp_path / cls.__name__
@@ -238,10 +259,14 @@ def test_auto_round_trips(tmp_path):
         reloaded = auto_cls.from_pretrained(path).eval()
         assert type(reloaded) is cls
         with torch.no_grad():
-            torch.testing.assert_close(output_of(reloaded(input_ids, attention_mask=attention_mask)),
-                                       output_of(model(input_ids, attention_mask=attention_mask)))
-    assert "AutoModelForMaskedLM" in json.loads((tmp_path / "AudioFormerForMaskedLM" / "config.json").read_text())[
-        "auto_map"]
+            torch.testing.assert_close(
+                output_of(reloaded(input_ids, attention_mask=attention_mask)),
+                output_of(model(input_ids, attention_mask=attention_mask)),
+            )
+    assert (
+        "AutoModelForMaskedLM"
+        in json.loads((tmp_path / "AudioFormerForMaskedLM" / "config.json").read_text())["auto_map"]
+    )
 
 
 def test_mlm_checkpoint_into_classifier_keeps_the_backbone(tmp_path):
@@ -334,8 +359,12 @@ def test_multi_label_loss_is_lsep_by_default_and_bce_on_request():
     bce = F.binary_cross_entropy_with_logits(out.logits.detach().double(), labels.double()).item()
     assert expected != pytest.approx(bce, rel=1e-3)  # the two losses really differ here
 
-    model_bce = build(AudioFormerForAudioClassification, num_labels=4, problem_type="multi_label_classification",
-                      multi_label_loss="bce")
+    model_bce = build(
+        AudioFormerForAudioClassification,
+        num_labels=4,
+        problem_type="multi_label_classification",
+        multi_label_loss="bce",
+    )
     out_bce = model_bce(input_ids, attention_mask=attention_mask, labels=labels)
     assert out_bce.loss.item() == pytest.approx(bce, rel=1e-5)
     with pytest.raises(ValueError, match="multi-hot"):
@@ -438,8 +467,9 @@ def test_saved_auto_map_is_complete(tmp_path):
         assert cls.__module__.startswith("transformers_modules.") and cls.__name__ == ref.split(".")[1], auto_class
     remote_classifier = get_class_from_dynamic_module(auto_map["AutoModelForAudioClassification"], str(tmp_path))
     classifier = remote_classifier.from_pretrained(tmp_path, num_labels=3)
-    torch.testing.assert_close(classifier.roformer.embeddings.word_embeddings.weight,
-                               mlm.roformer.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(
+        classifier.roformer.embeddings.word_embeddings.weight, mlm.roformer.embeddings.word_embeddings.weight
+    )
 
 
 def test_trainer_does_not_rescale_the_batch_mean_losses(tmp_path):

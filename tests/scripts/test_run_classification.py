@@ -30,14 +30,34 @@ sys.path.insert(0, REPO)
 import run_classification  # noqa: E402
 
 
-TINY_OVERRIDES = ("hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64,"
-                  "max_position_embeddings=96")
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-            max_position_embeddings=96)
+TINY_OVERRIDES = (
+    "hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64,max_position_embeddings=96"
+)
+TINY = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=96
+)
 DIGESTS = {}  # sha256 of the positive checkpoints' weights when written
-COMMON = ["--do_train", "--do_eval", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
-          "--learning_rate", "1e-3", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
-          "--dataloader_num_workers", "0", "--use_cpu", "--save_strategy", "no"]
+COMMON = [
+    "--do_train",
+    "--do_eval",
+    "--per_device_train_batch_size",
+    "4",
+    "--per_device_eval_batch_size",
+    "8",
+    "--learning_rate",
+    "1e-3",
+    "--report_to",
+    "none",
+    "--disable_tqdm",
+    "true",
+    "--seed",
+    "0",
+    "--dataloader_num_workers",
+    "0",
+    "--use_cpu",
+    "--save_strategy",
+    "no",
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +74,9 @@ def workdir(tmp_path_factory, env):
 
     root = tmp_path_factory.mktemp("run_classification")
     build_tiny_feature_extractor(root / "codec", seed=0, max_duration=1.0)
-    write_demo_audiofolder(str(root / "audio"), num_train=20, num_validation=10, seed=0, multi_label=True,
-                           duration=1.0)
+    write_demo_audiofolder(
+        str(root / "audio"), num_train=20, num_validation=10, seed=0, multi_label=True, duration=1.0
+    )
     for k in range(3):
         torch.manual_seed(10 + k)
         AudioFormerForMaskedLM(AudioFormerConfig(codebook_index=k, **TINY)).save_pretrained(root / f"mlm_c{k + 1}")
@@ -69,8 +90,14 @@ def file_digest(path):
 
 
 def data_flags(root):
-    return ["--data_dir", str(root / "audio"), "--feature_extractor_name", str(root / "codec"),
-            "--tokenized_cache_dir", str(root / "tokenized")]
+    return [
+        "--data_dir",
+        str(root / "audio"),
+        "--feature_extractor_name",
+        str(root / "codec"),
+        "--tokenized_cache_dir",
+        str(root / "tokenized"),
+    ]
 
 
 def eval_batch(root, num_clips=4):
@@ -111,8 +138,18 @@ def read_results(output_dir):
 def ft1_single(workdir):
     """The demo entry point (no dataset flag) with tiny settings: FT1, single-label, from scratch."""
     out = workdir / "ft1_single"
-    run_classification.main(["--demo_dir", str(workdir / "demo"), "--output_dir", str(out), "--max_steps", "4",
-                             "--config_overrides", TINY_OVERRIDES])
+    run_classification.main(
+        [
+            "--demo_dir",
+            str(workdir / "demo"),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "4",
+            "--config_overrides",
+            TINY_OVERRIDES,
+        ]
+    )
     return out
 
 
@@ -133,9 +170,23 @@ def test_ft1_single_label_demo(ft1_single, workdir):
 def test_ft1_multi_label_lsep(workdir):
     out = workdir / "ft1_multi"
     metrics = run_classification.main(
-        data_flags(workdir) + COMMON + ["--output_dir", str(out), "--label_column_name", "labels", "--loss", "lsep",
-                                        "--config_overrides", TINY_OVERRIDES, "--max_steps", "4",
-                                        "--max_duration", "1.0"])
+        data_flags(workdir)
+        + COMMON
+        + [
+            "--output_dir",
+            str(out),
+            "--label_column_name",
+            "labels",
+            "--loss",
+            "lsep",
+            "--config_overrides",
+            TINY_OVERRIDES,
+            "--max_steps",
+            "4",
+            "--max_duration",
+            "1.0",
+        ]
+    )
     assert {"eval_mAP", "eval_micro_f1", "eval_macro_f1", "eval_loss"} <= set(metrics)
     assert 0.0 < metrics["eval_mAP"] <= 1.0
     config = AudioFormerConfig.from_pretrained(out)
@@ -157,12 +208,37 @@ def test_ft2_two_positive_models(workdir, monkeypatch):
     monkeypatch.setattr(run_classification, "load_positive_models", spy)
     out = workdir / "ft2_single"
     metrics = run_classification.main(
-        data_flags(workdir) + COMMON + [
-            "--output_dir", str(out), "--label_column_name", "label", "--model_name_or_path",
-            str(workdir / "mlm_c1"), "--mpc_positive_models", str(workdir / "mlm_c2"), str(workdir / "mlm_c3"),
-            "--mpc_alpha", "0.5", "--max_steps", "6", "--eval_strategy", "steps", "--eval_steps", "3",
-            "--save_strategy", "steps", "--save_steps", "3", "--load_best_model_at_end",
-            "--metric_for_best_model", "accuracy", "--early_stopping_patience", "2"])
+        data_flags(workdir)
+        + COMMON
+        + [
+            "--output_dir",
+            str(out),
+            "--label_column_name",
+            "label",
+            "--model_name_or_path",
+            str(workdir / "mlm_c1"),
+            "--mpc_positive_models",
+            str(workdir / "mlm_c2"),
+            str(workdir / "mlm_c3"),
+            "--mpc_alpha",
+            "0.5",
+            "--max_steps",
+            "6",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "3",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "3",
+            "--load_best_model_at_end",
+            "--metric_for_best_model",
+            "accuracy",
+            "--early_stopping_patience",
+            "2",
+        ]
+    )
     assert {"eval_accuracy", "eval_loss"} <= set(metrics)
 
     assert [m.config.codebook_index for m in captured] == [1, 2]
@@ -178,21 +254,57 @@ def test_ft2_two_positive_models(workdir, monkeypatch):
     saved = load_file(str(out / "model.safetensors"))
     key = "roformer.encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(start[key], saved[key])
-    assert set(saved) == set(AudioFormerForAudioClassification(
-        AudioFormerConfig(num_labels=5, **TINY)).state_dict())
+    assert set(saved) == set(AudioFormerForAudioClassification(AudioFormerConfig(num_labels=5, **TINY)).state_dict())
 
 
 def test_ft2_multi_label_weighted_two_processes(workdir):
     """`accelerate launch` with two CPU processes (gloo): FT2, multi-label, weighted sampling."""
     out = workdir / "ft2_ddp"
-    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1", PYTHONPATH=REPO,
-               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
-           os.path.join(REPO, "run_classification.py")] + data_flags(workdir) + COMMON + [
-        "--output_dir", str(out), "--label_column_name", "labels", "--model_name_or_path", str(workdir / "mlm_c1"),
-        "--mpc_positive_models", str(workdir / "mlm_c2"), str(workdir / "mlm_c3"), "--weighted_sampling",
-        "--max_steps", "3", "--ddp_backend", "gloo"]
+    env = dict(
+        os.environ,
+        ACCELERATE_USE_CPU="true",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=REPO,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+    )
+    cmd = (
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "29533",
+            os.path.join(REPO, "run_classification.py"),
+        ]
+        + data_flags(workdir)
+        + COMMON
+        + [
+            "--output_dir",
+            str(out),
+            "--label_column_name",
+            "labels",
+            "--model_name_or_path",
+            str(workdir / "mlm_c1"),
+            "--mpc_positive_models",
+            str(workdir / "mlm_c2"),
+            str(workdir / "mlm_c3"),
+            "--weighted_sampling",
+            "--max_steps",
+            "3",
+            "--ddp_backend",
+            "gloo",
+        ]
+    )
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=str(workdir))
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
@@ -232,10 +344,12 @@ def test_label_errors_name_rows():
 
 
 def test_label_space():
-    splits = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"input_ids": [[[0, 2]]] * 3, "l": ["10", "9", "b"]}),
-        "validation": datasets.Dataset.from_dict({"input_ids": [[[0, 2]]] * 2, "l": ["b", "9"]}),
-    })
+    splits = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"input_ids": [[[0, 2]]] * 3, "l": ["10", "9", "b"]}),
+            "validation": datasets.Dataset.from_dict({"input_ids": [[[0, 2]]] * 2, "l": ["b", "9"]}),
+        }
+    )
     labels = LabelSpace.from_datasets(splits, "l")
     assert labels.names == ["9", "10", "b"] and not labels.multi_label  # numbers in numeric order
     encoded = labels.add_label_ids(splits)
@@ -251,8 +365,12 @@ def test_label_space():
     assert LabelSpace.from_datasets(splits, "l", AudioFormerConfig()).names == ["9", "10", "b"]
     with pytest.raises(ValueError, match="at least 2 classes"):
         LabelSpace.from_datasets(datasets.DatasetDict({"train": datasets.Dataset.from_dict({"l": ["a", "a"]})}), "l")
-    mixed = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"l": [["a"], ["b"]]}),
-                                  "validation": datasets.Dataset.from_dict({"l": ["a"]})})
+    mixed = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"l": [["a"], ["b"]]}),
+            "validation": datasets.Dataset.from_dict({"l": ["a"]}),
+        }
+    )
     with pytest.raises(ValueError, match="list per clip in one split"):
         LabelSpace.from_datasets(mixed, "l")
 
@@ -260,8 +378,18 @@ def test_label_space():
 def test_labels_checked_before_tokenizing(workdir):
     """A wrong label column or a missing label stops the run before any clip is tokenized."""
     cache = workdir / "tokenized_never"
-    flags = ["--data_dir", str(workdir / "audio"), "--feature_extractor_name", str(workdir / "codec"),
-             "--tokenized_cache_dir", str(cache)] + COMMON + ["--output_dir", str(workdir / "x")]
+    flags = (
+        [
+            "--data_dir",
+            str(workdir / "audio"),
+            "--feature_extractor_name",
+            str(workdir / "codec"),
+            "--tokenized_cache_dir",
+            str(cache),
+        ]
+        + COMMON
+        + ["--output_dir", str(workdir / "x")]
+    )
     with pytest.raises(ValueError, match="No label column 'tag' in split 'train'"):
         run_classification.main(flags + ["--label_column_name", "tag"])
     with pytest.raises(ValueError, match="--loss ce is for single-label"):
@@ -271,8 +399,10 @@ def test_labels_checked_before_tokenizing(workdir):
 
 def test_collator_multi_hot_and_truncation():
     collator = DataCollatorForCodeClassification(label_column="label_ids", num_labels=4, max_length=4)
-    rows = [{"input_ids": np.array([[0, 5, 6, 7, 8, 2]] * 2), "label_ids": [1, 3]},
-            {"input_ids": np.array([[0, 9, 2]] * 2), "label_ids": []}]
+    rows = [
+        {"input_ids": np.array([[0, 5, 6, 7, 8, 2]] * 2), "label_ids": [1, 3]},
+        {"input_ids": np.array([[0, 9, 2]] * 2), "label_ids": []},
+    ]
     batch = collator(rows)
     assert batch["input_ids"].tolist()[0] == [[0, 5, 6, 2]] * 2  # cut, <EOA> kept
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
@@ -281,17 +411,30 @@ def test_collator_multi_hot_and_truncation():
 
 def test_bad_flags_stop_early(workdir):
     with pytest.raises(ValueError, match="needs evaluations"):
-        run_classification.main(data_flags(workdir) + COMMON + ["--output_dir", str(workdir / "x"),
-                                                                "--early_stopping_patience", "2"])
+        run_classification.main(
+            data_flags(workdir) + COMMON + ["--output_dir", str(workdir / "x"), "--early_stopping_patience", "2"]
+        )
     with pytest.raises(ValueError, match="--loss"):
         run_classification.main(data_flags(workdir) + COMMON + ["--output_dir", str(workdir / "x"), "--loss", "hinge"])
     with pytest.raises(ValueError, match="--resume_from_checkpoint last: no checkpoint"):  # as run_mlm.py
-        run_classification.main(data_flags(workdir) + COMMON + ["--output_dir", str(workdir / "x"),
-                                                                "--resume_from_checkpoint", "last"])
+        run_classification.main(
+            data_flags(workdir) + COMMON + ["--output_dir", str(workdir / "x"), "--resume_from_checkpoint", "last"]
+        )
     with pytest.raises(ValueError, match="--loss ce is for single-label"):
-        run_classification.main(data_flags(workdir) + COMMON + [
-            "--output_dir", str(workdir / "x"), "--label_column_name", "labels", "--loss", "ce",
-            "--config_overrides", TINY_OVERRIDES])
+        run_classification.main(
+            data_flags(workdir)
+            + COMMON
+            + [
+                "--output_dir",
+                str(workdir / "x"),
+                "--label_column_name",
+                "labels",
+                "--loss",
+                "ce",
+                "--config_overrides",
+                TINY_OVERRIDES,
+            ]
+        )
 
 
 def test_demo_detection():
@@ -303,8 +446,14 @@ def test_demo_detection():
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "ft_*.json"))))
 def test_recipe_configs_parse(path):
-    parser = HfArgumentParser((run_classification.ModelArguments, run_classification.DataTrainingArguments,
-                               run_classification.ClassificationArguments, TrainingArguments))
+    parser = HfArgumentParser(
+        (
+            run_classification.ModelArguments,
+            run_classification.DataTrainingArguments,
+            run_classification.ClassificationArguments,
+            TrainingArguments,
+        )
+    )
     with open(path) as f:
         recipe = json.load(f)
     recipe.pop("bf16", None)  # a GPU setting: TrainingArguments refuses it on a CPU-only machine

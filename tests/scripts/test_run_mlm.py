@@ -17,9 +17,26 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_MODEL = "hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64,hidden_dropout_prob=0.0"
 COMMON = [
-    "--config_overrides", TINY_MODEL, "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
-    "--learning_rate", "5e-3", "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true",
-    "--use_cpu", "true", "--seed", "0", "--dataloader_num_workers", "0",
+    "--config_overrides",
+    TINY_MODEL,
+    "--per_device_train_batch_size",
+    "4",
+    "--per_device_eval_batch_size",
+    "8",
+    "--learning_rate",
+    "5e-3",
+    "--logging_steps",
+    "1",
+    "--report_to",
+    "none",
+    "--disable_tqdm",
+    "true",
+    "--use_cpu",
+    "true",
+    "--seed",
+    "0",
+    "--dataloader_num_workers",
+    "0",
 ]
 
 
@@ -45,9 +62,24 @@ def run_script(args, num_processes=1, timeout=300):
         cmd = [sys.executable, os.path.join(REPO, "run_mlm.py"), *args]
     else:
         env["ACCELERATE_USE_CPU"] = "1"
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-               str(num_processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", "29517", os.path.join(REPO, "run_mlm.py"), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(num_processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "29517",
+            os.path.join(REPO, "run_mlm.py"),
+            *args,
+        ]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
@@ -73,11 +105,31 @@ def single_run(audio_dir, tiny_codec_dir, tmp_path_factory):
     """One single-process run from raw audio; its tokenized cache is reused by the other tests."""
     out = str(tmp_path_factory.mktemp("mlm_single"))
     cache = os.path.join(out, "tokenized")
-    run_script([
-        "--data_dir", audio_dir, "--feature_extractor_name", tiny_codec_dir, "--codebook_index", "1",
-        "--tokenized_cache_dir", cache, "--output_dir", os.path.join(out, "model"), "--do_train", "--do_eval",
-        "--num_train_epochs", "3", "--save_strategy", "steps", "--save_steps", "9", "--eval_strategy", "no", *COMMON,
-    ])
+    run_script(
+        [
+            "--data_dir",
+            audio_dir,
+            "--feature_extractor_name",
+            tiny_codec_dir,
+            "--codebook_index",
+            "1",
+            "--tokenized_cache_dir",
+            cache,
+            "--output_dir",
+            os.path.join(out, "model"),
+            "--do_train",
+            "--do_eval",
+            "--num_train_epochs",
+            "3",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "9",
+            "--eval_strategy",
+            "no",
+            *COMMON,
+        ]
+    )
     return {"out": os.path.join(out, "model"), "tokenized": cache}
 
 
@@ -117,11 +169,26 @@ def test_single_process_trains_and_saves_a_loadable_checkpoint(single_run, tiny_
 
 def test_resume_from_checkpoint_continues(single_run, tiny_codec_dir, tmp_path):
     out = str(tmp_path / "resumed")
-    run_script([
-        "--tokenized_dataset", single_run["tokenized"], "--feature_extractor_name", tiny_codec_dir,
-        "--codebook_index", "1", "--output_dir", out, "--do_train", "--num_train_epochs", "3",
-        "--save_strategy", "no", "--resume_from_checkpoint", os.path.join(single_run["out"], "checkpoint-9"), *COMMON,
-    ])
+    run_script(
+        [
+            "--tokenized_dataset",
+            single_run["tokenized"],
+            "--feature_extractor_name",
+            tiny_codec_dir,
+            "--codebook_index",
+            "1",
+            "--output_dir",
+            out,
+            "--do_train",
+            "--num_train_epochs",
+            "3",
+            "--save_strategy",
+            "no",
+            "--resume_from_checkpoint",
+            os.path.join(single_run["out"], "checkpoint-9"),
+            *COMMON,
+        ]
+    )
     steps = [step for step, _ in logged_losses(out)]
     assert steps == list(range(1, 19))  # steps 1..9 come from the checkpoint's history, 10..18 are new
     with open(os.path.join(out, "trainer_state.json")) as f:
@@ -130,11 +197,27 @@ def test_resume_from_checkpoint_continues(single_run, tiny_codec_dir, tmp_path):
 
 def test_two_processes(single_run, tiny_codec_dir, audio_dir, tmp_path):
     out = str(tmp_path / "ddp")
-    output = run_script([
-        "--data_dir", audio_dir, "--feature_extractor_name", tiny_codec_dir, "--codebook_index", "1",
-        "--tokenized_cache_dir", str(tmp_path / "tokenized"), "--output_dir", out, "--do_train",
-        "--num_train_epochs", "2", "--save_strategy", "no", *COMMON,
-    ], num_processes=2)
+    output = run_script(
+        [
+            "--data_dir",
+            audio_dir,
+            "--feature_extractor_name",
+            tiny_codec_dir,
+            "--codebook_index",
+            "1",
+            "--tokenized_cache_dir",
+            str(tmp_path / "tokenized"),
+            "--output_dir",
+            out,
+            "--do_train",
+            "--num_train_epochs",
+            "2",
+            "--save_strategy",
+            "no",
+            *COMMON,
+        ],
+        num_processes=2,
+    )
     assert "process 0 / 2" in output and "process 1 / 2" in output  # two ranks really ran
     losses = logged_losses(out)
     assert len(losses) == 6  # 24 clips / (2 ranks * batch 4) * 2 epochs: each rank took half of the data
@@ -165,11 +248,35 @@ def assert_nothing_trained(output_dir):
 def test_bad_codebook_index(single_run, tiny_codec_dir, audio_dir, tmp_path):
     out = str(tmp_path / "out")
     with pytest.raises(ValueError, match="codebook_index 4 .*4 codebooks"):
-        run_main(["--data_dir", audio_dir, "--feature_extractor_name", tiny_codec_dir, "--codebook_index", "4",
-                  "--output_dir", out, "--do_train", *COMMON])
+        run_main(
+            [
+                "--data_dir",
+                audio_dir,
+                "--feature_extractor_name",
+                tiny_codec_dir,
+                "--codebook_index",
+                "4",
+                "--output_dir",
+                out,
+                "--do_train",
+                *COMMON,
+            ]
+        )
     with pytest.raises(ValueError, match="codebook_index 7 .*4 codebooks"):
-        run_main(["--tokenized_dataset", single_run["tokenized"], "--feature_extractor_name", tiny_codec_dir,
-                  "--codebook_index", "7", "--output_dir", out, "--do_train", *COMMON])
+        run_main(
+            [
+                "--tokenized_dataset",
+                single_run["tokenized"],
+                "--feature_extractor_name",
+                tiny_codec_dir,
+                "--codebook_index",
+                "7",
+                "--output_dir",
+                out,
+                "--do_train",
+                *COMMON,
+            ]
+        )
     assert_nothing_trained(out)
 
 
@@ -178,8 +285,18 @@ def test_no_audio_column(tiny_codec_dir, audio_dir, tmp_path):
     csv.write_text("path,label\n" + os.path.join(audio_dir, "train", "clip0.wav") + ",1\n")
     out = str(tmp_path / "out")
     with pytest.raises(ValueError, match="Audio column 'audio' not found"):
-        run_main(["--train_file", str(csv), "--feature_extractor_name", tiny_codec_dir, "--output_dir", out,
-                  "--do_train", *COMMON])
+        run_main(
+            [
+                "--train_file",
+                str(csv),
+                "--feature_extractor_name",
+                tiny_codec_dir,
+                "--output_dir",
+                out,
+                "--do_train",
+                *COMMON,
+            ]
+        )
     assert_nothing_trained(out)
 
 
@@ -190,8 +307,18 @@ def test_label_only_and_empty_datasets(tiny_codec_dir, single_run, tmp_path):
     datasets.DatasetDict({"train": datasets.Dataset.from_dict({"label": [0, 1, 2]})}).save_to_disk(labels_only)
     out = str(tmp_path / "out")
     with pytest.raises(ValueError, match="no 'input_ids' column"):
-        run_main(["--tokenized_dataset", labels_only, "--feature_extractor_name", tiny_codec_dir,
-                  "--output_dir", out, "--do_train", *COMMON])
+        run_main(
+            [
+                "--tokenized_dataset",
+                labels_only,
+                "--feature_extractor_name",
+                tiny_codec_dir,
+                "--output_dir",
+                out,
+                "--do_train",
+                *COMMON,
+            ]
+        )
 
     codes = datasets.load_from_disk(single_run["tokenized"])
     empty_eval = str(tmp_path / "empty_eval")
@@ -199,8 +326,19 @@ def test_label_only_and_empty_datasets(tiny_codec_dir, single_run, tmp_path):
         empty_eval, num_shards={"train": 1, "validation": 1}
     )
     with pytest.raises(ValueError, match="validation split .* is empty"):
-        run_main(["--tokenized_dataset", empty_eval, "--feature_extractor_name", tiny_codec_dir,
-                  "--output_dir", out, "--do_train", "--do_eval", *COMMON])
+        run_main(
+            [
+                "--tokenized_dataset",
+                empty_eval,
+                "--feature_extractor_name",
+                tiny_codec_dir,
+                "--output_dir",
+                out,
+                "--do_train",
+                "--do_eval",
+                *COMMON,
+            ]
+        )
     assert_nothing_trained(out)
 
 
@@ -256,8 +394,9 @@ def test_max_duration_cuts_pretokenized_codes():
 
     assert max_code_length(ModelArguments(max_duration=10.0), Codec()) == 752  # paper: 750 frames + BOA + EOA
     assert max_code_length(ModelArguments(), Codec()) is None
-    codes = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"input_ids": [[[0] + [5] * 98 + [2]]],
-                                                                       "length": [100]})})
+    codes = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict({"input_ids": [[[0] + [5] * 98 + [2]]], "length": [100]})}
+    )
     config = AudioFormerConfig(max_position_embeddings=64)
     with pytest.raises(ValueError, match="sequences of 100 ids"):
         max_positions_check(codes, config)

@@ -121,8 +121,11 @@ def test_codes_do_not_depend_on_the_batch_float64(tiny_codec_dir):
     others = [_clip(1.0, 8), _clip(0.2, 9), _clip(0.9, 10)]
     alone = fe(target, sampling_rate=SR, padding="longest")["input_ids"][0]
     n = alone.shape[-1]
-    cases = [([target] + others, 0, "max_length", 8), ([others[1], target], 1, "longest", 8),
-             (others[:2] + [target], 2, "max_length", 2)]  # 8: one codec call for the batch; 2: two calls
+    cases = [
+        ([target] + others, 0, "max_length", 8),
+        ([others[1], target], 1, "longest", 8),
+        (others[:2] + [target], 2, "max_length", 2),
+    ]  # 8: one codec call for the batch; 2: two calls
     for batch, pos, padding, per_call in cases:
         fe.codec_batch_size = per_call
         ids = fe(batch, sampling_rate=SR, padding=padding)["input_ids"][pos]
@@ -159,7 +162,9 @@ def test_input_types_and_channels(tiny_codec_dir):
     clip = _clip(0.5, 11) * 0.5
     ref = fe(clip, sampling_rate=SR)["input_ids"]
     pcm16 = np.round(clip * 32767).astype(np.int16)
-    torch.testing.assert_close(fe(pcm16, sampling_rate=SR)["input_ids"], fe(pcm16.astype(np.float32) / 32768, sampling_rate=SR)["input_ids"])
+    torch.testing.assert_close(
+        fe(pcm16, sampling_rate=SR)["input_ids"], fe(pcm16.astype(np.float32) / 32768, sampling_rate=SR)["input_ids"]
+    )
     pcm32 = pcm16.astype(np.int32) * 65536
     torch.testing.assert_close(fe(pcm32, sampling_rate=SR)["input_ids"], fe(pcm16, sampling_rate=SR)["input_ids"])
     torch.testing.assert_close(fe(torch.from_numpy(clip), sampling_rate=SR)["input_ids"], ref)
@@ -173,9 +178,11 @@ def test_input_types_and_channels(tiny_codec_dir):
 def test_integer_pcm_scaling():
     from tokenization.feature_extraction_audioformer import _to_float_tensor
 
-    cases = [(np.array([-32768, 0, 16384, 32767], np.int16), [-1.0, 0.0, 0.5, 32767 / 32768]),
-             (np.array([-(2**31), 0, 2**30, 2**31 - 1], np.int32), [-1.0, 0.0, 0.5, (2**31 - 1) / 2**31]),
-             (np.array([0, 128, 192, 255], np.uint8), [-1.0, 0.0, 0.5, 127 / 128])]  # 8-bit WAV is unsigned
+    cases = [
+        (np.array([-32768, 0, 16384, 32767], np.int16), [-1.0, 0.0, 0.5, 32767 / 32768]),
+        (np.array([-(2**31), 0, 2**30, 2**31 - 1], np.int32), [-1.0, 0.0, 0.5, (2**31 - 1) / 2**31]),
+        (np.array([0, 128, 192, 255], np.uint8), [-1.0, 0.0, 0.5, 127 / 128]),
+    ]  # 8-bit WAV is unsigned
     for pcm, expected in cases:
         for x in (pcm, torch.from_numpy(pcm)):
             got = _to_float_tensor(x)
@@ -187,14 +194,18 @@ def test_resampled_input(tiny_feature_extractor):
     fe = tiny_feature_extractor
     clip16 = _clip(1.0, 12, sr=16000)
     by_hand = resample_poly(torch.from_numpy(clip16).double(), 16000, SR).float()
-    torch.testing.assert_close(fe(clip16, sampling_rate=16000)["input_ids"], fe(by_hand, sampling_rate=SR)["input_ids"])
+    torch.testing.assert_close(
+        fe(clip16, sampling_rate=16000)["input_ids"], fe(by_hand, sampling_rate=SR)["input_ids"]
+    )
     assert fe(clip16, sampling_rate=16000)["attention_mask"].sum() == 75 + 2
 
 
 def test_truncates_to_max_duration(tiny_feature_extractor):
     fe = tiny_feature_extractor
     long = _clip(3.0, 13)
-    torch.testing.assert_close(fe(long, sampling_rate=SR)["input_ids"], fe(long[: 2 * SR], sampling_rate=SR)["input_ids"])
+    torch.testing.assert_close(
+        fe(long, sampling_rate=SR)["input_ids"], fe(long[: 2 * SR], sampling_rate=SR)["input_ids"]
+    )
     # resampled input is cut before resampling, yet equals resampling the whole clip and then cutting
     long44 = _clip(3.0, 14, sr=44100)
     whole = resample_poly(torch.from_numpy(long44).double(), 44100, SR).float()[: 2 * SR]
@@ -368,7 +379,8 @@ def test_loads_as_remote_code_without_the_package(tiny_codec_dir, tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("(1, 4, 152)")

@@ -137,8 +137,9 @@ def test_pretokenize_resumes_unfinished_shards(audiofolder, tiny_codec_dir, tmp_
         td.pretokenize(ds, other, tmp_path / "out", num_shards=3, show_progress=False)
 
 
-def test_resumed_run_still_reports_failures_of_finished_splits(audiofolder, tiny_codec_dir, tmp_path, monkeypatch,
-                                                               caplog):
+def test_resumed_run_still_reports_failures_of_finished_splits(
+    audiofolder, tiny_codec_dir, tmp_path, monkeypatch, caplog
+):
     fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
     dsd = load_audio_dataset(data_dir=audiofolder)
     real = td._pretokenize_split
@@ -197,8 +198,19 @@ def _env():
 
 
 def test_cli(audiofolder, tiny_codec_dir, tmp_path):
-    cmd = [sys.executable, "-m", "tokenization.tokenize_dataset", "--feature_extractor_name_or_path", tiny_codec_dir,
-           "--data_dir", audiofolder, "--output_dir", str(tmp_path / "out"), "--batch_size", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tokenization.tokenize_dataset",
+        "--feature_extractor_name_or_path",
+        tiny_codec_dir,
+        "--data_dir",
+        audiofolder,
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--batch_size",
+        "4",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "broken.wav" in proc.stderr and "empty.wav" in proc.stderr  # reported by name at the end
@@ -251,15 +263,37 @@ def test_accelerate_launch_two_processes(audiofolder, tiny_codec_dir, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # Without a GPU, `--multi_gpu` starts torch.distributed workers that join a gloo group (MULTI_CPU).
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-           str(script), tiny_codec_dir, audiofolder, str(bad), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        str(script),
+        tiny_codec_dir,
+        audiofolder,
+        str(bad),
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, "\n".join(l for l in proc.stderr.splitlines() if "[rank" in l)[-3000:]
     assert "tokenizing (rank 1)" in proc.stderr  # a second process really took shards
-    single = td.pretokenize(load_audio_dataset(data_dir=audiofolder),
-                            AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir), tmp_path / "single",
-                            batch_size=1, show_progress=False)  # same batch shapes: same float32 codes
+    single = td.pretokenize(
+        load_audio_dataset(data_dir=audiofolder),
+        AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir),
+        tmp_path / "single",
+        batch_size=1,
+        show_progress=False,
+    )  # same batch shapes: same float32 codes
     two = td.load_tokenized_dataset(tmp_path / "ok")
     for split in ("train", "validation"):
         assert two[split]["caption"] == single[split]["caption"]
@@ -283,7 +317,8 @@ def test_shards_cover_every_row_once_and_none_is_empty(rows, shards):
 def test_more_shards_than_a_multiple_of_rows(tiny_feature_extractor, tmp_path):
     """5 clips in 4 shards: the old ceil-sized shards left shard 3 empty and `select` failed on it."""
     rng = np.random.default_rng(3)
-    ds = datasets.Dataset.from_dict({"audio": [{"array": rng.standard_normal(2400).astype(np.float32),
-                                                "sampling_rate": 24000} for _ in range(5)]})
+    ds = datasets.Dataset.from_dict(
+        {"audio": [{"array": rng.standard_normal(2400).astype(np.float32), "sampling_rate": 24000} for _ in range(5)]}
+    )
     out = td.pretokenize(ds, tiny_feature_extractor, tmp_path / "out", num_shards=4, show_progress=False)
     assert len(out) == 5

@@ -59,8 +59,9 @@ def test_mlm_never_masks_specials_or_padding_and_hits_the_rate():
 
 def test_mlm_80_10_10_rule():
     rows = make_rows(64, 400)
-    collator = DataCollatorForCodeMLM(codebook_index=0, mask_replace_prob=0.8, random_replace_prob=0.1,
-                                      generator=torch.Generator().manual_seed(1))
+    collator = DataCollatorForCodeMLM(
+        codebook_index=0, mask_replace_prob=0.8, random_replace_prob=0.1, generator=torch.Generator().manual_seed(1)
+    )
     batch = collator(rows)
     original = pad_code_rows(rows, codebook_index=0)["input_ids"]
     selected = batch["labels"] != -100
@@ -76,8 +77,9 @@ def test_mlm_80_10_10_rule():
 
 def test_whole_run_masking_masks_runs_entirely():
     rows = make_rows(64, 400, repeat=4, seed=3)
-    collator = DataCollatorForCodeMLM(codebook_index=0, whole_run_masking=True,
-                                      generator=torch.Generator().manual_seed(2))
+    collator = DataCollatorForCodeMLM(
+        codebook_index=0, whole_run_masking=True, generator=torch.Generator().manual_seed(2)
+    )
     batch = collator(rows)
     original = pad_code_rows(rows, codebook_index=0)["input_ids"]
     selected = batch["labels"] != -100
@@ -101,7 +103,9 @@ def test_run_ids():
 
 def test_every_row_gets_a_target():
     rows = [{"input_ids": [[BOA, 5, 6, EOA]]} for _ in range(200)]
-    collator = DataCollatorForCodeMLM(codebook_index=0, mlm_probability=0.01, generator=torch.Generator().manual_seed(0))
+    collator = DataCollatorForCodeMLM(
+        codebook_index=0, mlm_probability=0.01, generator=torch.Generator().manual_seed(0)
+    )
     batch = collator(rows)
     assert ((batch["labels"] != -100).sum(dim=1) >= 1).all()
     assert (batch["labels"][:, [0, 3]] == -100).all()
@@ -109,8 +113,11 @@ def test_every_row_gets_a_target():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"mlm_probability": 0.0}, "mlm_probability"), ({"mlm_probability": 1.5}, "mlm_probability"),
-     ({"mask_replace_prob": 0.8, "random_replace_prob": 0.3}, "<= 1")],
+    [
+        ({"mlm_probability": 0.0}, "mlm_probability"),
+        ({"mlm_probability": 1.5}, "mlm_probability"),
+        ({"mask_replace_prob": 0.8, "random_replace_prob": 0.3}, "<= 1"),
+    ],
 )
 def test_mlm_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -20,15 +20,17 @@ def fixed_multilabel(seed=0, num_clips=40, num_classes=7):
 
 def test_map_matches_sklearn():
     scores, targets = fixed_multilabel()
-    result = load_metric("mean_average_precision").compute(predictions=scores, references=targets,
-                                                           return_per_class=True)
+    result = load_metric("mean_average_precision").compute(
+        predictions=scores, references=targets, return_per_class=True
+    )
     keep = targets.any(axis=0)
     expected = average_precision_score(targets[:, keep], scores[:, keep], average="macro")
     assert result["mAP"] == pytest.approx(expected, abs=1e-6)
     for c in range(targets.shape[1]):
         if keep[c]:
-            assert result["AP_per_class"][c] == pytest.approx(average_precision_score(targets[:, c], scores[:, c]),
-                                                              abs=1e-6)
+            assert result["AP_per_class"][c] == pytest.approx(
+                average_precision_score(targets[:, c], scores[:, c]), abs=1e-6
+            )
         else:
             assert math.isnan(result["AP_per_class"][c])
 
@@ -57,6 +59,7 @@ def test_accuracy():
 def test_bad_shapes_and_names():
     with pytest.raises(ValueError, match="same shape"):
         from training.metrics.mean_average_precision.mean_average_precision import mean_average_precision
+
         mean_average_precision(np.zeros((3, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="Unknown metric"):
         load_metric("map")
@@ -79,4 +82,6 @@ def test_classification_compute_metrics():
 
     compute = classification_compute_metrics(False)
     logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
-    assert compute(EvalPrediction(predictions=logits, label_ids=np.array([0, 0, 0])))["accuracy"] == pytest.approx(2 / 3)
+    assert compute(EvalPrediction(predictions=logits, label_ids=np.array([0, 0, 0])))["accuracy"] == pytest.approx(
+        2 / 3
+    )

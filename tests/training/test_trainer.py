@@ -16,8 +16,15 @@ from training.sampling import WeightedClipSampler, inverse_frequency_weights
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-            max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
 
 
 def tiny_anchor(num_labels=3, seed=0):
@@ -50,13 +57,30 @@ def collate(rows):
 
 def tiny_trainer(tmp_path, anchor, positives, alpha=0.5, **kwargs):
     ids, mask = code_batch(batch_size=8)
-    data = datasets.Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": mask.tolist(),
-                                       "labels": [i % 3 for i in range(8)]})
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=3, learning_rate=1e-2,
-                             report_to=[], save_strategy="no", use_cpu=True, remove_unused_columns=False,
-                             disable_tqdm=True)
-    return AudioClassificationTrainer(model=anchor, args=args, train_dataset=data, data_collator=collate,
-                                      positive_models=positives, mpc_alpha=alpha, mpc_temperature=0.05, **kwargs)
+    data = datasets.Dataset.from_dict(
+        {"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "labels": [i % 3 for i in range(8)]}
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        max_steps=3,
+        learning_rate=1e-2,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
+    return AudioClassificationTrainer(
+        model=anchor,
+        args=args,
+        train_dataset=data,
+        data_collator=collate,
+        positive_models=positives,
+        mpc_alpha=alpha,
+        mpc_temperature=0.05,
+        **kwargs,
+    )
 
 
 def test_compute_loss_is_eq9(tmp_path):
@@ -73,8 +97,10 @@ def test_compute_loss_is_eq9(tmp_path):
     logits_out = anchor(input_ids=ids[:, 0], attention_mask=mask)
     classification = torch.nn.functional.cross_entropy(logits_out.logits, labels)
     m = mask[..., None].float()
-    pooled = [(p(input_ids=ids[:, k], attention_mask=mask).last_hidden_state * m).sum(1) / m.sum(1)
-              for k, p in zip((1, 2), positives)]
+    pooled = [
+        (p(input_ids=ids[:, k], attention_mask=mask).last_hidden_state * m).sum(1) / m.sum(1)
+        for k, p in zip((1, 2), positives)
+    ]
     expected = 0.7 * classification + 0.3 * mpc_loss(torch.stack([logits_out.pooled_output] + pooled, dim=1), 0.05)
     torch.testing.assert_close(loss, expected)
 
@@ -131,12 +157,15 @@ def test_positive_model_checks(tmp_path):
 
     # load_positive_models drops an MLM head and can re-assign the row.
     from modeling_audioformer import AudioFormerForMaskedLM
+
     torch.manual_seed(3)
     mlm = AudioFormerForMaskedLM(AudioFormerConfig(**TINY))
     mlm.save_pretrained(tmp_path / "mlm")
     (loaded,) = load_positive_models([str(tmp_path / "mlm")], anchor.config, codebook_indices=[3])
     assert loaded.config.codebook_index == 3 and not loaded.training
-    torch.testing.assert_close(loaded.embeddings.word_embeddings.weight, mlm.roformer.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(
+        loaded.embeddings.word_embeddings.weight, mlm.roformer.embeddings.word_embeddings.weight
+    )
 
 
 def test_inverse_frequency_weights():
@@ -152,7 +181,10 @@ def test_weighted_sampler_is_rank_consistent_and_weighted():
     from torch.utils.data import BatchSampler
 
     weights = np.array([1.0, 1.0, 1.0, 7.0])
-    a, b = WeightedClipSampler(weights, num_samples=4000, seed=5), WeightedClipSampler(weights, num_samples=4000, seed=5)
+    a, b = (
+        WeightedClipSampler(weights, num_samples=4000, seed=5),
+        WeightedClipSampler(weights, num_samples=4000, seed=5),
+    )
     assert list(a) == list(b)  # two processes draw the same sequence...
     counts = np.bincount(list(a), minlength=4) / 4000
     np.testing.assert_allclose(counts, weights / weights.sum(), atol=0.03)
@@ -161,8 +193,9 @@ def test_weighted_sampler_is_rank_consistent_and_weighted():
 
     # ...and accelerate's shards of it are disjoint and cover it.
     sampler = WeightedClipSampler(weights, num_samples=16, seed=0)
-    shards = [list(BatchSamplerShard(BatchSampler(sampler, 2, False), num_processes=2, process_index=r))
-              for r in range(2)]
+    shards = [
+        list(BatchSamplerShard(BatchSampler(sampler, 2, False), num_processes=2, process_index=r)) for r in range(2)
+    ]
     full = list(BatchSampler(sampler, 2, False))
     assert shards[0] == full[0::2] and shards[1] == full[1::2]
 

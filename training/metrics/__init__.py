@@ -32,8 +32,9 @@ def keep_logits(logits, labels=None):
     return logits[0] if isinstance(logits, tuple) else logits
 
 
-def classification_compute_metrics(multi_label: bool, id2label: dict | None = None, threshold: float = 0.0,
-                                   store: dict | None = None):
+def classification_compute_metrics(
+    multi_label: bool, id2label: dict | None = None, threshold: float = 0.0, store: dict | None = None
+):
     """
     `compute_metrics` for the Trainer (with `preprocess_logits_for_metrics=keep_logits`): {"mAP", "micro_f1",
     "macro_f1"} for multi-label (F1 counts logits above `threshold` as predicted) or {"accuracy"}; the Trainer

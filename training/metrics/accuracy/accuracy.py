@@ -1,7 +1,7 @@
 """Accuracy for single-label (multi-class) classification, as a local `evaluate` module.
 
-    metric = evaluate.load("training/metrics/accuracy")   # a path: works offline
-    metric.compute(predictions=[0, 2, 1], references=[0, 1, 1])  # -> {"accuracy": 0.666...}
+metric = evaluate.load("training/metrics/accuracy")   # a path: works offline
+metric.compute(predictions=[0, 2, 1], references=[0, 1, 1])  # -> {"accuracy": 0.666...}
 """
 
 import datasets
@@ -27,15 +27,19 @@ class Accuracy(evaluate.Metric):
             description=_DESCRIPTION,
             citation="",
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({
-                "predictions": datasets.Value("int64"),
-                "references": datasets.Value("int64"),
-            }),
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Value("int64"),
+                    "references": datasets.Value("int64"),
+                }
+            ),
         )
 
     def _compute(self, predictions, references):
         predictions, references = np.asarray(predictions), np.asarray(references)
         if predictions.shape != references.shape:
-            raise ValueError(f"accuracy needs predictions and references of the same shape, got {predictions.shape} "
-                             f"and {references.shape}.")
+            raise ValueError(
+                f"accuracy needs predictions and references of the same shape, got {predictions.shape} "
+                f"and {references.shape}."
+            )
         return {"accuracy": float((predictions == references).mean()) if len(references) else float("nan")}

@@ -43,8 +43,10 @@ def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> tuple[flo
     scores = np.asarray(scores, dtype=np.float64)
     targets = np.asarray(targets) > 0.5
     if scores.ndim != 2 or scores.shape != targets.shape:
-        raise ValueError(f"mean average precision needs predictions and references of the same shape (N, C), got "
-                         f"{scores.shape} and {targets.shape}.")
+        raise ValueError(
+            f"mean average precision needs predictions and references of the same shape (N, C), got "
+            f"{scores.shape} and {targets.shape}."
+        )
     per_class = np.full(scores.shape[1], np.nan)
     for c in np.flatnonzero(targets.any(axis=0)):
         per_class[c] = average_precision(scores[:, c], targets[:, c].astype(np.float64))
@@ -60,10 +62,12 @@ class MeanAveragePrecision(evaluate.Metric):
             description=_DESCRIPTION,
             citation="",
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({
-                "predictions": datasets.Sequence(datasets.Value("float32")),
-                "references": datasets.Sequence(datasets.Value("int32")),
-            }),
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Sequence(datasets.Value("float32")),
+                    "references": datasets.Sequence(datasets.Value("int32")),
+                }
+            ),
         )
 
     def _compute(self, predictions, references, return_per_class: bool = False):

@@ -28,8 +28,10 @@ def f1_scores(predictions: np.ndarray, targets: np.ndarray) -> tuple[float, floa
     predictions = np.asarray(predictions) > 0.5
     targets = np.asarray(targets) > 0.5
     if predictions.ndim != 2 or predictions.shape != targets.shape:
-        raise ValueError(f"F1 needs predictions and references of the same shape (N, C), got {predictions.shape} "
-                         f"and {targets.shape}.")
+        raise ValueError(
+            f"F1 needs predictions and references of the same shape (N, C), got {predictions.shape} "
+            f"and {targets.shape}."
+        )
     true_positives = (predictions & targets).sum(axis=0)
     false_positives = (predictions & ~targets).sum(axis=0)
     false_negatives = (~predictions & targets).sum(axis=0)
@@ -50,10 +52,12 @@ class MultilabelF1(evaluate.Metric):
             description=_DESCRIPTION,
             citation="",
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({
-                "predictions": datasets.Sequence(datasets.Value("int32")),
-                "references": datasets.Sequence(datasets.Value("int32")),
-            }),
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Sequence(datasets.Value("int32")),
+                    "references": datasets.Sequence(datasets.Value("int32")),
+                }
+            ),
         )
 
     def _compute(self, predictions, references):
