@@ -28,18 +28,18 @@ from dataclasses import dataclass, field
 
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments, set_seed
 
-from modeling_audioformer import AudioFormerForAudioClassification
 from model_cards.card import write_model_card
 from model_cards.publish import publish_from_training_args
-from training.metrics import classification_compute_metrics, keep_logits
-from training.trainer import AudioClassificationTrainer, load_positive_models
-from training.sampling import inverse_frequency_weights
-from training.collators import DataCollatorForCodeClassification
-from training.labels import LOSSES, LabelSpace
+from modeling_audioformer import AudioFormerForAudioClassification
 from training.arguments import DataTrainingArguments, ModelArguments, parse_args
-from training.loading import load_config, load_model
+from training.collators import DataCollatorForCodeClassification
 from training.data import max_code_length, max_positions_check, num_codebooks_of, prepare_code_datasets
+from training.labels import LOSSES, LabelSpace
+from training.loading import load_config, load_model
+from training.metrics import classification_compute_metrics, keep_logits
 from training.runs import resolve_checkpoint, setup_logging, training_args_summary
+from training.sampling import inverse_frequency_weights
+from training.trainer import AudioClassificationTrainer, load_positive_models
 
 
 logger = logging.getLogger(__name__)

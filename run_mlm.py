@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
-from modeling_audioformer import AudioFormerForMaskedLM
 from model_cards.card import write_model_card
 from model_cards.publish import publish_from_training_args
-from training.collators import IGNORE_INDEX, DataCollatorForCodeMLM
+from modeling_audioformer import AudioFormerForMaskedLM
 from training.arguments import DataTrainingArguments, ModelArguments, parse_args
-from training.loading import load_config, load_model
+from training.collators import IGNORE_INDEX, DataCollatorForCodeMLM
 from training.data import max_code_length, max_positions_check, num_codebooks_of, prepare_code_datasets
+from training.loading import load_config, load_model
 from training.runs import resolve_checkpoint, setup_logging, training_args_summary
 
 

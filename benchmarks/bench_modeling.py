@@ -29,11 +29,13 @@ import time
 
 import torch
 
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from transformers import RoFormerConfig, RoFormerModel  # noqa: E402
 
 from modeling_audioformer import AudioFormerConfig, AudioFormerModel  # noqa: E402
+
 
 PAD_ID = 1
 

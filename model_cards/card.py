@@ -89,7 +89,6 @@ def widget_example(output_dir, top_k: int = 5) -> dict | None:
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
         import tokenization  # noqa: F401  registers AudioFormerFeatureExtractor with AutoFeatureExtractor
-
         from modeling_audioformer.long_audio import score_waveform
 
         fe = AutoFeatureExtractor.from_pretrained(output_dir)
@@ -188,7 +187,8 @@ hidden = model(**inputs).last_hidden_state  # (1, frames + 2, hidden_size)
 ```
 
 Fine-tune it for classification with `run_classification.py --model_name_or_path {repo}` from the
-AudioFormer project, or `AutoModelForAudioClassification.from_pretrained(repo, num_labels=..., trust_remote_code=True)`."""
+AudioFormer project, or
+`AutoModelForAudioClassification.from_pretrained(repo, num_labels=..., trust_remote_code=True)`."""
     scores = "sigmoid (each label scored independently)" if multi_label else "softmax"
     return f"""```python
 import numpy as np
@@ -216,8 +216,8 @@ with torch.no_grad():
 scores = logits.{"sigmoid()" if multi_label else "softmax(-1)"}
 ```
 
-With the AudioFormer project installed (`pip install -e .` in its repository), `trust_remote_code` is not needed, and its
-pipeline also takes any sampling rate without torchaudio and classifies audio longer than {max_duration:g} s by
+With the AudioFormer project installed (`pip install -e .` in its repository), `trust_remote_code` is not needed,
+and its pipeline also takes any sampling rate without torchaudio and classifies audio longer than {max_duration:g} s by
 sliding windows (the default is the paper's truncation):
 
 ```python
@@ -300,7 +300,10 @@ def write_model_card(
     results = ""
     if metrics:
         rows = "\n".join(f"| {name} | {_fmt(value)} |" for name, value in metrics.items())
-        results = f"## Results\n\nMeasured on the evaluation split at the end of training.\n\n| metric | value |\n|---|---|\n{rows}\n"
+        results = (
+            "## Results\n\nMeasured on the evaluation split at the end of training.\n\n"
+            f"| metric | value |\n|---|---|\n{rows}\n"
+        )
     if figures:
         results += "\n" + "\n\n".join(figures) + "\n"
 

@@ -26,6 +26,7 @@ from .modeling_audioformer import (
     select_codebook,
 )
 
+
 AutoConfig.register("audioformer", AudioFormerConfig, exist_ok=True)
 AutoModel.register(AudioFormerConfig, AudioFormerModel, exist_ok=True)
 AutoModelForMaskedLM.register(AudioFormerConfig, AudioFormerForMaskedLM, exist_ok=True)

@@ -8,6 +8,7 @@ acoustic codes of EnCodec (paper sections 3.1-3.2). The field names are RoFormer
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+
 MULTI_LABEL_LOSSES = ("lsep", "bce")
 
 
@@ -74,7 +75,7 @@ class AudioFormerConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def check_values(self):
-        """Raise a ValueError naming the first inconsistent field (a plain ValueError, not a strict-dataclass error)."""
+        """Raise a ValueError naming the first inconsistent field (plain ValueError, not a strict-dataclass error)."""
         positive = (
             "vocab_size",
             "hidden_size",

@@ -24,6 +24,7 @@ import torch
 from .configuration_audioformer import AudioFormerConfig
 from .modeling_audioformer import AudioFormerForAudioClassification, AudioFormerForMaskedLM, AudioFormerModel
 
+
 TASKS = {"base": AudioFormerModel, "mlm": AudioFormerForMaskedLM, "classification": AudioFormerForAudioClassification}
 ANCHOR = "embeddings.word_embeddings.weight"  # every RoFormer backbone has it; its prefix locates the backbone
 # Buffers / tied weights whose absence loses nothing: recomputed or shared on load.
@@ -177,7 +178,7 @@ def config_from_dict(config: dict, **overrides) -> AudioFormerConfig:
         if k in config and config[k] is not None:
             kwargs[k] = config[k]
     if "id2label" in kwargs:
-        kwargs["id2label"] = {int(i): l for i, l in kwargs["id2label"].items()}
+        kwargs["id2label"] = {int(i): label for i, label in kwargs["id2label"].items()}
     kwargs.update(overrides)
     return AudioFormerConfig(**kwargs)
 

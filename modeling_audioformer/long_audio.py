@@ -12,13 +12,15 @@ This file is also published with the checkpoints (Inference Endpoints `handler.p
 numpy, torch and transformers.
 
     >>> from transformers import pipeline
-    >>> classifier = pipeline("audio-classification", model=path, pipeline_class=AudioFormerAudioClassificationPipeline)
+    >>> pipeline_class = AudioFormerAudioClassificationPipeline
+    >>> classifier = pipeline("audio-classification", model=path, pipeline_class=pipeline_class)
     >>> classifier({"raw": audio, "sampling_rate": 16000}, long_audio="max", hop_duration=5.0, top_k=3)
 """
 
 import numpy as np
 import torch
 from transformers import AudioClassificationPipeline
+
 
 AGGREGATIONS = ("truncate", "mean", "max")
 FUNCTIONS = ("softmax", "sigmoid", "none")

@@ -4,8 +4,9 @@ The parameter names are those of transformers' `RoFormerModel` / `RoFormerForMas
 they are, and the outputs agree with RoFormer's on real (non-padding) positions. What differs is how the network runs:
 
 - attention goes through transformers' attention interface (`scaled_dot_product_attention` by default);
-- a padded batch is "unpadded": embeddings, projections, feed-forward blocks and LayerNorms run on the real tokens only,
-  packed as `(num_real_tokens, hidden)`; only attention sees the padded `(batch, heads, seq_len, head_size)` layout.
+- a padded batch is "unpadded": embeddings, projections, feed-forward blocks and LayerNorms run on the real
+  tokens only, packed as `(num_real_tokens, hidden)`; only attention sees the padded
+  `(batch, heads, seq_len, head_size)` layout.
   Padding positions of the returned hidden states are therefore 0, not RoFormer's (meaningless) values there;
 - query, key and value come from one matrix product, the rotary tables are computed once per forward as complex
   numbers, and a batch without padding attends with no mask at all;

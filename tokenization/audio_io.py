@@ -13,9 +13,8 @@ import io
 import json
 import os
 
-import numpy as np
-
 import datasets
+import numpy as np
 
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus")

@@ -13,7 +13,6 @@ import argparse
 import re
 
 import torch
-
 from transformers import EncodecConfig, EncodecModel
 
 

@@ -20,7 +20,6 @@ import math
 
 import numpy as np
 import torch
-
 from transformers import BatchFeature, EncodecModel, SequenceFeatureExtractor
 
 

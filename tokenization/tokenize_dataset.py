@@ -38,13 +38,13 @@ import math
 import os
 import shutil
 
+import datasets
 import numpy as np
 import torch
 
-import datasets
+from training.collators import pad_code_rows
 
 from .audio_io import audio_name, decode_audio, load_audio_dataset
-from training.collators import pad_code_rows
 from .feature_extraction_audioformer import PAD_TOKEN_ID
 
 

@@ -107,9 +107,9 @@ def _check_tokenized(dataset_dict, path):
     for split, ds in dataset_dict.items():
         if "input_ids" not in ds.column_names:
             raise ValueError(
-                f"{path} (split '{split}') has no 'input_ids' column (columns: {ds.column_names}): it is not the output "
-                "of `python -m tokenization.tokenize_dataset`. Pass raw audio with --dataset_name / --data_dir / "
-                "--train_file instead."
+                f"{path} (split '{split}') has no 'input_ids' column (columns: {ds.column_names}): it is not the "
+                "output of `python -m tokenization.tokenize_dataset`. Pass raw audio with --dataset_name / "
+                "--data_dir / --train_file instead."
             )
 
 

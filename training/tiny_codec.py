@@ -15,7 +15,6 @@ import math
 import os
 
 import torch
-
 from transformers import EncodecConfig, EncodecModel
 
 

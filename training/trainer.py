@@ -23,6 +23,7 @@ from transformers import Trainer
 
 from modeling_audioformer.losses import mpc_loss
 from modeling_audioformer.modeling_audioformer import AudioFormerModel, codes_and_mask, masked_mean
+
 from .sampling import WeightedClipSampler
 
 

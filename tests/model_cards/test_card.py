@@ -9,10 +9,11 @@ import torch
 from huggingface_hub import ModelCard
 
 import modeling_audioformer  # noqa: F401
-from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerForMaskedLM
 from model_cards.card import complete_auto_map, write_model_card
 from model_cards.publish import files_to_upload, main, publish
+from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerForMaskedLM
 from tokenization import AudioFormerFeatureExtractor
+
 
 TINY = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=256

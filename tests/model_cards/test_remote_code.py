@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 
+
 REPO_ID = "org/audioformer-tiny"
 CODEC_ID = "facebook/encodec_24khz"
 LABELS = ["dog", "rain", "siren"]
@@ -45,8 +46,8 @@ def build_published_folder(
 ) -> Path:
     """A tiny classifier + a feature extractor naming the codec by its Hub id, saved and carded like a run's output."""
     import modeling_audioformer  # noqa: F401
-    from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
     from model_cards.card import write_model_card
+    from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
     from tokenization import AudioFormerFeatureExtractor
 
     config = AudioFormerConfig(
@@ -58,7 +59,7 @@ def build_published_folder(
         num_labels=len(LABELS),
         problem_type=problem_type,
         id2label=dict(enumerate(LABELS)),
-        label2id={l: i for i, l in enumerate(LABELS)},
+        label2id={label: i for i, label in enumerate(LABELS)},
     )
     torch.manual_seed(0)
     AudioFormerForAudioClassification(config).save_pretrained(path)
@@ -124,7 +125,9 @@ USER_SCRIPT = textwrap.dedent("""
     classifier = pipeline("audio-classification", model=repo, trust_remote_code=True)
     result = classifier(wav, top_k=2)
     print("RESULT=" + json.dumps({
-        "classes": [type(o).__module__ + "." + type(o).__name__ for o in (config, encoder, model, fe, classifier.model)],
+        "classes": [
+            type(o).__module__ + "." + type(o).__name__ for o in (config, encoder, model, fe, classifier.model)
+        ],
         "codec_hidden": fe.codec.config.hidden_size,
         "input_ids": inputs["input_ids"].tolist(),
         "logits": logits.tolist(), "hidden_shape": list(hidden.shape), "pipeline": result,
@@ -149,7 +152,7 @@ def test_published_folder_loads_without_the_project(hub_home, tmp_path, tiny_cod
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT="))
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT="))
     out = json.loads(line[len("RESULT=") :])
 
     # every class came from the Hub cache's remote code, none from the project
@@ -183,9 +186,10 @@ def test_installed_project_needs_no_trust_remote_code(hub_home, monkeypatch):
     """With the project imported, the Auto classes and the pipeline resolve to the project's classes."""
     hf_home, folder = hub_home
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, pipeline
+
     import modeling_audioformer
     import tokenization
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, pipeline
 
     assert type(AutoConfig.from_pretrained(folder)) is modeling_audioformer.AudioFormerConfig
     assert type(AutoModel.from_pretrained(folder)) is modeling_audioformer.AudioFormerModel

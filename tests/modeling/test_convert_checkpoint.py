@@ -1,4 +1,4 @@
-"""RoFormer / Lightning checkpoints -> AudioFormer classes (issue 6, item 6), checked against transformers' RoFormer."""
+"""RoFormer / Lightning checkpoints -> AudioFormer classes, checked against transformers' RoFormer."""
 
 import json
 import pickle
@@ -11,6 +11,7 @@ from transformers import AutoModelForMaskedLM, RoFormerConfig, RoFormerForMasked
 import modeling_audioformer  # noqa: F401
 from modeling_audioformer import AudioFormerForAudioClassification, AudioFormerForMaskedLM, AudioFormerModel
 from modeling_audioformer.convert_checkpoint import convert, main
+
 
 SIZES = dict(
     vocab_size=1028,

@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from transformers import pipeline
 
 import modeling_audioformer  # noqa: F401  registers the Auto classes
 import tokenization  # noqa: F401
@@ -16,7 +17,7 @@ from modeling_audioformer.long_audio import (
     sliding_windows,
 )
 from tokenization import AudioFormerFeatureExtractor
-from transformers import pipeline
+
 
 LABELS = ["dog", "rain", "siren", "speech"]
 
@@ -31,7 +32,7 @@ def make_folder(path, codec_dir, problem_type):
         num_labels=len(LABELS),
         problem_type=problem_type,
         id2label=dict(enumerate(LABELS)),
-        label2id={l: i for i, l in enumerate(LABELS)},
+        label2id={label: i for i, label in enumerate(LABELS)},
     )
     torch.manual_seed(1)
     model = AudioFormerForAudioClassification(config)
@@ -80,7 +81,7 @@ def test_single_label_scores_with_softmax_and_top_k(folders, reference):
     probs = reference("single", wav, 24000)[0].softmax(-1)
     full = classifier(wav, top_k=None)
     assert len(full) == len(LABELS)
-    np.testing.assert_allclose([as_dict(full)[l] for l in LABELS], probs.numpy(), atol=1e-5)
+    np.testing.assert_allclose([as_dict(full)[label] for label in LABELS], probs.numpy(), atol=1e-5)
     assert sum(r["score"] for r in full) == pytest.approx(1.0, abs=1e-5)
     top2 = classifier(wav, top_k=2)
     assert [r["label"] for r in top2] == [LABELS[i] for i in probs.topk(2).indices]
@@ -91,7 +92,7 @@ def test_multi_label_scores_with_sigmoid_by_default(folders, reference):
     classifier = pipeline("audio-classification", model=folders["multi"])
     sig = reference("multi", wav, 24000)[0].sigmoid()
     result = as_dict(classifier(wav, top_k=None))
-    np.testing.assert_allclose([result[l] for l in LABELS], sig.numpy(), atol=1e-5)
+    np.testing.assert_allclose([result[label] for label in LABELS], sig.numpy(), atol=1e-5)
     assert abs(sum(result.values()) - 1.0) > 1e-3  # independent scores, not a distribution
     forced = as_dict(classifier(wav, top_k=None, function_to_apply="softmax"))
     assert sum(forced.values()) == pytest.approx(1.0, abs=1e-5)
@@ -105,9 +106,9 @@ def test_raw_dict_at_any_sampling_rate(folders, reference):
         "audio-classification", model=folders["single"], pipeline_class=AudioFormerAudioClassificationPipeline
     )
     result = as_dict(classifier({"raw": wav, "sampling_rate": 16000}, top_k=None))
-    np.testing.assert_allclose([result[l] for l in LABELS], expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose([result[label] for label in LABELS], expected.numpy(), atol=1e-5)
     result = as_dict(classifier({"array": wav, "sampling_rate": 16000}, top_k=None))  # the `datasets` key
-    np.testing.assert_allclose([result[l] for l in LABELS], expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose([result[label] for label in LABELS], expected.numpy(), atol=1e-5)
     if importlib.util.find_spec("torchaudio") is None:
         with pytest.raises(ImportError, match="torchaudio"):
             pipeline("audio-classification", model=folders["single"])({"raw": wav, "sampling_rate": 16000})
@@ -138,11 +139,11 @@ def test_long_audio_windows_are_aggregated(folders, reference, how):
         "audio-classification", model=folders["multi"], pipeline_class=AudioFormerAudioClassificationPipeline
     )
     result = as_dict(classifier({"raw": wav, "sampling_rate": sr}, long_audio=how, hop_duration=0.5, top_k=None))
-    np.testing.assert_allclose([result[l] for l in LABELS], expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose([result[label] for label in LABELS], expected.numpy(), atol=1e-5)
 
     # default: the paper's truncation to the first max_duration seconds
     truncated = as_dict(classifier({"raw": wav, "sampling_rate": sr}, top_k=None))
-    np.testing.assert_allclose([truncated[l] for l in LABELS], per_window[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose([truncated[label] for label in LABELS], per_window[0].numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="long_audio"):
         classifier({"raw": wav, "sampling_rate": sr}, long_audio="median")
 
@@ -167,7 +168,7 @@ def test_file_path(folders, reference, tmp_path):
     sf.write(tmp_path / "clip.wav", wav, 24000, subtype="FLOAT")
     result = as_dict(pipeline("audio-classification", model=folders["single"])(str(tmp_path / "clip.wav"), top_k=None))
     expected = reference("single", wav, 24000)[0].softmax(-1)
-    np.testing.assert_allclose([result[l] for l in LABELS], expected.numpy(), atol=1e-4)
+    np.testing.assert_allclose([result[label] for label in LABELS], expected.numpy(), atol=1e-4)
 
 
 def test_endpoint_handler(folders, reference, tmp_path):
@@ -213,7 +214,7 @@ def test_many_windows_run_a_few_at_a_time(folders):
     assert max(batches) <= WINDOW_BATCH_SIZE
     fe = AudioFormerFeatureExtractor.from_pretrained(folders["multi"])
     expected = classify_long_audio(classifier.model, fe, wav, sr, long_audio="max", hop_duration=0.1)
-    np.testing.assert_allclose([result[l] for l in LABELS], expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose([result[label] for label in LABELS], expected.numpy(), atol=1e-5)
     # The pipeline's own batching would mix the windows of several recordings: refused, not garbled.
     with pytest.raises(ValueError, match="batch_size=1"):
         classifier([{"raw": wav, "sampling_rate": sr}] * 2, long_audio="max", batch_size=2)

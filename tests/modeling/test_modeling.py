@@ -24,6 +24,7 @@ from modeling_audioformer import (
     lsep_loss,
 )
 
+
 PAD = 1
 TINY = dict(
     vocab_size=1028,

@@ -11,12 +11,11 @@ import os
 import subprocess
 import sys
 
+import datasets
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-
-import datasets
 from transformers import AutoModelForAudioClassification, HfArgumentParser, TrainingArguments
 
 import modeling_audioformer  # noqa: F401 - registers the Auto classes

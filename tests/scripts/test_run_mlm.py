@@ -135,10 +135,10 @@ def single_run(audio_dir, tiny_codec_dir, tmp_path_factory):
 
 def test_single_process_trains_and_saves_a_loadable_checkpoint(single_run, tiny_codec_dir):
     import torch
+    from transformers import AutoFeatureExtractor, AutoModelForMaskedLM
 
     import modeling_audioformer  # noqa: F401 - registers the Auto classes
     from modeling_audioformer import AudioFormerForMaskedLM
-    from transformers import AutoFeatureExtractor, AutoModelForMaskedLM
 
     out = single_run["out"]
     assert os.path.isfile(os.path.join(out, "model.safetensors"))
@@ -223,8 +223,9 @@ def test_two_processes(single_run, tiny_codec_dir, audio_dir, tmp_path):
     assert len(losses) == 6  # 24 clips / (2 ranks * batch 4) * 2 epochs: each rank took half of the data
     # The logged loss is the mean over ranks: about ln(1028) at the start, not twice that (a sum).
     assert abs(losses[0][1] - math.log(1028)) < 0.5, losses
-    import modeling_audioformer  # noqa: F401
     from transformers import AutoModelForMaskedLM
+
+    import modeling_audioformer  # noqa: F401
 
     assert AutoModelForMaskedLM.from_pretrained(out).config.codebook_index == 1
 

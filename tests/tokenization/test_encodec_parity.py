@@ -14,7 +14,6 @@ import types
 import numpy as np
 import pytest
 import torch
-
 import transformers  # noqa: F401  (import before the torchaudio placeholder)
 from transformers import EncodecConfig, EncodecModel
 

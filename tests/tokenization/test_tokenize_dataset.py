@@ -6,12 +6,11 @@ import socket
 import subprocess
 import sys
 
+import datasets
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
-import datasets
 
 from tokenization import AudioFormerFeatureExtractor
 from tokenization import tokenize_dataset as td
@@ -285,7 +284,7 @@ def test_accelerate_launch_two_processes(audiofolder, tiny_codec_dir, tmp_path):
         str(tmp_path),
     ]
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, "\n".join(l for l in proc.stderr.splitlines() if "[rank" in l)[-3000:]
+    assert proc.returncode == 0, "\n".join(x for x in proc.stderr.splitlines() if "[rank" in x)[-3000:]
     assert "tokenizing (rank 1)" in proc.stderr  # a second process really took shards
     single = td.pretokenize(
         load_audio_dataset(data_dir=audiofolder),

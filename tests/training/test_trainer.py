@@ -2,16 +2,15 @@
 
 import os
 
+import datasets
 import numpy as np
 import pytest
 import torch
-
-import datasets
 from transformers import TrainingArguments
 
 from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel, mpc_loss
-from training.trainer import AudioClassificationTrainer, check_positive_models, load_positive_models
 from training.sampling import WeightedClipSampler, inverse_frequency_weights
+from training.trainer import AudioClassificationTrainer, check_positive_models, load_positive_models
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
