@@ -39,7 +39,7 @@ from training.loading import load_config, load_model
 from training.metrics import classification_compute_metrics, keep_logits
 from training.runs import resolve_checkpoint, setup_logging, training_args_summary
 from training.sampling import inverse_frequency_weights
-from training.trainer import AudioClassificationTrainer, load_positive_models
+from training.trainer import AudioClassificationTrainer, check_mpc_settings, load_positive_models
 
 
 logger = logging.getLogger(__name__)
@@ -91,10 +91,7 @@ class ClassificationArguments:
     def __post_init__(self):
         if self.loss is not None and self.loss not in LOSSES:
             raise ValueError(f"--loss must be one of {LOSSES}, got {self.loss!r}.")
-        if not 0.0 <= self.mpc_alpha <= 1.0:
-            raise ValueError(f"--mpc_alpha must be in [0, 1], got {self.mpc_alpha}.")
-        if self.mpc_temperature <= 0:
-            raise ValueError(f"--mpc_temperature must be positive, got {self.mpc_temperature}.")
+        check_mpc_settings(self.mpc_alpha, self.mpc_temperature)
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ValueError(f"--early_stopping_patience must be >= 1, got {self.early_stopping_patience}.")
 

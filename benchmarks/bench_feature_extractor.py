@@ -113,11 +113,11 @@ def bench_pretokenizer(fe_dir, num_clips, tmp):
     args = [
         "-m",
         "tokenization.tokenize_dataset",
-        "--feature_extractor_name_or_path",
+        "--feature_extractor_name",
         fe_dir,
         "--data_dir",
         data,
-        "--batch_size",
+        "--preprocessing_batch_size",
         "16",
         "--num_shards",
         "8",

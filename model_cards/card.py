@@ -13,6 +13,7 @@ from pathlib import Path
 from string import Template
 
 from modeling_audioformer import long_audio
+from modeling_audioformer.configuration_audioformer import DEFAULT_CODEC
 
 from .plots import plot_per_class_ap, plot_training_curve
 
@@ -342,7 +343,7 @@ def write_model_card(
         summary=summary,
         results=results,
         usage=_usage(task, multi_label, max_duration),
-        codec=fe_config.get("codec_name_or_path", "facebook/encodec_24khz"),
+        codec=fe_config.get("codec_name_or_path", DEFAULT_CODEC),
         codebook_row=f"C{int(config.get('codebook_index', 0)) + 1}",
         max_duration=f"{max_duration:g}",
         architecture=architecture,

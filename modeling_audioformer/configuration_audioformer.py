@@ -5,11 +5,39 @@ acoustic codes of EnCodec (paper sections 3.1-3.2). The field names are RoFormer
 `RoFormerConfig` and an `AudioFormerConfig` with the same numbers describe the same network.
 """
 
+import inspect
+import os
+import shutil
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 
+# The token-id contract (paper 4.2), defined here once; the feature extractor, the code-id tokenizer and the
+# collators import it. An EnCodec code `c` (0..CODEBOOK_SIZE - 1) is the id `c + CODE_OFFSET`.
+BOA_TOKEN_ID = 0
+PAD_TOKEN_ID = 1
+EOA_TOKEN_ID = 2
+CODE_OFFSET = 3
+CODEBOOK_SIZE = 1024
+MASK_TOKEN_ID = CODE_OFFSET + CODEBOOK_SIZE  # 1027
+VOCAB_SIZE = MASK_TOKEN_ID + 1  # 1028
+# The paper's codec (3.1): EnCodec 24 kHz; at 3 kbps it gives 4 codebooks of CODEBOOK_SIZE codes, 75 frames/s.
+DEFAULT_CODEC = "facebook/encodec_24khz"
+
 MULTI_LABEL_LOSSES = ("lsep", "bce")
+
+
+def save_remote_code(obj, save_directory: str | os.PathLike) -> str:
+    """Copies the file defining `type(obj)` and this file into `save_directory` (Hub remote code) and returns the
+    `auto_map` entry `"<module>.<Class>"`. The feature extractor and the code-id tokenizer import the contract above
+    from this file: beside them in a published folder, in another package in this project, where transformers'
+    copier (which looks beside the importing file) would not find it."""
+    os.makedirs(save_directory, exist_ok=True)
+    module_file = inspect.getfile(type(obj))
+    for source in (module_file, __file__):
+        shutil.copyfile(source, os.path.join(save_directory, os.path.basename(source)))
+    return f"{os.path.splitext(os.path.basename(module_file))[0]}.{type(obj).__name__}"
 
 
 @strict
@@ -44,7 +72,7 @@ class AudioFormerConfig(PreTrainedConfig):
     # Outputs Trainer's evaluation loop need not gather (only the logits feed the metrics).
     keys_to_ignore_at_inference = ["pooled_output", "hidden_states", "attentions"]
 
-    vocab_size: int = 1028
+    vocab_size: int = VOCAB_SIZE
     embedding_size: int | None = None
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -58,10 +86,10 @@ class AudioFormerConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     rotary_value: bool = False
-    bos_token_id: int | None = 0
-    pad_token_id: int | None = 1
-    eos_token_id: int | None = 2
-    mask_token_id: int | None = 1027
+    bos_token_id: int | None = BOA_TOKEN_ID
+    pad_token_id: int | None = PAD_TOKEN_ID
+    eos_token_id: int | None = EOA_TOKEN_ID
+    mask_token_id: int | None = MASK_TOKEN_ID
     num_codebooks: int = 4
     codebook_index: int = 0
     classifier_dropout: float | int | None = None
@@ -71,10 +99,10 @@ class AudioFormerConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         self.embedding_size = self.hidden_size if self.embedding_size is None else self.embedding_size
-        self.check_values()
+        self.raise_if_inconsistent()
         super().__post_init__(**kwargs)
 
-    def check_values(self):
+    def raise_if_inconsistent(self):
         """Raise a ValueError naming the first inconsistent field (plain ValueError, not a strict-dataclass error)."""
         positive = (
             "vocab_size",
@@ -115,4 +143,15 @@ class AudioFormerConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` ({value}) must be a token id in [0, {self.vocab_size - 1}].")
 
 
-__all__ = ["AudioFormerConfig"]
+__all__ = [
+    "AudioFormerConfig",
+    "BOA_TOKEN_ID",
+    "PAD_TOKEN_ID",
+    "EOA_TOKEN_ID",
+    "CODE_OFFSET",
+    "CODEBOOK_SIZE",
+    "MASK_TOKEN_ID",
+    "VOCAB_SIZE",
+    "DEFAULT_CODEC",
+    "save_remote_code",
+]

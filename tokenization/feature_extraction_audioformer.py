@@ -3,9 +3,9 @@
 """
 AudioFormer feature extractor: raw audio -> EnCodec code ids (paper section 3.1 and 4.2).
 
-This file is published as Hub remote code, so it imports only numpy, torch and transformers.
-
-Token-id contract: `<BOA>`=0, `<PAD>`=1, `<EOA>`=2, `<MASK>`=1027, an EnCodec code `c` becomes `c + 3`.
+This file is published as Hub remote code, so it imports only numpy, torch, transformers and, beside it in a published
+folder, `configuration_audioformer.py`, which defines the token-id contract: `<BOA>`=0, `<PAD>`=1, `<EOA>`=2,
+`<MASK>`=1027, an EnCodec code `c` becomes `c + 3`.
 A clip of `n` codec frames becomes, for each of the 4 codebooks (3 kbps), the row
 `[BOA, c_1+3, ..., c_n+3, EOA, PAD, ...]`; `attention_mask` is 1 on BOA..EOA.
 
@@ -17,17 +17,31 @@ batch length; EnCodec 24 kHz is causal (causal convolutions, unidirectional LSTM
 """
 
 import math
+import os
 
 import numpy as np
 import torch
 from transformers import BatchFeature, EncodecModel, SequenceFeatureExtractor
 
 
-BOA_TOKEN_ID = 0
-PAD_TOKEN_ID = 1
-EOA_TOKEN_ID = 2
-CODE_OFFSET = 3
-MASK_TOKEN_ID = 1027
+try:  # this project: the contract lives in the model package
+    from modeling_audioformer.configuration_audioformer import (
+        BOA_TOKEN_ID,
+        CODE_OFFSET,
+        DEFAULT_CODEC,
+        EOA_TOKEN_ID,
+        PAD_TOKEN_ID,
+        save_remote_code,
+    )
+except ImportError:  # Hub remote code: configuration_audioformer.py sits beside this file
+    from .configuration_audioformer import (
+        BOA_TOKEN_ID,
+        CODE_OFFSET,
+        DEFAULT_CODEC,
+        EOA_TOKEN_ID,
+        PAD_TOKEN_ID,
+        save_remote_code,
+    )
 
 
 def kaiser_sinc_filter(up: int, down: int, half_width: int = 10, beta: float = 5.0) -> np.ndarray:
@@ -147,7 +161,7 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
 
     def __init__(
         self,
-        codec_name_or_path: str = "facebook/encodec_24khz",
+        codec_name_or_path: str = DEFAULT_CODEC,
         bandwidth: float = 3.0,
         max_duration: float = 10.0,
         feature_size: int = 1,
@@ -193,6 +207,18 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         if device is not None:
             (out[0] if isinstance(out, tuple) else out).to(device)
         return out
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs):
+        """`FeatureExtractionMixin.save_pretrained`; with the Auto class registered (importing `tokenization` does) it
+        also writes the remote code, this file and `configuration_audioformer.py` (see `save_remote_code`)."""
+        if self._auto_class is None:
+            return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        self.auto_map = {self._auto_class: save_remote_code(self, save_directory)}
+        self._auto_class = None  # an instance attribute over the class's: the code is written above
+        try:
+            return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        finally:
+            del self._auto_class
 
     # ---- serialisation: the codec and the device are runtime state, not configuration ----
     def to_dict(self):

@@ -11,8 +11,24 @@ encoding adds `<BOA>` ... `<EOA>` like the feature extractor does for each codeb
 from transformers import PreTrainedTokenizer
 
 
-NUM_CODES = 1024
-SPECIAL_TOKENS = {"<BOA>": 0, "<PAD>": 1, "<EOA>": 2, "<MASK>": 3 + NUM_CODES}
+try:  # this project: the contract lives in the model package
+    from modeling_audioformer.configuration_audioformer import (
+        BOA_TOKEN_ID,
+        CODE_OFFSET,
+        CODEBOOK_SIZE,
+        EOA_TOKEN_ID,
+        PAD_TOKEN_ID,
+        save_remote_code,
+    )
+except ImportError:  # Hub remote code: configuration_audioformer.py sits beside this file
+    from .configuration_audioformer import (
+        BOA_TOKEN_ID,
+        CODE_OFFSET,
+        CODEBOOK_SIZE,
+        EOA_TOKEN_ID,
+        PAD_TOKEN_ID,
+        save_remote_code,
+    )
 
 
 class AudioFormerTokenizer(PreTrainedTokenizer):
@@ -21,11 +37,11 @@ class AudioFormerTokenizer(PreTrainedTokenizer):
     vocab_files_names = {}
     model_input_names = ["input_ids", "attention_mask"]
 
-    def __init__(self, num_codes: int = NUM_CODES, **kwargs):
+    def __init__(self, num_codes: int = CODEBOOK_SIZE, **kwargs):
         self.num_codes = num_codes
-        self._vocab = {"<BOA>": 0, "<PAD>": 1, "<EOA>": 2}
-        self._vocab.update({f"<c{c}>": c + 3 for c in range(num_codes)})
-        self._vocab["<MASK>"] = num_codes + 3
+        self._vocab = {"<BOA>": BOA_TOKEN_ID, "<PAD>": PAD_TOKEN_ID, "<EOA>": EOA_TOKEN_ID}
+        self._vocab.update({f"<c{c}>": c + CODE_OFFSET for c in range(num_codes)})
+        self._vocab["<MASK>"] = num_codes + CODE_OFFSET
         self._ids = {i: t for t, i in self._vocab.items()}
         for key, token in (
             ("bos_token", "<BOA>"),
@@ -61,6 +77,18 @@ class AudioFormerTokenizer(PreTrainedTokenizer):
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return " ".join(tokens)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedTokenizer.save_pretrained`; with the Auto class registered (importing `tokenization` does) it
+        also writes the remote code, this file and `configuration_audioformer.py` (see `save_remote_code`)."""
+        if self._auto_class is None:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        self.init_kwargs["auto_map"] = {self._auto_class: [save_remote_code(self, save_directory), None]}
+        self._auto_class = None  # an instance attribute over the class's: the code is written above
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            del self._auto_class
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
         return ()  # the vocabulary is fixed by `num_codes`, saved in tokenizer_config.json

@@ -1,8 +1,8 @@
 """
 Pre-tokenize an audio dataset once: audio -> EnCodec code ids, saved as a `datasets` dataset on disk.
 
-    python -m tokenization.tokenize_dataset --feature_extractor_name_or_path <fe> --data_dir <audiofolder> \
-        --output_dir <out> [--dataset_name ...] [--train_file a.csv --validation_file b.csv] [--batch_size 8]
+    python -m tokenization.tokenize_dataset --feature_extractor_name <fe> --data_dir <audiofolder> --output_dir <out> \
+        [--dataset_name ...] [--train_file a.csv --validation_file b.csv] [--preprocessing_batch_size 8]
     accelerate launch --num_processes 4 -m tokenization.tokenize_dataset ...   # each process takes its own shards
     accelerate launch --multi_gpu --num_processes 2 -m tokenization.tokenize_dataset ...  # CPU-only machine (gloo)
 
@@ -19,7 +19,7 @@ Output (what the training scripts read, `load_tokenized_dataset(output_dir)` or 
 
 Each row keeps every input column except the audio column, plus
     input_ids  int16 list of lists `(num_codebooks, frames + 2)` = [BOA, c+3, ..., EOA] per codebook, unpadded
-    length     int32 `frames + 2` (the attention mask is all ones over that length; `pad_code_batch` builds it).
+    length     int32 `frames + 2` (the attention mask is all ones over that length).
 
 Shards are contiguous row ranges; rank r of W processes takes shards r, r+W, ...; rank 0 concatenates them in
 order. A shard is finished once its folder exists (it is written under a temporary name and renamed), so an
@@ -27,25 +27,28 @@ interrupted run restarted with the same arguments redoes only unfinished shards.
 max(number of processes, rows / 1024): resume with the same number of processes, or fix `--num_shards`.
 If any process fails (e.g. no clip of a split is readable), every process raises the same error.
 
+The codec and audio flags are those of the training scripts (`tokenization/arguments.py`): `--feature_extractor_name`
+or `--codec_name_or_path` / `--bandwidth` / `--max_duration`, `--preprocessing_batch_size`, and `--overwrite_cache`
+(start over instead of resuming).
+
 Clips are encoded `batch_size` at a time with `padding="longest"`; the codec is causal, so a clip's codes do not
 depend on its batch (exactly so in float64; in float32 a near-tie can flip a code, ~1e-4 of codes measured).
 """
 
-import argparse
 import json
 import logging
 import math
 import os
 import shutil
+from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
 import torch
+from transformers import HfArgumentParser
 
-from training.collators import pad_code_rows
-
+from .arguments import AudioDataArguments, CodecArguments, load_feature_extractor
 from .audio_io import audio_name, decode_audio, load_audio_dataset
-from .feature_extraction_audioformer import PAD_TOKEN_ID
 
 
 logger = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ logger = logging.getLogger(__name__)
 ROWS_PER_SHARD = 1024
 
 
-def _state():
+def process_state():
     """The accelerate process state. Without a GPU, processes started by `accelerate launch --multi_gpu` (or
     torchrun) join a gloo (MULTI_CPU) group instead of each running alone."""
     from accelerate import PartialState
@@ -63,7 +66,7 @@ def _state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def _sync(state, error: Exception | None = None):
+def wait_for_everyone_or_raise(state, error: Exception | None = None):
     """
     `state.wait_for_everyone()` that also shares failures. Every process calls it with the exception it caught
     since the last call (or None); if any process failed, every process raises the same error (a ValueError for
@@ -173,9 +176,11 @@ def _pretokenize_split(
             os.replace(tmp, os.path.join(work_dir, names[i]))
         if progress is not None:
             progress.close()
-    except Exception as err:  # shared with the other processes by _sync, so that none of them waits forever
+    except (
+        Exception
+    ) as err:  # shared with the other processes by wait_for_everyone_or_raise, so that none of them waits forever
         error = err
-    _sync(state, error)
+    wait_for_everyone_or_raise(state, error)
 
     failures = []
     try:
@@ -197,7 +202,7 @@ def _pretokenize_split(
             merged.save_to_disk(split_dir)
     except Exception as err:
         error = err
-    _sync(state, error)
+    wait_for_everyone_or_raise(state, error)
     return failures
 
 
@@ -231,7 +236,7 @@ def pretokenize(
     Returns:
         the same type as `dataset` (Dataset or DatasetDict), loaded from `output_dir`.
     """
-    state = _state()
+    state = process_state()
     is_dict = isinstance(dataset, datasets.DatasetDict)
     splits = dataset if is_dict else {None: dataset}
     splits = dict(splits)
@@ -281,7 +286,7 @@ def pretokenize(
                 json.dump(info, f, indent=2)
     except Exception as err:
         error = err
-    _sync(state, error)
+    wait_for_everyone_or_raise(state, error)
 
     for split, ds in splits.items():
         split_dir = os.path.join(output_dir, split) if is_dict else output_dir
@@ -314,7 +319,7 @@ def pretokenize(
                 open(done_marker, "w").close()
         except Exception as err:
             error = err
-        _sync(state, error)
+        wait_for_everyone_or_raise(state, error)
 
     try:
         if state.is_main_process:
@@ -333,7 +338,7 @@ def pretokenize(
                 )
     except Exception as err:
         error = err
-    _sync(state, error)
+    wait_for_everyone_or_raise(state, error)
     return load_tokenized_dataset(output_dir)
 
 
@@ -344,94 +349,69 @@ def _read_json(path, default):
         return json.load(f)
 
 
+def read_tokenization_info(output_dir) -> dict | None:
+    """The settings a `pretokenize` output was made with (`tokenization_info.json`), or None if it has none."""
+    return _read_json(os.path.join(output_dir, "tokenization_info.json"), default=None)
+
+
 def load_tokenized_dataset(path):
     """Loads a `pretokenize` output: a DatasetDict (if it was written from one) or a Dataset."""
     return datasets.load_from_disk(os.fspath(path))
 
 
-def pad_code_batch(examples, pad_token_id: int = PAD_TOKEN_ID, max_length: int | None = None) -> dict:
-    """
-    Pads pre-tokenized rows into a batch (`collators.pad_code_rows`, which the training collators use).
+@dataclass
+class PretokenizeArguments:
+    """Where the codes go and how the work is split (the codec and audio flags are `tokenization.arguments`')."""
 
-    Args:
-        examples: list of dicts with `input_ids` `(K, L_i)` (nested lists, numpy or torch, e.g. int16 rows) or
-            `(L_i,)`; other keys are ignored.
-        max_length: pad to this length instead of the longest row (longer rows are cut).
-    Returns:
-        dict(input_ids LongTensor `(B, K, T)` (or `(B, T)` for 1-D rows), attention_mask LongTensor `(B, T)`).
-    """
-    if max_length:  # cut, then round the longest row (<= max_length) up to exactly max_length
-        examples = [{"input_ids": np.asarray(e["input_ids"])[..., :max_length]} for e in examples]
-    return pad_code_rows(examples, pad_token_id, pad_to_multiple_of=max_length)
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--feature_extractor_name_or_path",
+    output_dir: str = field(metadata={"help": "Folder the tokenized dataset is written to (and resumed from)."})
+    num_shards: int | None = field(
         default=None,
-        help="AudioFormerFeatureExtractor folder / Hub name (or give --codec_name_or_path).",
+        metadata={
+            "help": "Shards per split (default: max(processes, rows / 1024)); fix it to resume "
+            "with another number of processes."
+        },
     )
-    p.add_argument("--codec_name_or_path", default="facebook/encodec_24khz")
-    p.add_argument("--bandwidth", type=float, default=3.0)
-    p.add_argument("--max_duration", type=float, default=10.0)
-    p.add_argument("--dataset_name", default=None)
-    p.add_argument("--dataset_config_name", default=None)
-    p.add_argument("--data_dir", default=None)
-    p.add_argument("--train_file", default=None)
-    p.add_argument("--validation_file", default=None)
-    p.add_argument("--audio_column_name", default="audio")
-    p.add_argument("--cache_dir", default=None)
-    p.add_argument("--trust_remote_code", action="store_true")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--num_shards", type=int, default=None)
-    p.add_argument("--drop_columns", action="store_true", help="keep only input_ids and length")
-    p.add_argument("--no_resume", action="store_true", help="delete output_dir and start over")
-    p.add_argument("--device", default=None, help="codec device, default: this process's accelerate device")
-    return p.parse_args(argv)
+    drop_columns: bool = field(default=False, metadata={"help": "Keep only input_ids and length."})
+    device: str | None = field(
+        default=None, metadata={"help": "Codec device. Default: this process's accelerate device."}
+    )
 
 
 def main(argv=None):
-    from .feature_extraction_audioformer import AudioFormerFeatureExtractor
-
-    args = parse_args(argv)
+    parser = HfArgumentParser((CodecArguments, AudioDataArguments, PretokenizeArguments))
+    codec_args, data_args, run_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.feature_extractor_name_or_path:
-        fe = AudioFormerFeatureExtractor.from_pretrained(args.feature_extractor_name_or_path)
-    else:
-        fe = AudioFormerFeatureExtractor(
-            args.codec_name_or_path, bandwidth=args.bandwidth, max_duration=args.max_duration
-        )
-    fe.to(args.device or _state().device)
+    feature_extractor = load_feature_extractor(codec_args)
+    feature_extractor.to(run_args.device or process_state().device)
     dsd = load_audio_dataset(
-        args.dataset_name,
-        args.dataset_config_name,
-        args.data_dir,
-        args.train_file,
-        args.validation_file,
-        args.audio_column_name,
-        args.cache_dir,
-        trust_remote_code=args.trust_remote_code,
+        data_args.dataset_name,
+        data_args.dataset_config_name,
+        data_args.data_dir,
+        data_args.train_file,
+        data_args.validation_file,
+        data_args.audio_column_name,
+        codec_args.cache_dir,
+        token=codec_args.token,
+        trust_remote_code=codec_args.trust_remote_code,
     )
     out = pretokenize(
         dsd,
-        fe,
-        args.output_dir,
-        args.audio_column_name,
-        args.batch_size,
-        keep_columns=not args.drop_columns,
-        num_shards=args.num_shards,
-        resume=not args.no_resume,
+        feature_extractor,
+        run_args.output_dir,
+        data_args.audio_column_name,
+        data_args.preprocessing_batch_size,
+        keep_columns=not run_args.drop_columns,
+        num_shards=run_args.num_shards,
+        resume=not data_args.overwrite_cache,
     )
-    if _state().is_main_process:
-        logger.info("wrote %s: %s", args.output_dir, out)
+    if process_state().is_main_process:
+        logger.info("wrote %s: %s", run_args.output_dir, out)
 
 
 def shutdown():
     """Leaves the process group cleanly: a gloo group left to the interpreter's exit can abort the process
     ("terminate called without an active exception") after all the work is done."""
-    state = _state()
+    state = process_state()
     state.wait_for_everyone()
     state.destroy_process_group()
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tokenization.feature_extraction_audioformer import (
+from modeling_audioformer.configuration_audioformer import (
     BOA_TOKEN_ID,
     CODE_OFFSET,
+    CODEBOOK_SIZE,
     EOA_TOKEN_ID,
     MASK_TOKEN_ID,
     PAD_TOKEN_ID,
@@ -120,7 +121,7 @@ class DataCollatorForCodeMLM:
     mask_token_id: int = MASK_TOKEN_ID
     special_token_ids: tuple = (BOA_TOKEN_ID, PAD_TOKEN_ID, EOA_TOKEN_ID, MASK_TOKEN_ID)
     code_offset: int = CODE_OFFSET
-    codebook_size: int = 1024
+    codebook_size: int = CODEBOOK_SIZE
     generator: torch.Generator | None = None
 
     def __post_init__(self):

@@ -166,7 +166,12 @@ def prepare_code_datasets(
         ValueError: no audio column, not a tokenized dataset, a missing or empty split, or a --codebook_index the
         codec does not produce.
     """
-    from tokenization.tokenize_dataset import _read_json, load_audio_dataset, load_tokenized_dataset, pretokenize
+    from tokenization.tokenize_dataset import (
+        load_audio_dataset,
+        load_tokenized_dataset,
+        pretokenize,
+        read_tokenization_info,
+    )
 
     need_train = training_args.do_train if need_train is None else need_train
     need_eval = training_args.do_eval if need_eval is None else need_eval
@@ -182,7 +187,7 @@ def prepare_code_datasets(
         if isinstance(source, datasets.Dataset):
             source = datasets.DatasetDict({data_args.train_split_name: source})
         _check_tokenized(source, path)
-        info = _read_json(os.path.join(path, "tokenization_info.json"), default=None)
+        info = read_tokenization_info(path)
         feature_extractor = load_feature_extractor(model_args, tokenized_info=info)
         code_datasets = _select_splits(source, data_args, training_args, need_train, need_eval)
         _check_codebook_index(model_args, num_codebooks_of(code_datasets), f"--tokenized_dataset {path}")

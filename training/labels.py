@@ -154,9 +154,8 @@ class LabelSpace:
         return out
 
     def resolve_loss(self, loss: str | None) -> str:
-        """--loss, defaulting to ce (single-label) / lsep (multi-label); a ValueError if it does not fit the data."""
-        if loss is not None and loss not in LOSSES:
-            raise ValueError(f"--loss must be one of {LOSSES}, got {loss!r}.")
+        """--loss (one of `LOSSES`, checked where the flag enters), defaulting to ce (single-label) / lsep
+        (multi-label); a ValueError if it does not fit the data."""
         loss = loss or ("lsep" if self.multi_label else "ce")
         if self.multi_label and loss == "ce":
             raise ValueError(f"--loss ce is for single-label data, but {self.column!r} holds lists: use lsep or bce.")

@@ -3,7 +3,9 @@
 import logging
 import os
 
-from .arguments import DEFAULT_CODEC, ModelArguments
+import tokenization.arguments
+
+from .arguments import ModelArguments
 
 
 logger = logging.getLogger(__name__)
@@ -11,49 +13,49 @@ logger = logging.getLogger(__name__)
 
 def apply_config_overrides(config, overrides: str | None):
     """
-    Applies "key=value,key2=value2" to `config` (values cast to the type of the current value; None fields take
-    ints, floats or strings as written) and re-checks it. Unknown keys raise a ValueError naming them.
+    `config.update_from_string(overrides)` ("key=value,key2=value2", values cast to each field's type), with a clear
+    error for an unknown key, fields left at None (e.g. `classifier_dropout`) taking a number or the text as written,
+    `embedding_size` following `hidden_size` unless both are given, and the result checked for consistency.
     """
     if not overrides:
         return config
-    updates = {}
-    for item in overrides.split(","):
-        if "=" not in item:
-            raise ValueError(f"--config_overrides: expected key=value, got {item!r} (in {overrides!r}).")
-        key, value = (s.strip() for s in item.split("=", 1))
-        if not hasattr(config, key):
-            raise ValueError(f"--config_overrides: {type(config).__name__} has no field {key!r}.")
-        old = getattr(config, key)
-        if isinstance(old, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"--config_overrides: {key} needs true/false, got {value!r}.")
-            new = value.lower() in ("true", "1")
-        elif value.lower() == "none":
-            new = None
-        elif isinstance(old, int) or old is None and value.lstrip("-").isdigit():
-            new = int(value)
-        elif isinstance(old, float) or old is None:
-            try:
-                new = float(value)
-            except ValueError:
-                new = value
-        else:
-            new = value
-        updates[key] = new
-    # embedding_size defaults to hidden_size; keep them together unless both are given.
-    if "hidden_size" in updates and "embedding_size" not in updates and config.embedding_size == config.hidden_size:
-        updates["embedding_size"] = updates["hidden_size"]
-    for key, value in updates.items():
-        setattr(config, key, value)
-    config.check_values()
+    pairs = [tuple(part.strip() for part in item.split("=", 1)) for item in overrides.split(",")]
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValueError(f"--config_overrides: expected key=value, got {pair[0]!r} (in {overrides!r}).")
+    unknown = [key for key, _ in pairs if not hasattr(config, key)]
+    if unknown:
+        raise ValueError(f"--config_overrides: {type(config).__name__} has no field {unknown[0]!r}.")
+    keys = {key for key, _ in pairs}
+    embedding_follows = "hidden_size" in keys and "embedding_size" not in keys
+    embedding_follows &= config.embedding_size == config.hidden_size
+    for key, value in pairs:  # update_from_string casts to the current value's type, which None does not have
+        if getattr(config, key) is None:
+            setattr(config, key, _number_or_text(value))
+    config.update_from_string(",".join(f"{key}={value}" for key, value in pairs))
+    if embedding_follows:
+        config.embedding_size = config.hidden_size
+    config.raise_if_inconsistent()
     return config
+
+
+def _number_or_text(value: str) -> int | float | str | None:
+    if value.lower() == "none":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
 
 
 def load_config(model_args: ModelArguments, num_codebooks: int | None = None, **kwargs):
     """
     AudioFormerConfig from --model_name_or_path, else --config_name, else the paper's defaults with
     --config_overrides; then --codebook_index, the codec's `num_codebooks` (for a new model), and `kwargs`
-    (e.g. num_labels, id2label). Raises a ValueError if the codebook index is not one the codec produces.
+    (e.g. num_labels, id2label). Raises a ValueError naming the field if the result is inconsistent (e.g. a
+    codebook index the codec does not produce).
     """
     from modeling_audioformer import AudioFormerConfig
 
@@ -72,12 +74,7 @@ def load_config(model_args: ModelArguments, num_codebooks: int | None = None, **
         config.codebook_index = model_args.codebook_index
     for key, value in kwargs.items():
         setattr(config, key, value)
-    if num_codebooks is not None and not 0 <= config.codebook_index < num_codebooks:
-        raise ValueError(
-            f"codebook_index {config.codebook_index} is not produced by the codec: it gives {num_codebooks} "
-            f"codebooks (indices 0..{num_codebooks - 1})."
-        )
-    config.check_values()
+    config.raise_if_inconsistent()
     return config
 
 
@@ -99,35 +96,19 @@ def load_model(model_class, model_args: ModelArguments, config, **kwargs):
 
 def load_feature_extractor(model_args: ModelArguments, tokenized_info: dict | None = None):
     """
-    The AudioFormerFeatureExtractor of the run: --feature_extractor_name, else the one saved in
-    --model_name_or_path, else the settings a pre-tokenized dataset was made with, else a new one on
-    --codec_name_or_path. --codec_name_or_path, --bandwidth and --max_duration override what was loaded.
+    The run's AudioFormerFeatureExtractor (`tokenization.arguments.load_feature_extractor`): --feature_extractor_name,
+    else the one saved with --model_name_or_path, else the settings a pre-tokenized dataset was made with, else a new
+    one on --codec_name_or_path.
     """
-    from tokenization.feature_extraction_audioformer import AudioFormerFeatureExtractor
-
-    overrides = {
-        k: v
-        for k, v in (
-            ("codec_name_or_path", model_args.codec_name_or_path),
-            ("bandwidth", model_args.bandwidth),
-            ("max_duration", model_args.max_duration),
-        )
-        if v is not None
-    }
-    source = model_args.feature_extractor_name
-    if source is None and model_args.model_name_or_path and _has_preprocessor_config(model_args):
-        source = model_args.model_name_or_path
-    if source is not None:
-        return AudioFormerFeatureExtractor.from_pretrained(
-            source, cache_dir=model_args.cache_dir, token=model_args.token, **overrides
-        )
+    saved = (
+        model_args.model_name_or_path
+        if model_args.model_name_or_path and _has_preprocessor_config(model_args)
+        else None
+    )
+    settings = None
     if tokenized_info is not None:
         settings = dict(tokenized_info["feature_extractor"], codec_name_or_path=tokenized_info["codec_name_or_path"])
-        settings.pop("feature_extractor_type", None)
-        settings.update(overrides)
-        return AudioFormerFeatureExtractor(**settings)
-    overrides.setdefault("codec_name_or_path", DEFAULT_CODEC)
-    return AudioFormerFeatureExtractor(**overrides)
+    return tokenization.arguments.load_feature_extractor(model_args, saved=saved, settings=settings)
 
 
 def _has_preprocessor_config(model_args) -> bool:

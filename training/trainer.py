@@ -48,16 +48,19 @@ def load_positive_models(
     models = []
     for i, path in enumerate(paths):
         model = AudioFormerModel.from_pretrained(path, **from_pretrained_kwargs)
-        if codebook_indices is not None:
-            if not 0 <= codebook_indices[i] < model.config.num_codebooks:
-                raise ValueError(
-                    f"Codebook index {codebook_indices[i]} for {path} is outside "
-                    f"[0, {model.config.num_codebooks - 1}]."
-                )
+        if codebook_indices is not None:  # checked against the data's codebooks by check_positive_models
             model.config.codebook_index = int(codebook_indices[i])
         models.append(freeze(model))
     check_positive_models(models, anchor_config, names=list(paths))
     return models
+
+
+def check_mpc_settings(alpha: float, temperature: float) -> None:
+    """Raises a ValueError for an FT2 weight `alpha` outside [0, 1] (eq. 9) or a temperature `tau` <= 0 (eq. 8)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"mpc_alpha must be in [0, 1], got {alpha}.")
+    if temperature <= 0:
+        raise ValueError(f"mpc_temperature must be positive, got {temperature}.")
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -115,10 +118,7 @@ class AudioClassificationTrainer(Trainer):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        if not 0.0 <= mpc_alpha <= 1.0:
-            raise ValueError(f"mpc_alpha must be in [0, 1], got {mpc_alpha}.")
-        if mpc_temperature <= 0:
-            raise ValueError(f"mpc_temperature must be positive, got {mpc_temperature}.")
+        check_mpc_settings(mpc_alpha, mpc_temperature)
         # A plain list: the positives must not become sub-modules of anything the Trainer saves or optimizes.
         self.positive_models = [freeze(m).to(self.args.device) for m in (positive_models or [])]
         if self.positive_models:
@@ -169,4 +169,10 @@ class AudioClassificationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-__all__ = ["AudioClassificationTrainer", "load_positive_models", "check_positive_models", "freeze"]
+__all__ = [
+    "AudioClassificationTrainer",
+    "load_positive_models",
+    "check_positive_models",
+    "check_mpc_settings",
+    "freeze",
+]

@@ -181,16 +181,6 @@ def test_pretokenize_bad_arguments(tiny_codec_dir, tmp_path):
         td.pretokenize(ds, fe, tmp_path / "out", audio_column_name="path", batch_size=0, show_progress=False)
 
 
-def test_pad_code_batch():
-    rows = [{"input_ids": np.array([[0, 5, 2]] * 4, np.int16)}, {"input_ids": [[0, 7, 8, 9, 2]] * 4}]
-    batch = td.pad_code_batch(rows)
-    assert batch["input_ids"].dtype == torch.long and batch["input_ids"].shape == (2, 4, 5)
-    assert batch["input_ids"][0, :, 3:].eq(1).all() and batch["input_ids"][1, 2].tolist() == [0, 7, 8, 9, 2]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
-    flat = td.pad_code_batch([{"input_ids": [0, 3, 2]}], max_length=6)
-    assert flat["input_ids"].tolist() == [[0, 3, 2, 1, 1, 1]] and flat["attention_mask"].sum() == 3
-
-
 def _env():
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
     return env
@@ -201,13 +191,13 @@ def test_cli(audiofolder, tiny_codec_dir, tmp_path):
         sys.executable,
         "-m",
         "tokenization.tokenize_dataset",
-        "--feature_extractor_name_or_path",
+        "--feature_extractor_name",
         tiny_codec_dir,
         "--data_dir",
         audiofolder,
         "--output_dir",
         str(tmp_path / "out"),
-        "--batch_size",
+        "--preprocessing_batch_size",
         "4",
     ]
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
@@ -225,10 +215,10 @@ from tokenization import tokenize_dataset as td
 
 fe_dir, data_dir, bad_dir, out = sys.argv[1:5]
 # 1. the CLI, each process taking its own shards
-td.main(["--feature_extractor_name_or_path", fe_dir, "--data_dir", data_dir, "--output_dir", os.path.join(out, "ok"),
-         "--num_shards", "4", "--batch_size", "1"])
+td.main(["--feature_extractor_name", fe_dir, "--data_dir", data_dir, "--output_dir", os.path.join(out, "ok"),
+         "--num_shards", "4", "--preprocessing_batch_size", "1"])
 # 2. failures must reach every process (instead of leaving the others at a barrier until the timeout)
-rank = td._state().process_index
+rank = td.process_state().process_index
 fe = AudioFormerFeatureExtractor.from_pretrained(fe_dir)
 ds = datasets.Dataset.from_dict({"audio": [os.path.join(bad_dir, f"{i}.wav") for i in range(4)]})
 messages = []

@@ -158,3 +158,13 @@ def test_classification_collator_index_lists():
     rows = [dict(r, label_ids=ids) for r, ids in zip(make_rows(2, 8), ([2], [0, 1]))]
     batch = DataCollatorForCodeClassification(label_column="label_ids", num_labels=3)(rows)
     assert batch["labels"].tolist() == [[0, 0, 1], [1, 1, 0]]
+
+
+def test_pad_code_rows_pads_pre_tokenized_int16_rows():
+    rows = [{"input_ids": np.array([[0, 5, 2]] * 4, np.int16)}, {"input_ids": [[0, 7, 8, 9, 2]] * 4}]
+    batch = pad_code_rows(rows)
+    assert batch["input_ids"].dtype == torch.long and batch["input_ids"].shape == (2, 4, 5)
+    assert batch["input_ids"][0, :, 3:].eq(1).all() and batch["input_ids"][1, 2].tolist() == [0, 7, 8, 9, 2]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    flat = pad_code_rows([{"input_ids": [0, 3, 2]}], max_length=6, pad_to_multiple_of=6)
+    assert flat["input_ids"].tolist() == [[0, 3, 2, 1, 1, 1]] and flat["attention_mask"].sum() == 3
