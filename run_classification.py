@@ -33,11 +33,11 @@ from model_cards.publish import publish_from_training_args
 from modeling_audioformer import AudioFormerForAudioClassification
 from training.arguments import DataTrainingArguments, ModelArguments, parse_args
 from training.collators import DataCollatorForCodeClassification
-from training.data import max_code_length, max_positions_check, num_codebooks_of, prepare_code_datasets
+from training.data import check_max_positions, max_code_length, num_codebooks_of, prepare_code_datasets
 from training.labels import LOSSES, LabelSpace
 from training.loading import load_config, load_model
-from training.metrics import classification_compute_metrics, keep_logits
-from training.runs import resolve_checkpoint, setup_logging, training_args_summary
+from training.metrics import ClassificationMetrics, keep_logits
+from training.runs import finish_run, log_process, resolve_checkpoint, setup_logging, training_args_summary
 from training.sampling import inverse_frequency_weights
 from training.trainer import AudioClassificationTrainer, check_mpc_settings, load_positive_models
 
@@ -128,14 +128,7 @@ def main(argv: list[str] | None = None):
     model_args, data_args, cls_args, training_args = parse_args(parser, argv)
 
     setup_logging(training_args, logger)
-    logger.warning(
-        "Process rank: %d, world size: %d, device: %s, distributed: %s",
-        training_args.process_index,
-        training_args.world_size,
-        training_args.device,
-        training_args.parallel_mode.value,
-    )
-    logger.info("Training parameters %s", training_args)
+    log_process(training_args, logger)
     if cls_args.early_stopping_patience is not None:
         if training_args.eval_strategy == "no":
             raise ValueError("--early_stopping_patience needs evaluations: set --eval_strategy epoch (or steps).")
@@ -161,7 +154,7 @@ def main(argv: list[str] | None = None):
         model_args, num_codebooks=num_codebooks_of(code_datasets), **labels.config_kwargs(cls_args.loss)
     )
     max_length = max_code_length(model_args, feature_extractor)
-    max_positions_check(code_datasets, config, max_length)
+    check_max_positions(code_datasets, config, max_length)
 
     # 2. Models: the anchor (an MLM checkpoint's head is dropped, the classifier is new) and, for FT2, positives.
     model = load_model(
@@ -199,7 +192,7 @@ def main(argv: list[str] | None = None):
 
     # 3. Trainer. The upload happens at the end with the model card (Trainer.push_to_hub would replace the card).
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    store = {}
+    compute_metrics = ClassificationMetrics(labels.multi_label, labels.id2label, cls_args.multi_label_threshold)
     callbacks = []
     if cls_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cls_args.early_stopping_patience))
@@ -209,9 +202,7 @@ def main(argv: list[str] | None = None):
         train_dataset=train_dataset,
         eval_dataset=code_datasets["validation"] if training_args.do_eval else None,
         data_collator=collator,
-        compute_metrics=classification_compute_metrics(
-            labels.multi_label, labels.id2label, cls_args.multi_label_threshold, store
-        ),
+        compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=keep_logits,
         callbacks=callbacks,
         positive_models=positive_models,
@@ -236,7 +227,7 @@ def main(argv: list[str] | None = None):
         if not training_args.do_train:
             trainer.save_model()
         feature_extractor.save_pretrained(training_args.output_dir)
-        write_card(training_args, model_args, data_args, cls_args, metrics, trainer, store, demo)
+        write_card(training_args, model_args, data_args, cls_args, metrics, trainer, compute_metrics, demo)
         if push_to_hub:
             publish_from_training_args(training_args)
     if demo and trainer.is_world_process_zero():
@@ -245,14 +236,11 @@ def main(argv: list[str] | None = None):
             f"[DEMO] {name} = {metrics.get(name, float('nan')):.4f} on the synthesised demo validation set "
             f"({len(labels.names)} classes: chance {1 / len(labels.names):.2f}); model in {training_args.output_dir}"
         )
-    # Leave the process group cleanly once rank 0 has written the card: a gloo group left to interpreter exit can
-    # abort a finished run ("terminate called without an active exception").
-    trainer.accelerator.wait_for_everyone()
-    trainer.end()
+    finish_run(trainer)
     return metrics
 
 
-def write_card(training_args, model_args, data_args, cls_args, metrics, trainer, store, demo):
+def write_card(training_args, model_args, data_args, cls_args, metrics, trainer, compute_metrics, demo):
     dataset_name = data_args.dataset_name or data_args.data_dir or data_args.train_file or data_args.tokenized_dataset
     if demo:
         dataset_name = "synthesised demo clips (training/demo_data.py), NOT real audio"
@@ -268,7 +256,7 @@ def write_card(training_args, model_args, data_args, cls_args, metrics, trainer,
         base_model=model_args.model_name_or_path,
         training_args=summary,
         log_history=trainer.state.log_history,
-        per_class_ap=store.get("per_class_ap"),
+        per_class_ap=compute_metrics.per_class_ap,
     )
 
 

@@ -26,9 +26,9 @@ from model_cards.publish import publish_from_training_args
 from modeling_audioformer import AudioFormerForMaskedLM
 from training.arguments import DataTrainingArguments, ModelArguments, parse_args
 from training.collators import IGNORE_INDEX, DataCollatorForCodeMLM
-from training.data import max_code_length, max_positions_check, num_codebooks_of, prepare_code_datasets
+from training.data import check_max_positions, max_code_length, num_codebooks_of, prepare_code_datasets
 from training.loading import load_config, load_model
-from training.runs import resolve_checkpoint, setup_logging, training_args_summary
+from training.runs import finish_run, log_process, resolve_checkpoint, setup_logging, training_args_summary
 
 
 logger = logging.getLogger(__name__)
@@ -68,23 +68,16 @@ def main(argv=None):
     parser = HfArgumentParser((ModelArguments, MLMDataArguments, TrainingArguments))
     model_args, data_args, training_args = parse_args(parser, argv)
     setup_logging(training_args, logger)
-    logger.warning(
-        "process %d / %d, device %s, distributed %s, bf16 %s",
-        training_args.process_index,
-        training_args.world_size,
-        training_args.device,
-        training_args.parallel_mode.value,
-        training_args.bf16,
-    )
+    log_process(training_args, logger)
     # Fails on bad masking flags before the data is touched.
-    masking = dict(
+    masking_flags = dict(
         mlm_probability=data_args.mlm_probability,
         mask_replace_prob=data_args.mask_replace_prob,
         random_replace_prob=data_args.random_replace_prob,
         whole_run_masking=data_args.whole_run_masking,
         pad_to_multiple_of=data_args.pad_to_multiple_of,
     )
-    DataCollatorForCodeMLM(**masking)
+    DataCollatorForCodeMLM(**masking_flags)
 
     checkpoint = resolve_checkpoint(training_args)
     set_seed(training_args.seed)
@@ -93,7 +86,7 @@ def main(argv=None):
     code_datasets, feature_extractor = prepare_code_datasets(model_args, data_args, training_args)
     config = load_config(model_args, num_codebooks=num_codebooks_of(code_datasets))
     max_length = max_code_length(model_args, feature_extractor)  # --max_duration also cuts pre-tokenized codes
-    max_positions_check(code_datasets, config, max_length)
+    check_max_positions(code_datasets, config, max_length)
     model = load_model(AudioFormerForMaskedLM, model_args, config)
     logger.info("Pretraining on codebook C%d; %d parameters", config.codebook_index + 1, model.num_parameters())
 
@@ -105,7 +98,7 @@ def main(argv=None):
         pad_token_id=config.pad_token_id,
         mask_token_id=config.mask_token_id,
         max_length=max_length,
-        **masking,
+        **masking_flags,
     )
 
     # The upload happens at the end, with the model card (Trainer.push_to_hub would replace the card and upload
@@ -143,10 +136,7 @@ def main(argv=None):
         write_card(trainer, model_args, data_args, training_args, metrics)
         if push_to_hub:
             publish_from_training_args(training_args)
-    # Leave the process group cleanly once rank 0 has written the card: a gloo group left to interpreter exit can
-    # abort a finished run ("terminate called without an active exception").
-    trainer.accelerator.wait_for_everyone()
-    trainer.end()
+    finish_run(trainer)
     return metrics
 
 

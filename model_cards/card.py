@@ -5,6 +5,7 @@ from a finished run (config, metrics, hyper-parameters, curves) and writes `READ
 """
 
 import json
+import logging
 import math
 import os
 import re
@@ -17,6 +18,8 @@ from modeling_audioformer.configuration_audioformer import DEFAULT_CODEC
 
 from .plots import plot_per_class_ap, plot_training_curve
 
+
+logger = logging.getLogger(__name__)
 
 CARD_DIR = Path(__file__).resolve().parent
 CARD_TEMPLATE = CARD_DIR / "audioformer_card.md"
@@ -99,7 +102,7 @@ def widget_example(output_dir, top_k: int = 5) -> dict | None:
             scores = score_waveform(model, fe, wav, fe.sampling_rate)
         sf.write(Path(output_dir) / EXAMPLE_AUDIO, wav, fe.sampling_rate)
     except Exception as err:  # a card must never fail a finished training run
-        print(f"[hub] no widget example ({type(err).__name__}: {err})")
+        logger.warning("No widget example on the card (%s: %s)", type(err).__name__, err)
         return None
     top = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
     return {

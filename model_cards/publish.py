@@ -6,11 +6,14 @@ never pickles, never Trainer checkpoints.
 """
 
 import argparse
+import logging
 import re
 from pathlib import Path
 
 from .card import EXAMPLE_AUDIO, complete_auto_map
 
+
+logger = logging.getLogger(__name__)
 
 # What a Trainer output folder holds besides the model; never uploaded.
 IGNORE_PATTERNS = [
@@ -84,7 +87,7 @@ def publish(
     folder = Path(folder)
     files = files_to_upload(folder)
     if "README.md" not in files:
-        print(f"[hub] {folder} has no README.md; write one with write_model_card() for a useful model page.")
+        logger.warning("%s has no README.md; write one with write_model_card() for a useful model page.", folder)
     complete_auto_map(folder)
     _fill_widget_src(folder, repo_id)
     api = api or HfApi(token=token)

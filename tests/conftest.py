@@ -1,17 +1,33 @@
 """Shared test fixtures. Everything is built locally: no test downloads anything."""
 
-import os
-import sys
-
 import pytest
 import torch
 
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The test models are tiny; with 2 cores shared by parallel jobs, multi-threaded kernels spin and run 10x slower.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline():
+    """No test reaches the network: the Hub and datasets run offline, in this process and in the subprocesses
+    that tests start (which inherit the environment)."""
+    import datasets
+    import huggingface_hub
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("HF_DATASETS_OFFLINE", "1")
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+        yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """End-to-end script runs (tests/scripts) are slow: `pytest -m "not slow"` runs the fast part alone."""
+    for item in items:
+        if "scripts" in item.path.parts[-2:-1]:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ def max_code_length(model_args: ModelArguments, feature_extractor) -> int | None
     return math.ceil(model_args.max_duration * feature_extractor.sampling_rate / feature_extractor.hop_length) + 2
 
 
-def max_positions_check(dataset_dict, config, max_length: int | None = None):
+def check_max_positions(dataset_dict, config, max_length: int | None = None):
     """Raises a ValueError if a row, once cut to `max_length` ids, is longer than `max_position_embeddings`."""
     for split, ds in dataset_dict.items():
         longest = max(ds["length"]) if "length" in ds.column_names else max(len(r[0]) for r in ds["input_ids"])

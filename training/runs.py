@@ -25,6 +25,29 @@ def setup_logging(training_args, script_logger: logging.Logger):
     transformers.utils.logging.enable_explicit_format()
 
 
+def log_process(training_args, script_logger: logging.Logger):
+    """One line per process, the same in both scripts: rank, world size, device, distribution and precision; the
+    full training arguments at info level."""
+    precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
+    script_logger.warning(
+        "Process rank: %d, world size: %d, device: %s, distributed: %s, precision: %s",
+        training_args.process_index,
+        training_args.world_size,
+        training_args.device,
+        training_args.parallel_mode.value,
+        precision,
+    )
+    script_logger.info("Training parameters %s", training_args)
+
+
+def finish_run(trainer) -> None:
+    """How both scripts end, after rank 0 has written the card: every process waits, then leaves the process group
+    (`Trainer.end`). A gloo group left to interpreter exit can abort a finished run ("terminate called without an
+    active exception")."""
+    trainer.accelerator.wait_for_everyone()
+    trainer.end()
+
+
 def resolve_checkpoint(training_args) -> str | None:
     """--resume_from_checkpoint PATH, or "true" / "last" for the newest checkpoint in --output_dir."""
     value = training_args.resume_from_checkpoint

@@ -1,4 +1,4 @@
-"""Model card rendering and the publish command (issue 6, items 4-5), offline: HfApi is a stand-in."""
+"""Model card rendering and the publish command, offline: HfApi is a stand-in."""
 
 import importlib.util
 import json

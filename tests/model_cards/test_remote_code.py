@@ -1,5 +1,5 @@
 """
-A published AudioFormer folder works for a user who has only torch and transformers (issue 6, item 1).
+A published AudioFormer folder works for a user who has only torch and transformers.
 
 How "a clean environment without the project" is simulated: a fresh virtualenv with torch would take minutes and
 network access, so the user's Python is a subprocess of this interpreter whose first statement installs a
@@ -136,6 +136,7 @@ USER_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_published_folder_loads_without_the_project(hub_home, tmp_path, tiny_codec_dir):
     hf_home, folder = hub_home
     wav = np.random.default_rng(0).standard_normal(24000).astype(np.float32) * 0.3

@@ -1,4 +1,4 @@
-"""The audio-classification pipeline as users call it (issue 6, items 2-3), and the Inference Endpoints handler."""
+"""The audio-classification pipeline as users call it and the Inference Endpoints handler."""
 
 import importlib.util
 import shutil

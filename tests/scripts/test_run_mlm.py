@@ -218,7 +218,9 @@ def test_two_processes(single_run, tiny_codec_dir, audio_dir, tmp_path):
         ],
         num_processes=2,
     )
-    assert "process 0 / 2" in output and "process 1 / 2" in output  # two ranks really ran
+    assert (
+        "Process rank: 0, world size: 2" in output and "Process rank: 1, world size: 2" in output
+    )  # two ranks really ran
     losses = logged_losses(out)
     assert len(losses) == 6  # 24 clips / (2 ranks * batch 4) * 2 epochs: each rank took half of the data
     # The logged loss is the mean over ranks: about ln(1028) at the start, not twice that (a sum).
@@ -235,7 +237,6 @@ def test_two_processes(single_run, tiny_codec_dir, audio_dir, tmp_path):
 
 def run_main(args):
     """run_mlm.main in this process: bad input must raise before anything trains."""
-    sys.path.insert(0, REPO)
     import run_mlm
 
     return run_mlm.main(args)
@@ -388,7 +389,7 @@ def test_max_duration_cuts_pretokenized_codes():
 
     from modeling_audioformer import AudioFormerConfig
     from training.arguments import ModelArguments
-    from training.data import max_code_length, max_positions_check
+    from training.data import check_max_positions, max_code_length
 
     class Codec:  # the two numbers max_code_length reads from the feature extractor
         sampling_rate, hop_length = 24000, 320
@@ -400,5 +401,5 @@ def test_max_duration_cuts_pretokenized_codes():
     )
     config = AudioFormerConfig(max_position_embeddings=64)
     with pytest.raises(ValueError, match="sequences of 100 ids"):
-        max_positions_check(codes, config)
-    max_positions_check(codes, config, max_length=64)
+        check_max_positions(codes, config)
+    check_max_positions(codes, config, max_length=64)

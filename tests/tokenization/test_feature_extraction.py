@@ -366,6 +366,7 @@ def test_code_tokenizer_round_trip(tmp_path):
     assert batch["labels"][1, 3:].eq(-100).all() and batch["labels"][:, 0].eq(-100).all()
 
 
+@pytest.mark.slow
 def test_loads_as_remote_code_without_the_package(tiny_codec_dir, tmp_path):
     # A fresh interpreter outside the repository: the class comes from the copied feature_extraction file.
     import subprocess

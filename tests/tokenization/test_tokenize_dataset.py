@@ -9,70 +9,14 @@ import sys
 import datasets
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from tokenization import AudioFormerFeatureExtractor
 from tokenization import tokenize_dataset as td
 from tokenization.audio_io import decode_audio, load_audio_dataset
-from training.tiny_codec import seed_audio
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _write_wav(path, seconds, sr, seed, channels=1, subtype="PCM_16"):
-    audio = seed_audio(channels, int(seconds * sr), sr, seed=seed)[:, 0].numpy().T * 0.5
-    sf.write(path, audio, sr, subtype=subtype)
-
-
-@pytest.fixture(scope="module")
-def audiofolder(tmp_path_factory):
-    """train: 5 good clips (16 kHz, 24 kHz, stereo 44.1 kHz, ...) + 1 corrupt + 1 empty file; validation: 2 clips."""
-    root = tmp_path_factory.mktemp("audiofolder")
-    specs = {
-        "train": [(0.5, 16000, 1), (1.0, 24000, 1), (0.3, 44100, 2), (1.5, 24000, 1), (0.7, 8000, 1)],
-        "validation": [(0.4, 24000, 1), (0.9, 16000, 1)],
-    }
-    for split, clips in specs.items():
-        (root / split).mkdir()
-        rows = []
-        for i, (seconds, sr, ch) in enumerate(clips):
-            _write_wav(root / split / f"clip{i}.wav", seconds, sr, seed=10 * i + len(split), channels=ch)
-            rows.append({"file_name": f"clip{i}.wav", "label": i % 2, "caption": f"{split} {i}"})
-        if split == "train":
-            (root / split / "broken.wav").write_bytes(b"RIFF not really a wav file")
-            sf.write(root / split / "empty.wav", np.zeros((0,), np.float32), 24000)
-            rows.insert(2, {"file_name": "broken.wav", "label": 0, "caption": "broken"})
-            rows.append({"file_name": "empty.wav", "label": 1, "caption": "empty"})
-        with open(root / split / "metadata.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-    return str(root)
-
-
-def test_load_audiofolder(audiofolder):
-    dsd = load_audio_dataset(data_dir=audiofolder)
-    assert set(dsd) == {"train", "validation"}
-    assert len(dsd["train"]) == 7 and set(dsd["train"].column_names) == {"audio", "label", "caption"}
-    audio, sr = decode_audio(dsd["train"][2 + 1]["audio"])  # the stereo 44.1 kHz clip after broken.wav
-    assert sr == 44100 and audio.shape == (2, int(0.3 * 44100))
-
-
-def test_load_csv_with_relative_paths(audiofolder, tmp_path):
-    csv_path = os.path.join(audiofolder, "train", "list.csv")
-    with open(csv_path, "w") as f:
-        f.write("path,label\nclip0.wav,a\nclip1.wav,b\n")
-    dsd = load_audio_dataset(train_file=csv_path, audio_column_name="path")
-    assert list(dsd) == ["train"] and os.path.isfile(dsd["train"][1]["path"])
-    with pytest.raises(ValueError, match="Audio column 'audio' not found"):
-        load_audio_dataset(train_file=csv_path)
-
-
-def test_load_errors(tmp_path):
-    with pytest.raises(ValueError, match="No data source"):
-        load_audio_dataset()
-    with pytest.raises(ValueError, match="does not exist"):
-        load_audio_dataset(train_file=str(tmp_path / "missing.csv"))
 
 
 def test_pretokenize_dict(audiofolder, tiny_codec_dir, tmp_path):
@@ -186,6 +130,7 @@ def _env():
     return env
 
 
+@pytest.mark.slow
 def test_cli(audiofolder, tiny_codec_dir, tmp_path):
     cmd = [
         sys.executable,
@@ -240,6 +185,7 @@ td.shutdown()
 """
 
 
+@pytest.mark.slow
 def test_accelerate_launch_two_processes(audiofolder, tiny_codec_dir, tmp_path):
     pytest.importorskip("accelerate")
     bad = tmp_path / "bad"

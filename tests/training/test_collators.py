@@ -168,3 +168,15 @@ def test_pad_code_rows_pads_pre_tokenized_int16_rows():
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
     flat = pad_code_rows([{"input_ids": [0, 3, 2]}], max_length=6, pad_to_multiple_of=6)
     assert flat["input_ids"].tolist() == [[0, 3, 2, 1, 1, 1]] and flat["attention_mask"].sum() == 3
+
+
+def test_collator_multi_hot_and_truncation():
+    collator = DataCollatorForCodeClassification(label_column="label_ids", num_labels=4, max_length=4)
+    rows = [
+        {"input_ids": np.array([[0, 5, 6, 7, 8, 2]] * 2), "label_ids": [1, 3]},
+        {"input_ids": np.array([[0, 9, 2]] * 2), "label_ids": []},
+    ]
+    batch = collator(rows)
+    assert batch["input_ids"].tolist()[0] == [[0, 5, 6, 2]] * 2  # cut, <EOA> kept
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert batch["labels"].tolist() == [[0, 1, 0, 1], [0, 0, 0, 0]]

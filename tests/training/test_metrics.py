@@ -65,22 +65,21 @@ def test_bad_shapes_and_names():
         load_metric("map")
 
 
-def test_classification_compute_metrics():
+def test_classification_metrics():
     from transformers import EvalPrediction
 
-    from training.metrics import classification_compute_metrics
+    from training.metrics import ClassificationMetrics
 
     scores, targets = fixed_multilabel(seed=2)
     scores, targets = scores[:, :3], targets[:, :3]
-    store = {}
-    compute = classification_compute_metrics(True, {0: "a", 1: "b", 2: "c"}, threshold=0.5, store=store)
+    compute = ClassificationMetrics(True, {0: "a", 1: "b", 2: "c"}, threshold=0.5)
     pooled = np.zeros((len(scores), 4), dtype=np.float32)  # (logits, pooled_output) as the model returns
     result = compute(EvalPrediction(predictions=(scores, pooled), label_ids=targets.astype(np.float32)))
     assert result["mAP"] == pytest.approx(average_precision_score(targets, scores, average="macro"), abs=1e-6)
     assert result["micro_f1"] == pytest.approx(f1_score(targets, scores > 0.5, average="micro", zero_division=0))
-    assert store["per_class_ap"]["b"] == pytest.approx(average_precision_score(targets[:, 1], scores[:, 1]), abs=1e-6)
+    assert compute.per_class_ap["b"] == pytest.approx(average_precision_score(targets[:, 1], scores[:, 1]), abs=1e-6)
 
-    compute = classification_compute_metrics(False)
+    compute = ClassificationMetrics(False)
     logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
     assert compute(EvalPrediction(predictions=logits, label_ids=np.array([0, 0, 0])))["accuracy"] == pytest.approx(
         2 / 3

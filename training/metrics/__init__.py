@@ -4,7 +4,7 @@
     from training.metrics import load_metric
     load_metric("mean_average_precision").compute(predictions=scores, references=multi_hot)
 
-    compute_metrics = classification_compute_metrics(multi_label=True, id2label=config.id2label)   # for Trainer
+    compute_metrics = ClassificationMetrics(multi_label=True, id2label=config.id2label)   # for Trainer
 """
 
 import math
@@ -32,34 +32,33 @@ def keep_logits(logits, labels=None):
     return logits[0] if isinstance(logits, tuple) else logits
 
 
-def classification_compute_metrics(
-    multi_label: bool, id2label: dict | None = None, threshold: float = 0.0, store: dict | None = None
-):
+class ClassificationMetrics:
     """
     `compute_metrics` for the Trainer (with `preprocess_logits_for_metrics=keep_logits`): {"mAP", "micro_f1",
     "macro_f1"} for multi-label (F1 counts logits above `threshold` as predicted) or {"accuracy"}; the Trainer
-    reports them as eval_mAP / eval_accuracy. The per-class AP of the latest evaluation, by label name, is kept
-    in `store["per_class_ap"]` (for the model card).
+    reports them as eval_mAP / eval_accuracy. `per_class_ap` holds the per-class AP of the latest multi-label
+    evaluation, by label name (for the model card).
     """
-    if multi_label:
-        map_metric, f1_metric = load_metric("mean_average_precision"), load_metric("multilabel_f1")
-    else:
-        accuracy_metric = load_metric("accuracy")
 
-    def compute_metrics(eval_pred):
+    def __init__(self, multi_label: bool, id2label: dict | None = None, threshold: float = 0.0):
+        self.multi_label, self.id2label, self.threshold = multi_label, id2label or {}, threshold
+        self.per_class_ap: dict[str, float] | None = None
+        if multi_label:
+            self.map_metric, self.f1_metric = load_metric("mean_average_precision"), load_metric("multilabel_f1")
+        else:
+            self.accuracy_metric = load_metric("accuracy")
+
+    def __call__(self, eval_pred) -> dict:
         logits, labels = keep_logits(eval_pred.predictions), eval_pred.label_ids
-        if not multi_label:
-            return accuracy_metric.compute(predictions=logits.argmax(-1), references=labels)
+        if not self.multi_label:
+            return self.accuracy_metric.compute(predictions=logits.argmax(-1), references=labels)
         references = (labels > 0.5).astype(np.int32)
-        result = map_metric.compute(predictions=logits, references=references, return_per_class=True)
+        result = self.map_metric.compute(predictions=logits, references=references, return_per_class=True)
         per_class = result.pop("AP_per_class")
-        if store is not None:
-            names = id2label or {}
-            store["per_class_ap"] = {names.get(i, str(i)): ap for i, ap in enumerate(per_class) if not math.isnan(ap)}
-        result.update(f1_metric.compute(predictions=(logits > threshold).astype(np.int32), references=references))
+        self.per_class_ap = {self.id2label.get(i, str(i)): ap for i, ap in enumerate(per_class) if not math.isnan(ap)}
+        predicted = (logits > self.threshold).astype(np.int32)
+        result.update(self.f1_metric.compute(predictions=predicted, references=references))
         return result
 
-    return compute_metrics
 
-
-__all__ = ["METRICS_DIR", "METRIC_NAMES", "load_metric", "keep_logits", "classification_compute_metrics"]
+__all__ = ["METRICS_DIR", "METRIC_NAMES", "load_metric", "keep_logits", "ClassificationMetrics"]

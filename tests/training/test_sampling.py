@@ -1,0 +1,38 @@
+"""Tests of training/sampling.py: inverse-frequency clip weights and the rank-consistent weighted sampler."""
+
+import numpy as np
+import pytest
+
+from training.sampling import WeightedClipSampler, inverse_frequency_weights
+
+
+def test_inverse_frequency_weights():
+    weights = inverse_frequency_weights([[0], [0, 1], [0], [2], []], num_labels=3)
+    np.testing.assert_allclose(weights, [1 / 3, 1 / 3 + 1, 1 / 3, 1.0, 1 / 3])
+    np.testing.assert_allclose(inverse_frequency_weights([0, 0, 1], 2), [0.5, 0.5, 1.0])
+    with pytest.raises(ValueError, match="outside"):
+        inverse_frequency_weights([[3]], num_labels=3)
+
+
+def test_weighted_sampler_is_rank_consistent_and_weighted():
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler
+
+    weights = np.array([1.0, 1.0, 1.0, 7.0])
+    a, b = (
+        WeightedClipSampler(weights, num_samples=4000, seed=5),
+        WeightedClipSampler(weights, num_samples=4000, seed=5),
+    )
+    assert list(a) == list(b)  # two processes draw the same sequence...
+    counts = np.bincount(list(a), minlength=4) / 4000
+    np.testing.assert_allclose(counts, weights / weights.sum(), atol=0.03)
+    a.set_epoch(1)
+    assert list(a) != list(b)  # ...which changes with the epoch
+
+    # ...and accelerate's shards of it are disjoint and cover it.
+    sampler = WeightedClipSampler(weights, num_samples=16, seed=0)
+    shards = [
+        list(BatchSamplerShard(BatchSampler(sampler, 2, False), num_processes=2, process_index=r)) for r in range(2)
+    ]
+    full = list(BatchSampler(sampler, 2, False))
+    assert shards[0] == full[0::2] and shards[1] == full[1::2]
