@@ -1,5 +1,7 @@
 """Shared test fixtures. Everything is built locally: no test downloads anything."""
 
+import socket
+
 import pytest
 import torch
 
@@ -28,6 +30,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "scripts" in item.path.parts[-2:-1]:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A free TCP port on this machine, for the process group of an `accelerate launch` test: a fixed one collides
+    with other test runs on the same machine."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

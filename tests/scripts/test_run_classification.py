@@ -246,7 +246,7 @@ def test_ft2_two_positive_models(workdir, monkeypatch):
     assert set(saved) == set(AudioFormerForAudioClassification(AudioFormerConfig(num_labels=5, **TINY)).state_dict())
 
 
-def test_ft2_multi_label_weighted_two_processes(workdir):
+def test_ft2_multi_label_weighted_two_processes(workdir, free_port):
     """`accelerate launch` with two CPU processes (gloo): FT2, multi-label, weighted sampling."""
     out = workdir / "ft2_ddp"
     env = dict(
@@ -272,7 +272,7 @@ def test_ft2_multi_label_weighted_two_processes(workdir):
             "--dynamo_backend",
             "no",
             "--main_process_port",
-            "29533",
+            str(free_port),
             os.path.join(REPO, "run_classification.py"),
         ]
         + data_flags(workdir)

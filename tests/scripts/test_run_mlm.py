@@ -56,7 +56,7 @@ def write_clips(directory, num_clips, seed):
         f.write("\n".join(json.dumps(r) for r in rows))
 
 
-def run_script(args, num_processes=1, timeout=300):
+def run_script(args, num_processes=1, timeout=300, port=None):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=REPO, OMP_NUM_THREADS="1")
     if num_processes == 1:
         cmd = [sys.executable, os.path.join(REPO, "run_mlm.py"), *args]
@@ -76,7 +76,7 @@ def run_script(args, num_processes=1, timeout=300):
             "--dynamo_backend",
             "no",
             "--main_process_port",
-            "29517",
+            str(port),
             os.path.join(REPO, "run_mlm.py"),
             *args,
         ]
@@ -195,7 +195,7 @@ def test_resume_from_checkpoint_continues(single_run, tiny_codec_dir, tmp_path):
         assert json.load(f)["global_step"] == 18
 
 
-def test_two_processes(single_run, tiny_codec_dir, audio_dir, tmp_path):
+def test_two_processes(single_run, tiny_codec_dir, audio_dir, tmp_path, free_port):
     out = str(tmp_path / "ddp")
     output = run_script(
         [
@@ -217,6 +217,7 @@ def test_two_processes(single_run, tiny_codec_dir, audio_dir, tmp_path):
             *COMMON,
         ],
         num_processes=2,
+        port=free_port,
     )
     assert (
         "Process rank: 0, world size: 2" in output and "Process rank: 1, world size: 2" in output

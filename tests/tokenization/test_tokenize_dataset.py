@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -186,7 +185,7 @@ td.shutdown()
 
 
 @pytest.mark.slow
-def test_accelerate_launch_two_processes(audiofolder, tiny_codec_dir, tmp_path):
+def test_accelerate_launch_two_processes(audiofolder, tiny_codec_dir, tmp_path, free_port):
     pytest.importorskip("accelerate")
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -194,9 +193,6 @@ def test_accelerate_launch_two_processes(audiofolder, tiny_codec_dir, tmp_path):
         (bad / f"{i}.wav").write_bytes(b"not audio")
     script = tmp_path / "two_processes.py"
     script.write_text(_TWO_PROCESS_SCRIPT)
-    with socket.socket() as s:  # a free port: the default 29500 collides with other suites running at once
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     # Without a GPU, `--multi_gpu` starts torch.distributed workers that join a gloo group (MULTI_CPU).
     cmd = [
         sys.executable,
@@ -212,7 +208,7 @@ def test_accelerate_launch_two_processes(audiofolder, tiny_codec_dir, tmp_path):
         "--dynamo_backend",
         "no",
         "--main_process_port",
-        str(port),
+        str(free_port),
         str(script),
         tiny_codec_dir,
         audiofolder,
