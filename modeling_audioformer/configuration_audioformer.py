@@ -137,10 +137,14 @@ class AudioFormerConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
         if self.multi_label_loss not in MULTI_LABEL_LOSSES:
             raise ValueError(f"`multi_label_loss` must be one of {MULTI_LABEL_LOSSES}, got {self.multi_label_loss!r}.")
-        for name in ("bos_token_id", "pad_token_id", "eos_token_id", "mask_token_id"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value < self.vocab_size:
-                raise ValueError(f"`{name}` ({value}) must be a token id in [0, {self.vocab_size - 1}].")
+        # The padding id must be a token (the embedding's padding row, the padding mask). The others may lie past a
+        # vocabulary shrunk by `resize_token_embeddings`, as transformers allows (it warns): the model then cannot read
+        # them, e.g. `<MASK>` (MLM pretraining) after resizing to fewer ids.
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"`pad_token_id` ({self.pad_token_id}) must be a token id in [0, {self.vocab_size - 1}].")
+        for name in ("bos_token_id", "eos_token_id", "mask_token_id"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValueError(f"`{name}` ({getattr(self, name)}) must be a token id (>= 0) or None.")
 
 
 __all__ = [
