@@ -112,11 +112,20 @@ def widget_example(output_dir, top_k: int = 5) -> dict | None:
     }
 
 
+def save_code_tokenizer(output_dir) -> None:
+    """Saves the code-id tokenizer (`AudioFormerTokenizer`, with its remote code) for `AutoTokenizer` and the
+    `fill-mask` / `feature-extraction` pipelines."""
+    from tokenization import AudioFormerTokenizer
+
+    AudioFormerTokenizer().save_pretrained(output_dir)
+
+
 def complete_auto_map(output_dir) -> dict:
     """
     Adds every AudioFormer Auto class whose code file is in the folder to `config.json` (the models' own
-    `save_pretrained` already writes them all; folders saved otherwise may lack some), and `AutoFeatureExtractor`
-    when its code is there; returns the auto_map.
+    `save_pretrained` already writes them all; folders saved otherwise may lack some), `AutoFeatureExtractor` and
+    `AutoTokenizer` when their code is there, and the project's audio-classification pipeline (`custom_pipelines`)
+    when `long_audio.py` is; returns the auto_map.
     """
     from modeling_audioformer.modeling_audioformer import AUTO_MAP
 
@@ -130,8 +139,14 @@ def complete_auto_map(output_dir) -> dict:
             auto_map.setdefault(auto_class, ref)
     if (Path(output_dir) / "feature_extraction_audioformer.py").is_file():
         auto_map.setdefault("AutoFeatureExtractor", "feature_extraction_audioformer.AudioFormerFeatureExtractor")
-    if auto_map != config.get("auto_map"):
+    if (Path(output_dir) / "tokenization_audioformer.py").is_file():
+        auto_map.setdefault("AutoTokenizer", ["tokenization_audioformer.AudioFormerTokenizer", None])
+    custom_pipelines = dict(config.get("custom_pipelines") or {})
+    if (Path(output_dir) / "long_audio.py").is_file():
+        custom_pipelines.update(long_audio.CUSTOM_PIPELINES)
+    if auto_map != config.get("auto_map") or custom_pipelines != (config.get("custom_pipelines") or {}):
         config["auto_map"] = auto_map
+        config["custom_pipelines"] = custom_pipelines
         path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return auto_map
 
@@ -247,8 +262,9 @@ def write_model_card(
 ) -> str:
     """
     Writes `README.md` (Hub metadata + text) into the saved model folder `output_dir`, plus where possible
-    `per_class_ap.png` / `training_curve.png`, `example.wav` (widget example) and, for audio classification,
-    `handler.py` (Inference Endpoints) and `long_audio.py`. Returns the README path.
+    `per_class_ap.png` / `training_curve.png`, `example.wav` (widget example), the code-id tokenizer and, for audio
+    classification, `handler.py` (Inference Endpoints) and `long_audio.py` (the pipeline `config.json` declares).
+    Returns the README path.
 
     Args:
         task: `"audio-classification"` or `"fill-mask"` (a pretraining checkpoint).
@@ -269,11 +285,13 @@ def write_model_card(
     multi_label = config.get("problem_type") == "multi_label_classification"
     max_duration = float(fe_config.get("max_duration", 10.0))
 
-    complete_auto_map(output_dir)
+    save_code_tokenizer(output_dir)
     widget = None
     if task == "audio-classification":
         shutil.copyfile(HANDLER_FILE, output_dir / "handler.py")
         shutil.copyfile(LONG_AUDIO_FILE, output_dir / "long_audio.py")
+    complete_auto_map(output_dir)
+    if task == "audio-classification":
         widget = widget_example(output_dir)
 
     figures = []

@@ -11,6 +11,7 @@ import shutil
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+from transformers.utils import TRANSFORMERS_DYNAMIC_MODULE_NAME
 
 
 # The token-id contract (paper 4.2), defined here once; the feature extractor, the code-id tokenizer and the
@@ -101,6 +102,24 @@ class AudioFormerConfig(PreTrainedConfig):
         self.embedding_size = self.hidden_size if self.embedding_size is None else self.embedding_size
         self.raise_if_inconsistent()
         super().__post_init__(**kwargs)
+
+    @property
+    def custom_pipelines(self) -> dict:
+        """The pipelines a published folder declares (`{"audio-classification": ...}`, the class in `long_audio.py`).
+
+        transformers' `pipeline()` refuses a task declared here without `trust_remote_code=True`, even when this
+        project is installed and its own classes load the folder; so only the copy of this class that transformers
+        imports as remote code reports them. With the project installed (its classes registered, which transformers
+        prefers to remote code even with `trust_remote_code=True`), the task runs transformers' stock pipeline, or
+        the project's with `pipeline_class=AudioFormerAudioClassificationPipeline`.
+        """
+        if type(self).__module__.startswith(TRANSFORMERS_DYNAMIC_MODULE_NAME + "."):
+            return self.__dict__.get("custom_pipelines", {})
+        return {}
+
+    @custom_pipelines.setter
+    def custom_pipelines(self, value: dict) -> None:
+        self.__dict__["custom_pipelines"] = value  # saved with the rest of `__dict__`
 
     def raise_if_inconsistent(self):
         """Raise a ValueError naming the first inconsistent field (plain ValueError, not a strict-dataclass error)."""
