@@ -214,13 +214,12 @@ import numpy as np
 from transformers import pipeline
 
 classifier = pipeline("audio-classification", model="{repo}", trust_remote_code=True)
-audio = np.random.default_rng(0).standard_normal(24000).astype(np.float32)  # 1 s at 24 kHz
-print(classifier(audio, top_k=5))  # [{{"label": ..., "score": ...}}, ...], scores from {scores}
-print(classifier("clip.wav"))      # a file path needs the ffmpeg binary
+audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)  # 1 s at 16 kHz
+print(classifier({{"raw": audio, "sampling_rate": 16000}}, top_k=5))  # any rate; scores from {scores}
+print(classifier("clip.wav"))  # a file path needs the ffmpeg binary
 ```
 
-Audio at another sampling rate: the stock pipeline resamples `{{"raw": array, "sampling_rate": sr}}` with
-`torchaudio` (install it), or call the model directly; the feature extractor resamples by itself:
+Or call the model directly; the feature extractor resamples by itself:
 
 ```python
 import torch
@@ -229,24 +228,24 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 feature_extractor = AutoFeatureExtractor.from_pretrained("{repo}", trust_remote_code=True)
 model = AutoModelForAudioClassification.from_pretrained("{repo}", trust_remote_code=True).eval()
 audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)  # 1 s at 16 kHz
-inputs = feature_extractor(audio, sampling_rate=16000)
+inputs = feature_extractor(audio, sampling_rate=16000)  # one clip (T,), a batch (B, T), or a list of clips
 with torch.no_grad():
     logits = model(**inputs).logits  # (1, num_labels)
 scores = logits.{"sigmoid()" if multi_label else "softmax(-1)"}
 ```
 
-With the AudioFormer project installed (`pip install -e .` in its repository), `trust_remote_code` is not needed,
-and its pipeline also takes any sampling rate without torchaudio and classifies audio longer than {max_duration:g} s by
-sliding windows (the default is the paper's truncation):
+The repository declares its own pipeline class (`long_audio.py`), which the pipeline above runs: it resamples any
+rate without `torchaudio` and classifies audio longer than {max_duration:g} s by sliding windows (the default is the
+paper's truncation):
 
 ```python
-from modeling_audioformer.long_audio import AudioFormerAudioClassificationPipeline
-from transformers import pipeline
-
-classifier = pipeline("audio-classification", model="{repo}", pipeline_class=AudioFormerAudioClassificationPipeline)
 long_audio = np.zeros(16000 * 35, dtype=np.float32)  # 35 s at 16 kHz
 classifier({{"raw": long_audio, "sampling_rate": 16000}}, long_audio="mean", hop_duration=5.0)
-```"""
+```
+
+With the AudioFormer project installed (`pip install -e .` in its repository), `trust_remote_code` is not needed;
+the project's classes are used then, and `pipeline(...)` is transformers' stock one unless given
+`pipeline_class=AudioFormerAudioClassificationPipeline` (from `modeling_audioformer.long_audio`)."""
 
 
 def write_model_card(
