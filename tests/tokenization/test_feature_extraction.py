@@ -514,3 +514,106 @@ def test_loads_as_remote_code_without_the_package(tiny_codec_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("(1, 4, 152)")
+
+
+@pytest.mark.slow
+def test_trainer_with_the_feature_extractor_as_processing_class(tiny_codec_dir, tmp_path):
+    """The flow of transformers' `examples/pytorch/audio-classification/run_audio_classification.py`, unchanged
+    but for the data loading (datasets' audio decoding needs torchcodec): an audio folder, the feature extractor in a
+    `set_transform` (input_ids only, padded to max_duration), `Trainer(processing_class=feature_extractor)` and its
+    default collator, starting from a pretraining checkpoint, then evaluation, prediction and saving."""
+    import soundfile as sf
+    from transformers import (
+        AutoConfig,
+        AutoFeatureExtractor,
+        AutoModelForAudioClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    import modeling_audioformer  # noqa: F401  (registers the Auto classes)
+    from modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM
+    from tokenization.audio_io import decode_audio, load_audio_dataset
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("validation", 3)):
+        for label in ("noise", "tone"):
+            (tmp_path / "data" / split / label).mkdir(parents=True)
+            for i in range(count):
+                t = np.arange(int(rng.uniform(0.3, 1.8) * 16000)) / 16000
+                audio = np.sin(2 * np.pi * 440 * t) if label == "tone" else rng.standard_normal(t.size) * 0.3
+                sf.write(tmp_path / "data" / split / label / f"{i}.wav", audio.astype(np.float32), 16000)
+    checkpoint = tmp_path / "pretrained"  # --model_name_or_path: a pretraining checkpoint with its feature extractor
+    torch.manual_seed(0)
+    config = AudioFormerConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=256
+    )
+    AudioFormerForMaskedLM(config).save_pretrained(checkpoint)
+    AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir).save_pretrained(checkpoint)
+
+    # what the script does
+    raw_datasets = load_audio_dataset(data_dir=str(tmp_path / "data")).class_encode_column("label")  # ClassLabel
+    feature_extractor = AutoFeatureExtractor.from_pretrained(checkpoint, return_attention_mask=True)
+    model_input_name = feature_extractor.model_input_names[0]
+
+    def transforms(batch):
+        wavs = [decode_audio(audio)[0].mean(0) for audio in batch["audio"]]
+        inputs = feature_extractor(wavs, sampling_rate=16000)
+        return {model_input_name: inputs.get(model_input_name), "labels": list(batch["label"])}
+
+    labels = raw_datasets["train"].features["label"].names
+    config = AutoConfig.from_pretrained(
+        checkpoint,
+        num_labels=len(labels),
+        label2id={label: str(i) for i, label in enumerate(labels)},
+        id2label={str(i): label for i, label in enumerate(labels)},
+        finetuning_task="audio-classification",
+    )
+    model = AutoModelForAudioClassification.from_pretrained(checkpoint, config=config)
+    for split in raw_datasets:
+        raw_datasets[split].set_transform(transforms, output_all_columns=False)
+
+    def compute_metrics(eval_pred):
+        return {"accuracy": float((eval_pred.predictions.argmax(1) == eval_pred.label_ids).mean())}
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        remove_unused_columns=False,  # as the script's README runs it: the transform needs the audio column
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        max_steps=4,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=raw_datasets["train"],
+        eval_dataset=raw_datasets["validation"],
+        compute_metrics=compute_metrics,
+        processing_class=feature_extractor,
+    )
+    assert isinstance(trainer.data_collator, DataCollatorWithPadding)
+    trainer.train()
+    assert all(np.isfinite(log["loss"]) for log in trainer.state.log_history if "loss" in log)
+    metrics = trainer.evaluate()
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and np.isfinite(metrics["eval_loss"])
+    predictions = trainer.predict(raw_datasets["validation"]).predictions
+    trainer.save_model()
+
+    # the collator's mask left the padding out: the same logits as clips padded only to the longest one
+    wavs = [decode_audio(audio)[0].mean(0) for audio in raw_datasets["validation"].with_format(None)["audio"]]
+    model.eval()
+    with torch.no_grad():
+        expected = model(**feature_extractor(wavs, sampling_rate=16000, padding="longest")).logits
+    np.testing.assert_allclose(predictions, expected.numpy(), atol=1e-5)
+    reloaded = AutoModelForAudioClassification.from_pretrained(tmp_path / "out").eval()
+    reloaded_fe = AutoFeatureExtractor.from_pretrained(tmp_path / "out")
+    with torch.no_grad():
+        again = reloaded(**reloaded_fe(wavs, sampling_rate=16000)).logits
+    np.testing.assert_allclose(again.numpy(), expected.numpy(), atol=1e-5)
+    assert reloaded.config.id2label == dict(enumerate(labels))
