@@ -1,4 +1,5 @@
-"""AudioFormerModel vs transformers' RoFormerModel (eager): one training step and one inference forward.
+"""AudioFormerModel vs transformers' RoFormerModel (eager): one training step and one inference forward; with
+`--compile`, also AudioFormer under `torch.compile` (default mode) in the same run.
 
 Both models get the same weights (RoFormer loads AudioFormer's state dict with no missing keys) and the same padded
 batch: by default the paper's size (12 layers x 768, 12 heads, 752 tokens) and 4 clips of 752, 600, 400, 200 tokens.
@@ -16,6 +17,7 @@ workspace). Linux only. Time and memory are measured separately so that neither 
 
     python benchmarks/bench_modeling.py                       # paper size, ~9 min on 2 CPU cores
     python benchmarks/bench_modeling.py --num_layers 2 --repeats 2   # quick look
+    python benchmarks/bench_modeling.py --num_layers 2 --compile --skip_memory   # + torch.compile
 """
 
 import argparse
@@ -52,8 +54,14 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each model and mode (median)")
     parser.add_argument("--modes", type=str, default="train,infer")
     parser.add_argument("--optimizer_step", action="store_true", help="also run an AdamW step in the training step")
-    parser.add_argument("--attn_implementation", type=str, default="sdpa", help="AudioFormer's attention")
-    parser.add_argument("--compile", action="store_true", help="torch.compile AudioFormer (off in the library)")
+    parser.add_argument(
+        "--attn_implementation", type=str, default=None, help="AudioFormer's attention (default: the model's choice)"
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile(AudioFormer) (default mode; not timed for memory)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--skip_memory", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -87,8 +95,8 @@ def build(args):
         input_ids[i, :n] = torch.randint(3, 1027, (n,))
         attention_mask[i, :n] = 1
     models = {"audioformer": audioformer, "roformer": roformer}
-    if args.compile:
-        models["audioformer"] = torch.compile(audioformer)
+    if args.compile:  # the same module (same weights), compiled: its graph keeps the batch padded
+        models["compiled"] = torch.compile(audioformer)
     return models, (input_ids, attention_mask)
 
 
@@ -163,8 +171,8 @@ def main(argv=None):
     print(
         f"{args.num_layers} layers x {args.hidden_size}, {args.num_heads} heads, batch lengths {lengths}; "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; AudioFormer attention "
-        f"{args.attn_implementation}{' + torch.compile' if args.compile else ''}; RoFormer eager; "
-        f"median of {args.repeats} interleaved repeats"
+        f"{models['audioformer'].config._attn_implementation}{' (and torch.compile)' if args.compile else ''}; "
+        f"RoFormer eager; median of {args.repeats} interleaved repeats"
     )
     results = {}
     for mode in args.modes.split(","):
@@ -191,7 +199,7 @@ def main(argv=None):
                 flush=True,
             )
         if not args.skip_memory:
-            for name in steps:
+            for name in ("audioformer", "roformer"):
                 results[mode][name + "_mem"] = measure_memory(args, name, mode)
 
     for mode, r in results.items():
@@ -201,6 +209,11 @@ def main(argv=None):
             f"speed-up {r['roformer'] / r['audioformer']:.2f}x (process CPU time: {r['audioformer_cpu']:.3f} s vs "
             f"{r['roformer_cpu']:.3f} s, {r['roformer_cpu'] / r['audioformer_cpu']:.2f}x)"
         )
+        if "compiled" in r:
+            line += (
+                f" | torch.compile {r['compiled']:.3f} s: {r['roformer'] / r['compiled']:.2f}x RoFormer, "
+                f"{r['audioformer'] / r['compiled']:.2f}x eager AudioFormer (CPU time {r['compiled_cpu']:.3f} s)"
+            )
         if "audioformer_mem" in r:
             line += (
                 f" | peak extra RSS AudioFormer {r['audioformer_mem'] / 2**20:.0f} MiB, "

@@ -112,11 +112,20 @@ def widget_example(output_dir, top_k: int = 5) -> dict | None:
     }
 
 
+def save_code_tokenizer(output_dir) -> None:
+    """Saves the code-id tokenizer (`AudioFormerTokenizer`, with its remote code) for `AutoTokenizer` and the
+    `fill-mask` / `feature-extraction` pipelines."""
+    from tokenization import AudioFormerTokenizer
+
+    AudioFormerTokenizer().save_pretrained(output_dir)
+
+
 def complete_auto_map(output_dir) -> dict:
     """
     Adds every AudioFormer Auto class whose code file is in the folder to `config.json` (the models' own
-    `save_pretrained` already writes them all; folders saved otherwise may lack some), and `AutoFeatureExtractor`
-    when its code is there; returns the auto_map.
+    `save_pretrained` already writes them all; folders saved otherwise may lack some), `AutoFeatureExtractor` and
+    `AutoTokenizer` when their code is there, and the project's audio-classification pipeline (`custom_pipelines`)
+    when `long_audio.py` is; returns the auto_map.
     """
     from modeling_audioformer.modeling_audioformer import AUTO_MAP
 
@@ -130,8 +139,14 @@ def complete_auto_map(output_dir) -> dict:
             auto_map.setdefault(auto_class, ref)
     if (Path(output_dir) / "feature_extraction_audioformer.py").is_file():
         auto_map.setdefault("AutoFeatureExtractor", "feature_extraction_audioformer.AudioFormerFeatureExtractor")
-    if auto_map != config.get("auto_map"):
+    if (Path(output_dir) / "tokenization_audioformer.py").is_file():
+        auto_map.setdefault("AutoTokenizer", ["tokenization_audioformer.AudioFormerTokenizer", None])
+    custom_pipelines = dict(config.get("custom_pipelines") or {})
+    if (Path(output_dir) / "long_audio.py").is_file():
+        custom_pipelines.update(long_audio.CUSTOM_PIPELINES)
+    if auto_map != config.get("auto_map") or custom_pipelines != (config.get("custom_pipelines") or {}):
         config["auto_map"] = auto_map
+        config["custom_pipelines"] = custom_pipelines
         path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return auto_map
 
@@ -199,13 +214,12 @@ import numpy as np
 from transformers import pipeline
 
 classifier = pipeline("audio-classification", model="{repo}", trust_remote_code=True)
-audio = np.random.default_rng(0).standard_normal(24000).astype(np.float32)  # 1 s at 24 kHz
-print(classifier(audio, top_k=5))  # [{{"label": ..., "score": ...}}, ...], scores from {scores}
-print(classifier("clip.wav"))      # a file path needs the ffmpeg binary
+audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)  # 1 s at 16 kHz
+print(classifier({{"raw": audio, "sampling_rate": 16000}}, top_k=5))  # any rate; scores from {scores}
+print(classifier("clip.wav"))  # a file path needs the ffmpeg binary
 ```
 
-Audio at another sampling rate: the stock pipeline resamples `{{"raw": array, "sampling_rate": sr}}` with
-`torchaudio` (install it), or call the model directly; the feature extractor resamples by itself:
+Or call the model directly; the feature extractor resamples by itself:
 
 ```python
 import torch
@@ -214,24 +228,24 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 feature_extractor = AutoFeatureExtractor.from_pretrained("{repo}", trust_remote_code=True)
 model = AutoModelForAudioClassification.from_pretrained("{repo}", trust_remote_code=True).eval()
 audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)  # 1 s at 16 kHz
-inputs = feature_extractor(audio, sampling_rate=16000)
+inputs = feature_extractor(audio, sampling_rate=16000)  # one clip (T,), a batch (B, T), or a list of clips
 with torch.no_grad():
     logits = model(**inputs).logits  # (1, num_labels)
 scores = logits.{"sigmoid()" if multi_label else "softmax(-1)"}
 ```
 
-With the AudioFormer project installed (`pip install -e .` in its repository), `trust_remote_code` is not needed,
-and its pipeline also takes any sampling rate without torchaudio and classifies audio longer than {max_duration:g} s by
-sliding windows (the default is the paper's truncation):
+The repository declares its own pipeline class (`long_audio.py`), which the pipeline above runs: it resamples any
+rate without `torchaudio` and classifies audio longer than {max_duration:g} s by sliding windows (the default is the
+paper's truncation):
 
 ```python
-from modeling_audioformer.long_audio import AudioFormerAudioClassificationPipeline
-from transformers import pipeline
-
-classifier = pipeline("audio-classification", model="{repo}", pipeline_class=AudioFormerAudioClassificationPipeline)
 long_audio = np.zeros(16000 * 35, dtype=np.float32)  # 35 s at 16 kHz
 classifier({{"raw": long_audio, "sampling_rate": 16000}}, long_audio="mean", hop_duration=5.0)
-```"""
+```
+
+With the AudioFormer project installed (`pip install -e .` in its repository), `trust_remote_code` is not needed;
+the project's classes are used then, and `pipeline(...)` is transformers' stock one unless given
+`pipeline_class=AudioFormerAudioClassificationPipeline` (from `modeling_audioformer.long_audio`)."""
 
 
 def write_model_card(
@@ -247,8 +261,9 @@ def write_model_card(
 ) -> str:
     """
     Writes `README.md` (Hub metadata + text) into the saved model folder `output_dir`, plus where possible
-    `per_class_ap.png` / `training_curve.png`, `example.wav` (widget example) and, for audio classification,
-    `handler.py` (Inference Endpoints) and `long_audio.py`. Returns the README path.
+    `per_class_ap.png` / `training_curve.png`, `example.wav` (widget example), the code-id tokenizer and, for audio
+    classification, `handler.py` (Inference Endpoints) and `long_audio.py` (the pipeline `config.json` declares).
+    Returns the README path.
 
     Args:
         task: `"audio-classification"` or `"fill-mask"` (a pretraining checkpoint).
@@ -269,11 +284,13 @@ def write_model_card(
     multi_label = config.get("problem_type") == "multi_label_classification"
     max_duration = float(fe_config.get("max_duration", 10.0))
 
-    complete_auto_map(output_dir)
+    save_code_tokenizer(output_dir)
     widget = None
     if task == "audio-classification":
         shutil.copyfile(HANDLER_FILE, output_dir / "handler.py")
         shutil.copyfile(LONG_AUDIO_FILE, output_dir / "long_audio.py")
+    complete_auto_map(output_dir)
+    if task == "audio-classification":
         widget = widget_example(output_dir)
 
     figures = []

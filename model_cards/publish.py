@@ -53,7 +53,7 @@ def files_to_upload(folder) -> list[str]:
             f"Refusing to publish pickled weights {pickles}: save with safetensors "
             "(save_pretrained(..., safe_serialization=True)) and delete them."
         )
-    if not any(f.endswith(".safetensors") for f in files):
+    if not any(f.endswith(".safetensors") and "/" not in f for f in files):  # not a codec/ saved beside them
         raise ValueError(f"{folder} has no .safetensors weights: save the model with save_pretrained first.")
     return files
 

@@ -11,6 +11,7 @@ import shutil
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+from transformers.utils import TRANSFORMERS_DYNAMIC_MODULE_NAME
 
 
 # The token-id contract (paper 4.2), defined here once; the feature extractor, the code-id tokenizer and the
@@ -102,6 +103,24 @@ class AudioFormerConfig(PreTrainedConfig):
         self.raise_if_inconsistent()
         super().__post_init__(**kwargs)
 
+    @property
+    def custom_pipelines(self) -> dict:
+        """The pipelines a published folder declares (`{"audio-classification": ...}`, the class in `long_audio.py`).
+
+        transformers' `pipeline()` refuses a task declared here without `trust_remote_code=True`, even when this
+        project is installed and its own classes load the folder; so only the copy of this class that transformers
+        imports as remote code reports them. With the project installed (its classes registered, which transformers
+        prefers to remote code even with `trust_remote_code=True`), the task runs transformers' stock pipeline, or
+        the project's with `pipeline_class=AudioFormerAudioClassificationPipeline`.
+        """
+        if type(self).__module__.startswith(TRANSFORMERS_DYNAMIC_MODULE_NAME + "."):
+            return self.__dict__.get("custom_pipelines", {})
+        return {}
+
+    @custom_pipelines.setter
+    def custom_pipelines(self, value: dict) -> None:
+        self.__dict__["custom_pipelines"] = value  # saved with the rest of `__dict__`
+
     def raise_if_inconsistent(self):
         """Raise a ValueError naming the first inconsistent field (plain ValueError, not a strict-dataclass error)."""
         positive = (
@@ -137,10 +156,14 @@ class AudioFormerConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
         if self.multi_label_loss not in MULTI_LABEL_LOSSES:
             raise ValueError(f"`multi_label_loss` must be one of {MULTI_LABEL_LOSSES}, got {self.multi_label_loss!r}.")
-        for name in ("bos_token_id", "pad_token_id", "eos_token_id", "mask_token_id"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value < self.vocab_size:
-                raise ValueError(f"`{name}` ({value}) must be a token id in [0, {self.vocab_size - 1}].")
+        # The padding id must be a token (the embedding's padding row, the padding mask). The others may lie past a
+        # vocabulary shrunk by `resize_token_embeddings`, as transformers allows (it warns): the model then cannot read
+        # them, e.g. `<MASK>` (MLM pretraining) after resizing to fewer ids.
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"`pad_token_id` ({self.pad_token_id}) must be a token id in [0, {self.vocab_size - 1}].")
+        for name in ("bos_token_id", "eos_token_id", "mask_token_id"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValueError(f"`{name}` ({getattr(self, name)}) must be a token id (>= 0) or None.")
 
 
 __all__ = [

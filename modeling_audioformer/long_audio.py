@@ -22,6 +22,17 @@ import torch
 from transformers import AudioClassificationPipeline
 
 
+# What a published folder's `config.json` declares (transformers' `custom_pipelines`, see `model_cards/card.py`) so
+# that `pipeline("audio-classification", model=repo, trust_remote_code=True)` runs the class below from the
+# folder's copy of this file: any sampling rate without torchaudio, long audio.
+CUSTOM_PIPELINES = {
+    "audio-classification": {
+        "impl": "long_audio.AudioFormerAudioClassificationPipeline",
+        "pt": ["AutoModelForAudioClassification"],
+        "type": "audio",
+    }
+}
+
 AGGREGATIONS = ("truncate", "mean", "max")
 FUNCTIONS = ("softmax", "sigmoid", "none")
 # Windows encoded (codec) and classified (model) at once: an hour of audio is ~700 windows, too many for one batch.
@@ -224,6 +235,7 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
 
 __all__ = [
     "AudioFormerAudioClassificationPipeline",
+    "CUSTOM_PIPELINES",
     "classify_long_audio",
     "score_waveform",
     "sliding_windows",

@@ -3,32 +3,46 @@
 The parameter names are those of transformers' `RoFormerModel` / `RoFormerForMaskedLM`, so their state dicts load as
 they are, and the outputs agree with RoFormer's on real (non-padding) positions. What differs is how the network runs:
 
-- attention goes through transformers' attention interface (`scaled_dot_product_attention` by default);
-- a padded batch is "unpadded": embeddings, projections, feed-forward blocks and LayerNorms run on the real
-  tokens only, packed as `(num_real_tokens, hidden)`; only attention sees the padded
-  `(batch, heads, seq_len, head_size)` layout.
-  Padding positions of the returned hidden states are therefore 0, not RoFormer's (meaningless) values there;
+- a padded batch is packed (`PackedTokens`): embeddings, projections, feed-forward blocks and LayerNorms run on the
+  real tokens only, `(num_real_tokens, hidden)`. Padding positions of the returned hidden states are therefore 0, not
+  RoFormer's (meaningless) values there;
+- attention goes through transformers' attention interface. The `"sdpa_per_clip"` implementation registered below
+  (the default on machines without an accelerator) attends clip by clip on the packed tokens, with no mask; the
+  others (`"sdpa"`, the default with an accelerator, `"eager"`, ...) attend over the padded `(batch, heads, seq_len,
+  head_size)` layout with a padding mask. `output_attentions=True` runs `"eager"` for that call (the only one that
+  computes the weights);
+- under `torch.compile` / `torch.export` the batch stays padded (packing has data-dependent shapes): every position
+  runs through the token-wise layers, attention masks the padding and the outputs are zeroed there, which gives the
+  same results;
 - query, key and value come from one matrix product, the rotary tables are computed once per forward as complex
   numbers, and a batch without padding attends with no mask at all;
 - inputs may carry all codebooks `(batch, num_codebooks, seq_len)`, of which the model reads `config.codebook_index`.
 """
 
-from collections.abc import Callable
+import os
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
-from transformers.masking_utils import create_bidirectional_mask
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, bidirectional_mask_function
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_audioformer import AudioFormerConfig
 from .losses import lsep_loss
+
+
+# The attention implementation that attends clip by clip on packed real tokens (registered at the end of this part).
+PER_CLIP_SDPA = "sdpa_per_clip"
 
 
 def select_codebook(input_ids: torch.Tensor, config: AudioFormerConfig) -> torch.Tensor:
@@ -65,6 +79,147 @@ def codes_and_mask(
     if attention_mask.dim() == 3:  # (B, K, T) masks: every row is the same
         attention_mask = attention_mask[:, config.codebook_index]
     return input_ids, attention_mask.bool()
+
+
+class PackedTokens:
+    """Where the real tokens of a padded `(batch_size, seq_len)` batch are, to pack them as `(N, ...)` for the
+    token-wise layers and to unpack them into the padded `(batch_size, seq_len, ...)` layout.
+
+    Attributes:
+        mask: `(B, T)` bool, True at real positions; None when the batch has no padding.
+        indices: `(N,)` flat positions `b * seq_len + t` of the real tokens; None when every position is packed
+            (no padding, or padding kept under `torch.compile` / `torch.export`): packing is then a free reshape.
+    """
+
+    def __init__(
+        self, batch_size: int, seq_len: int, mask: torch.Tensor | None = None, indices: torch.Tensor | None = None
+    ):
+        self.batch_size, self.seq_len, self.mask, self.indices = batch_size, seq_len, mask, indices
+
+    @classmethod
+    def from_mask(
+        cls, attention_mask: torch.Tensor | None, batch_size: int, seq_len: int, keep_padding: bool = False
+    ) -> "PackedTokens":
+        """`keep_padding`: pack every position (no data-dependent shapes, for compiled or exported graphs)."""
+        if attention_mask is None:
+            return cls(batch_size, seq_len)
+        if keep_padding:
+            return cls(batch_size, seq_len, mask=attention_mask)
+        if bool(attention_mask.all()):
+            return cls(batch_size, seq_len)
+        return cls(batch_size, seq_len, attention_mask, attention_mask.reshape(-1).nonzero().squeeze(-1))
+
+    @cached_property
+    def clip_lengths(self) -> list[int]:
+        """Real tokens per clip, in packed order (the clips' tokens are consecutive)."""
+        if self.mask is None:
+            return [self.seq_len] * self.batch_size
+        return self.mask.sum(dim=1).tolist()
+
+    @cached_property
+    def positions(self) -> torch.Tensor | None:
+        """`(N,)` position `t` of each packed token; None when every position is packed."""
+        return None if self.indices is None else self.indices % self.seq_len
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, T, ...)` -> `(N, ...)`: the real tokens only."""
+        x = x.reshape(self.batch_size * self.seq_len, *x.shape[2:])
+        return x if self.indices is None else x.index_select(0, self.indices)
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """`(N, ...)` -> `(B, T, ...)` with zeros at padding positions."""
+        if self.indices is not None:
+            x = x.new_zeros(self.batch_size * self.seq_len, *x.shape[1:]).index_copy(0, self.indices, x)
+        x = x.view(self.batch_size, self.seq_len, *x.shape[1:])
+        if self.indices is None and self.mask is not None:  # padding kept: zero it
+            x = torch.where(self.mask.view(*self.mask.shape, *[1] * (x.dim() - 2)), x, 0)
+        return x
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T * scaling + mask) v, written out; `(B, H, T, D)` inputs -> `(B, T, H, D)` and the
+    `(B, H, T, T)` weights."""
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = F.softmax(attn_weights, dim=-1)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+def sdpa_per_clip_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    clip_lengths: list[int] | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Attention of each clip over its own tokens, for a batch packed as one sequence of its real tokens.
+
+    A padded batch's attention costs `B * T^2`; clip by clip it costs `sum(length^2)` (about half for lengths spread
+    over [T/4, T]), one `scaled_dot_product_attention` call per clip. That pays on CPU; on an accelerator one batched
+    call (`"sdpa"`) keeps the device busier.
+
+    Args:
+        query, key, value: `(1, H, N, D)`, the clips' tokens one after the other, `N = sum(clip_lengths)`.
+        attention_mask: unused (the clip boundaries are the mask).
+        clip_lengths: tokens per clip.
+
+    Returns:
+        `(1, N, H, D)` (the attention interface's layout) and no weights.
+    """
+    if clip_lengths is None:
+        raise ValueError(f"{PER_CLIP_SDPA!r} attention needs `clip_lengths`: it attends over packed clips.")
+    outputs = []
+    for clip_query, clip_key, clip_value in zip(*(x.split(clip_lengths, dim=2) for x in (query, key, value))):
+        if clip_query.shape[2] == 0:  # a clip of padding only has no tokens to attend from
+            outputs.append(clip_query)
+            continue
+        outputs.append(
+            F.scaled_dot_product_attention(clip_query, clip_key, clip_value, dropout_p=dropout, scale=scaling)
+        )
+    return torch.cat(outputs, dim=2).transpose(1, 2), None
+
+
+AttentionInterface.register(PER_CLIP_SDPA, sdpa_per_clip_attention_forward)
+
+
+def padding_attention_mask(
+    attention_mask: torch.Tensor, attn_implementation: str, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """`(B, T)` bool -> the `(B, 1, T, T)` mask transformers' mask interface builds for `attn_implementation` (bool
+    for sdpa, additive for eager), or None for a registered implementation without one (as transformers does)."""
+    if attn_implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
+        return None
+    batch_size, seq_len = attention_mask.shape
+    return ALL_MASK_ATTENTION_FUNCTIONS[attn_implementation](
+        batch_size=batch_size,
+        q_length=seq_len,
+        kv_length=seq_len,
+        q_offset=0,
+        kv_offset=0,
+        mask_function=bidirectional_mask_function,
+        attention_mask=attention_mask,
+        allow_is_causal_skip=False,
+        allow_is_bidirectional_skip=False,
+        dtype=dtype,
+        use_vmap=False,
+        device=attention_mask.device,
+    )
 
 
 class AudioFormerSinusoidalPositionalEmbedding(nn.Embedding):
@@ -104,59 +259,6 @@ def apply_rotary(x: torch.Tensor, rotary: torch.Tensor) -> torch.Tensor:
     # One complex multiply instead of RoFormer's stack / interleave of sin and cos: fewer kernels and temporaries.
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
     return torch.view_as_real(pairs * rotary).flatten(-2).to(x.dtype)
-
-
-class Padding:
-    """Where the real tokens of a padded `(batch_size, seq_len)` batch are, to pack them and unpack them.
-
-    `indices` holds the flat positions `b * seq_len + t` of the real tokens, or is None when there is no padding (then
-    packing is a free reshape). `lengths` (real tokens per clip) is set when attention runs clip by clip on the packed
-    tokens instead of on the padded batch.
-    """
-
-    def __init__(self, batch_size: int, seq_len: int, indices: torch.Tensor | None, lengths: list[int] | None = None):
-        self.batch_size, self.seq_len, self.indices, self.lengths = batch_size, seq_len, indices, lengths
-
-    @classmethod
-    def from_mask(
-        cls, attention_mask: torch.Tensor | None, batch_size: int, seq_len: int, per_clip_attention: bool = False
-    ) -> "Padding":
-        if attention_mask is None or bool(attention_mask.all()):
-            return cls(batch_size, seq_len, None)
-        indices = attention_mask.reshape(-1).nonzero().squeeze(-1)
-        lengths = attention_mask.sum(dim=1).tolist() if per_clip_attention else None
-        return cls(batch_size, seq_len, indices, lengths)
-
-    def pack(self, x: torch.Tensor) -> torch.Tensor:
-        """`(B, T, ...)` -> `(N, ...)`: the real tokens only."""
-        x = x.reshape(self.batch_size * self.seq_len, *x.shape[2:])
-        return x if self.indices is None else x.index_select(0, self.indices)
-
-    def unpack(self, x: torch.Tensor) -> torch.Tensor:
-        """`(N, ...)` -> `(B, T, ...)` with zeros at padding positions."""
-        if self.indices is not None:
-            x = x.new_zeros(self.batch_size * self.seq_len, *x.shape[1:]).index_copy(0, self.indices, x)
-        return x.view(self.batch_size, self.seq_len, *x.shape[1:])
-
-
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q k^T * scaling + mask) v, written out; returns `(B, T, H, D)` and the `(B, H, T, T)` weights."""
-    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        attn_weights = attn_weights + attention_mask
-    attn_weights = F.softmax(attn_weights, dim=-1)
-    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
-    return attn_output, attn_weights
 
 
 class AudioFormerEmbeddings(nn.Module):
@@ -200,34 +302,47 @@ class AudioFormerSelfAttention(nn.Module):
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, rotary: torch.Tensor, padding: Padding
+        self,
+        hidden_states: torch.Tensor,
+        rotary: torch.Tensor,
+        tokens: PackedTokens,
+        attention_mask: torch.Tensor | None,
+        attn_implementation: str,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Packed `(N, hidden)` real tokens -> `(N, hidden)`, and the `(B, H, T, T)` attention weights (eager only)."""
+        """Packed `(N, hidden)` tokens -> `(N, hidden)`, and the `(B, H, T, T)` attention weights (eager only).
+
+        `rotary`: `(T, D / 2)`, or `(N, D / 2)` (one per packed token) for `"sdpa_per_clip"`; `attention_mask`: the
+        padded layout's mask for `attn_implementation`.
+        """
         # One matrix product for query, key and value (RoFormer's three weights stay separate parameters).
         weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
         bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
         qkv = F.linear(hidden_states, weight, bias).unflatten(-1, (3, self.num_attention_heads, -1))  # (N, 3, H, D)
-        if padding.lengths is not None:
-            return self.attend_per_clip(qkv, rotary, padding), None
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(attn_implementation, eager_attention_forward)
+        dropout = self.dropout.p if self.training else 0.0
 
-        qkv = padding.unpack(qkv)  # (B, T, 3, H, D)
-        query_key, value = self.rotate(qkv, rotary[:, None])
+        if attn_implementation == PER_CLIP_SDPA:  # packed: one sequence of clips, (1, H, N, D)
+            query_key, value = self.rotate(qkv, rotary[:, None])
+            query, key = query_key.permute(1, 2, 0, 3).unsqueeze(1).unbind(0)
+            value = value.transpose(0, 1).unsqueeze(0)
+            attn_output, _ = attention(
+                self, query, key, value, None, dropout=dropout, scaling=self.scaling, clip_lengths=tokens.clip_lengths
+            )
+            return attn_output.flatten(-2).squeeze(0), None
+
+        query_key, value = self.rotate(tokens.unpack(qkv), rotary[:, None])  # (B, T, 2, H, D), (B, T, H, D)
         query, key = query_key.transpose(1, 3).unbind(2)  # (B, H, T, D) each
-        value = value.transpose(1, 2)
-        attn_output, attn_weights = self.attention_interface()(
+        attn_output, attn_weights = attention(
             self,
             query,
             key,
-            value,
+            value.transpose(1, 2),
             attention_mask,
-            dropout=self.dropout.p if self.training else 0.0,
+            dropout=dropout,
             scaling=self.scaling,
             is_causal=False,
         )
-        return padding.pack(attn_output.flatten(-2)), attn_weights
-
-    def attention_interface(self) -> Callable:
-        return ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        return tokens.pack(attn_output.flatten(-2)), attn_weights
 
     def rotate(self, qkv: torch.Tensor, rotary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(..., 3, H, D)` -> rotated queries and keys `(..., 2, H, D)`, values `(..., H, D)` (rotated if
@@ -235,28 +350,6 @@ class AudioFormerSelfAttention(nn.Module):
         value = qkv[..., 2, :, :]
         query_key = apply_rotary(qkv[..., :2, :, :], rotary.unsqueeze(-3))
         return query_key, (apply_rotary(value, rotary) if self.rotary_value else value)
-
-    def attend_per_clip(self, qkv: torch.Tensor, rotary: torch.Tensor, padding: Padding) -> torch.Tensor:
-        """Attention of each clip over its own real tokens, with no mask: `(N, 3, H, D)` -> `(N, hidden)`.
-
-        A padded batch's attention costs `B * T^2`; clip by clip it costs `sum(length^2)` (about half for lengths
-        spread over [T/4, T]). `rotary` is per packed token: `(N, D / 2)`.
-        """
-        query_key, value = self.rotate(qkv, rotary[:, None])
-        attention = self.attention_interface()
-        dropout = self.dropout.p if self.training else 0.0
-        outputs = []
-        for clip_query_key, clip_value in zip(query_key.split(padding.lengths), value.split(padding.lengths)):
-            if clip_value.shape[0] == 0:  # an all-padding clip has no tokens to attend from
-                outputs.append(clip_value.flatten(-2))
-                continue
-            query, key = clip_query_key.permute(1, 2, 0, 3).unsqueeze(1).unbind(0)  # (1, H, L, D) each
-            value = clip_value.transpose(0, 1).unsqueeze(0)
-            attn_output, _ = attention(
-                self, query, key, value, None, dropout=dropout, scaling=self.scaling, is_causal=False
-            )
-            outputs.append(attn_output[0].flatten(-2))  # (L, hidden)
-        return torch.cat(outputs)
 
 
 class AudioFormerSelfOutput(nn.Module):
@@ -276,8 +369,15 @@ class AudioFormerAttention(nn.Module):
         self.self = AudioFormerSelfAttention(config)
         self.output = AudioFormerSelfOutput(config)
 
-    def forward(self, hidden_states, attention_mask, rotary, padding):
-        attn_output, attn_weights = self.self(hidden_states, attention_mask, rotary, padding)
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        rotary: torch.Tensor,
+        tokens: PackedTokens,
+        attention_mask: torch.Tensor | None,
+        attn_implementation: str,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attn_output, attn_weights = self.self(hidden_states, rotary, tokens, attention_mask, attn_implementation)
         return self.output(attn_output, hidden_states), attn_weights
 
 
@@ -303,7 +403,7 @@ class AudioFormerOutput(nn.Module):
 
 
 class AudioFormerLayer(GradientCheckpointingLayer):
-    """One post-norm BERT block on packed real tokens `(N, hidden)`: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+    """One post-norm BERT block on packed tokens `(N, hidden)`: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
 
     def __init__(self, config: AudioFormerConfig):
         super().__init__()
@@ -311,8 +411,17 @@ class AudioFormerLayer(GradientCheckpointingLayer):
         self.intermediate = AudioFormerIntermediate(config)
         self.output = AudioFormerOutput(config)
 
-    def forward(self, hidden_states, attention_mask, rotary, padding):
-        attention_output, attn_weights = self.attention(hidden_states, attention_mask, rotary, padding)
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        rotary: torch.Tensor,
+        tokens: PackedTokens,
+        attention_mask: torch.Tensor | None,
+        attn_implementation: str,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attention_output, attn_weights = self.attention(
+            hidden_states, rotary, tokens, attention_mask, attn_implementation
+        )
         layer_output = self.output(self.intermediate(attention_output), attention_output)
         return layer_output, attn_weights
 
@@ -327,21 +436,38 @@ class AudioFormerEncoder(nn.Module):
         self.layer = nn.ModuleList([AudioFormerLayer(config) for _ in range(config.num_hidden_layers)])
         self.gradient_checkpointing = False
 
-    def forward(self, hidden_states, attention_mask, padding, output_attentions=False, output_hidden_states=False):
-        """Packed `(N, hidden)` real tokens -> `BaseModelOutput` of `(B, T, hidden)` states, 0 at padding."""
-        rotary = self.embed_positions.rotary_tables(padding.seq_len)  # once for all layers
-        if padding.lengths is not None:  # per packed token
-            rotary = rotary[padding.indices % padding.seq_len]
-        all_hidden_states = (padding.unpack(hidden_states),) if output_hidden_states else None
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        tokens: PackedTokens,
+        attention_mask: torch.Tensor | None,
+        attn_implementation: str,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BaseModelOutput:
+        """Packed `(N, hidden)` tokens -> `BaseModelOutput` of `(B, T, hidden)` states, 0 at padding."""
+        rotary = self.embed_positions.rotary_tables(tokens.seq_len)  # once for all layers
+        if attn_implementation == PER_CLIP_SDPA and tokens.positions is not None:
+            rotary = rotary[tokens.positions]  # one per packed token
+        all_hidden_states = () if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer_module in self.layer:
-            hidden_states, attn_weights = layer_module(hidden_states, attention_mask, rotary, padding)
             if output_hidden_states:
-                all_hidden_states += (padding.unpack(hidden_states),)
+                # The next layer reads the returned states, so gradients reach what the caller holds (retain_grad,
+                # attribution methods); a copy off that path would get none.
+                padded = tokens.unpack(hidden_states)
+                all_hidden_states += (padded,)
+                hidden_states = tokens.pack(padded)
+            hidden_states, attn_weights = layer_module(
+                hidden_states, rotary, tokens, attention_mask, attn_implementation
+            )
             if output_attentions:
                 all_attentions += (attn_weights,)
+        last_hidden_state = tokens.unpack(hidden_states)
+        if output_hidden_states:
+            all_hidden_states += (last_hidden_state,)
         return BaseModelOutput(
-            last_hidden_state=padding.unpack(hidden_states), hidden_states=all_hidden_states, attentions=all_attentions
+            last_hidden_state=last_hidden_state, hidden_states=all_hidden_states, attentions=all_attentions
         )
 
 
@@ -386,6 +512,12 @@ AUTO_MAP = {
 }
 
 
+def has_accelerator() -> bool:
+    """Whether this machine has an accelerator (CUDA, XPU, MPS, ...) for torch."""
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+
+
 class AudioFormerPreTrainedModel(PreTrainedModel):
     config_class = AudioFormerConfig
     config: AudioFormerConfig
@@ -401,7 +533,15 @@ class AudioFormerPreTrainedModel(PreTrainedModel):
     # does for any forward that takes **kwargs unless told otherwise.
     accepts_loss_kwargs = False
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def get_correct_attn_implementation(self, requested_attention: str | None, is_init_check: bool = False) -> str:
+        """transformers' choice, except the default on a machine without an accelerator: `"sdpa_per_clip"`, which
+        skips the padding's share of the attention work. Chosen once, when the model is built or loaded; pass
+        `attn_implementation=` (or call `set_attn_implementation`) to choose otherwise."""
+        if requested_attention is None and not has_accelerator():
+            requested_attention = PER_CLIP_SDPA
+        return super().get_correct_attn_implementation(requested_attention, is_init_check)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         # transformers writes into `auto_map` only the Auto class of the saved model; a remote-code user also loads
         # the encoder of a classifier (`AutoModel`) or a classifier from a pretraining checkpoint. The code files are
         # copied (hence the map is valid) only for classes registered with `register_for_auto_class`.
@@ -409,7 +549,7 @@ class AudioFormerPreTrainedModel(PreTrainedModel):
             self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
-    def _init_weights(self, module):
+    def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, AudioFormerSinusoidalPositionalEmbedding):
             with torch.no_grad():
@@ -430,12 +570,13 @@ class AudioFormerModel(AudioFormerPreTrainedModel):
         self.encoder = AudioFormerEncoder(config)
         self.post_init()
 
-    def get_input_embeddings(self):
+    def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
 
-    def set_input_embeddings(self, value):
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -444,32 +585,34 @@ class AudioFormerModel(AudioFormerPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutput | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutput:
         r"""
         Args:
             input_ids: `(B, T)` code ids, or `(B, K, T)` ids of all codebooks as the feature extractor returns them
                 (the model reads row `config.codebook_index`).
             attention_mask: `(B, T)` (or `(B, K, T)`), 1 / True for real positions and 0 / False for padding, any
                 dtype. If omitted, positions whose id is `config.pad_token_id` are padding.
+            inputs_embeds: `(B, T, embedding_size)`, instead of `input_ids`.
+            output_attentions: return the `(B, H, T, T)` attention weights of each layer; computed by `"eager"`
+                attention for this call whatever `attn_implementation` the model has.
+            output_hidden_states: return the `(B, T, hidden_size)` states after the embeddings and after each layer;
+                they are on the gradient path of the outputs.
+            return_dict: False for a tuple (None fields left out).
 
         Returns:
             `BaseModelOutput` with `last_hidden_state` `(B, T, hidden_size)`. Only real positions are computed: the
             hidden states (and `hidden_states` after each layer) are 0 at padding positions.
         """
-        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        unsupported = set(kwargs) - {"num_items_in_batch"}  # the losses are batch means: nothing to rescale
+        if unsupported:
+            raise TypeError(f"{type(self).__name__}.forward() got unsupported arguments {sorted(unsupported)}.")
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
-        if output_attentions and self.config._attn_implementation != "eager":
-            raise ValueError(
-                "output_attentions=True needs the attention weights, which only attn_implementation='eager' computes; "
-                f"this model runs {self.config._attn_implementation!r}. Load it with attn_implementation='eager'."
-            )
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         input_ids, attention_mask = codes_and_mask(input_ids, attention_mask, self.config)
         batch_size, seq_len = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
         if attention_mask is not None and attention_mask.shape != (batch_size, seq_len):
@@ -477,37 +620,35 @@ class AudioFormerModel(AudioFormerPreTrainedModel):
                 f"attention_mask must have shape (batch, seq_len) = {(batch_size, seq_len)} (or (batch, "
                 f"num_codebooks, seq_len)), got {tuple(attention_mask.shape)}."
             )
-        # On CPU, attention clip by clip over real tokens skips the padding's share of the T^2 work. The per-clip loop
-        # needs the SDPA path (no weights to return); on accelerators one batched kernel is kept.
-        per_clip_attention = (
-            self.config._attn_implementation == "sdpa" and not output_attentions and self.device.type == "cpu"
-        )
-        padding = Padding.from_mask(attention_mask, batch_size, seq_len, per_clip_attention)
-        # Everything but attention is token-wise, so it runs on the real tokens only.
+
+        # Packing real tokens has data-dependent shapes, which compiled and exported graphs cannot hold.
+        compiling = torch.compiler.is_compiling()
+        tokens = PackedTokens.from_mask(attention_mask, batch_size, seq_len, keep_padding=compiling)
+        attn_implementation = self.config._attn_implementation
+        if output_attentions:
+            attn_implementation = "eager"  # the only implementation that computes the weights
+        elif attn_implementation == PER_CLIP_SDPA and (compiling or tokens.mask is None):
+            attn_implementation = "sdpa"  # one batched call: no padding to skip, or shapes must stay static
+
+        # Everything but attention is token-wise, so it runs on the packed tokens only.
         embedding_output = self.embeddings(
-            input_ids=padding.pack(input_ids) if input_ids is not None else None,
-            inputs_embeds=padding.pack(inputs_embeds) if inputs_embeds is not None else None,
-            token_type_ids=padding.pack(token_type_ids) if token_type_ids is not None else None,
+            input_ids=tokens.pack(input_ids) if input_ids is not None else None,
+            inputs_embeds=tokens.pack(inputs_embeds) if inputs_embeds is not None else None,
+            token_type_ids=tokens.pack(token_type_ids) if token_type_ids is not None else None,
         )  # (N, embedding_size)
         if hasattr(self, "embeddings_project"):
             embedding_output = self.embeddings_project(embedding_output)
-
-        # None without padding (attention then needs no mask); the mask only reads the shape and dtype of the embeds.
-        extended_mask = create_bidirectional_mask(
-            config=self.config,
-            inputs_embeds=embedding_output.new_empty(batch_size, seq_len, 0),
-            attention_mask=attention_mask if padding.indices is not None else None,
-        )
-        outputs = self.encoder(
+        padding_mask = None
+        if tokens.mask is not None and attn_implementation != PER_CLIP_SDPA:
+            padding_mask = padding_attention_mask(tokens.mask, attn_implementation, embedding_output.dtype)
+        return self.encoder(
             embedding_output,
-            extended_mask,
-            padding,
+            tokens,
+            padding_mask,
+            attn_implementation,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
-        if not return_dict:
-            return outputs.to_tuple()
-        return outputs
 
 
 class AudioFormerForMaskedLM(AudioFormerPreTrainedModel):
@@ -524,13 +665,14 @@ class AudioFormerForMaskedLM(AudioFormerPreTrainedModel):
         self.cls = AudioFormerOnlyMLMHead(config)
         self.post_init()
 
-    def get_output_embeddings(self):
+    def get_output_embeddings(self) -> nn.Linear:
         return self.cls.predictions.decoder
 
-    def set_output_embeddings(self, new_embeddings):
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.cls.predictions.decoder = new_embeddings
         self.cls.predictions.bias = new_embeddings.bias
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -538,28 +680,24 @@ class AudioFormerForMaskedLM(AudioFormerPreTrainedModel):
         token_type_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> MaskedLMOutput | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MaskedLMOutput:
         r"""
         Args:
             labels: `(B, T)` (or `(B, K, T)`, row `codebook_index` is used) original ids at masked positions and
                 -100 elsewhere; the loss is the cross-entropy over masked positions only.
+            kwargs: `output_attentions`, `output_hidden_states`, `return_dict`, as for `AudioFormerModel`.
 
         Returns:
             `MaskedLMOutput` with `logits` `(B, T, vocab_size)`.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.roformer(
             input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         prediction_scores = self.cls(outputs.last_hidden_state)
         loss = None
@@ -568,9 +706,6 @@ class AudioFormerForMaskedLM(AudioFormerPreTrainedModel):
             loss = F.cross_entropy(
                 prediction_scores.view(-1, self.config.vocab_size).float(), labels.reshape(-1), ignore_index=-100
             )
-        if not return_dict:
-            output = (prediction_scores,) + outputs.to_tuple()[1:]
-            return ((loss,) + output) if loss is not None else output
         return MaskedLMOutput(
             loss=loss, logits=prediction_scores, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -618,6 +753,7 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -625,28 +761,24 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
         token_type_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> AudioFormerClassifierOutput | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> AudioFormerClassifierOutput:
         r"""
         Args:
             labels: `(B,)` class indices (single-label) or `(B, num_labels)` multi-hot floats (multi-label).
+            kwargs: `output_attentions`, `output_hidden_states`, `return_dict`, as for `AudioFormerModel`.
 
         Returns:
             `AudioFormerClassifierOutput` with `logits` `(B, num_labels)` and `pooled_output` `(B, hidden_size)`.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         input_ids, attention_mask = codes_and_mask(input_ids, attention_mask, self.config)
         outputs = self.roformer(
             input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         pooled_output = masked_mean(outputs.last_hidden_state, attention_mask)
         logits = self.classifier(self.dropout(pooled_output))
@@ -654,9 +786,6 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
         loss = None
         if labels is not None:
             loss = self.classification_loss(logits, labels)
-        if not return_dict:
-            output = (logits, pooled_output) + outputs.to_tuple()[1:]
-            return ((loss,) + output) if loss is not None else output
         return AudioFormerClassifierOutput(
             loss=loss,
             logits=logits,

@@ -14,14 +14,21 @@ batch length; EnCodec 24 kHz is causal (causal convolutions, unidirectional LSTM
 `< (j + 1) * hop` and the codes of a clip do not depend on what it is batched with. They equal
 `EncodecModel.encode(clip_zero_padded_to_hop_multiple, bandwidth=3.0)` + 3, which is `EncodecModel.encode(clip)`
 + 3 whenever the clip length is a multiple of 320 samples (all 10 s AudioSet clips).
+
+Input convention (transformers' audio feature extractors: Wav2Vec2, AST, Whisper): a 1-D array is one mono clip, a
+2-D array `(batch, time)` a batch of mono clips, a list holds clips, each mono `(time,)` or multi-channel
+`(channels, time)` (down-mixed to mono).
 """
 
 import math
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from transformers import BatchFeature, EncodecModel, SequenceFeatureExtractor
+from transformers.utils import PaddingStrategy, TensorType, cached_file
 
 
 try:  # this project: the contract lives in the model package
@@ -42,6 +49,11 @@ except ImportError:  # Hub remote code: configuration_audioformer.py sits beside
         PAD_TOKEN_ID,
         save_remote_code,
     )
+
+
+# `codec_name_or_path` values starting with "." are relative to the folder of `preprocessor_config.json`; a local
+# codec is saved there under this name, so the folder can be moved or published with its codec.
+CODEC_FOLDER = "codec"
 
 
 def kaiser_sinc_filter(up: int, down: int, half_width: int = 10, beta: float = 5.0) -> np.ndarray:
@@ -130,6 +142,46 @@ def _to_float_tensor(clip) -> torch.Tensor:
     return clip
 
 
+def resolve_relative_codec(source: str, relative_path: str, hub_kwargs: dict) -> str:
+    """The local folder of the codec saved at `relative_path` inside `source`: a folder, or a Hub repository whose
+    codec files are fetched into the Hub cache."""
+    relative_path = os.path.normpath(relative_path)
+    if os.path.isdir(source):
+        return os.path.abspath(os.path.join(source, relative_path))
+    subfolder = "" if relative_path == "." else relative_path.replace(os.sep, "/")
+    config_file = cached_file(source, "config.json", subfolder=subfolder, **hub_kwargs)
+    cached_file(source, "model.safetensors", subfolder=subfolder, **hub_kwargs)
+    return os.path.dirname(config_file)
+
+
+def split_clips(audio: Any) -> list:
+    """`audio` as a list of clips, by transformers' convention: a 1-D array (or a list of numbers) is one mono clip, a
+    2-D array `(batch, time)` a batch of mono clips, a list or tuple holds clips (each `(time,)` or
+    `(channels, time)`). Anything else is ambiguous and raises a ValueError."""
+    if isinstance(audio, (list, tuple)):
+        if len(audio) == 0:
+            raise ValueError("Got an empty list of clips.")
+        return [audio] if np.isscalar(audio[0]) else list(audio)
+    if not isinstance(audio, (np.ndarray, torch.Tensor)):
+        raise ValueError(f"Audio must be a numpy array, a torch tensor or a list of them, got {type(audio).__name__}.")
+    if audio.ndim == 1:
+        return [audio]
+    if audio.ndim == 2:
+        if audio.shape[0] == 0:
+            raise ValueError(f"Got an empty batch of clips (shape {tuple(audio.shape)}).")
+        if audio.shape[0] > audio.shape[1] > 0:
+            raise ValueError(
+                f"Got a 2-D array of shape {tuple(audio.shape)}: a 2-D array is a batch of mono clips (batch, time), "
+                "and this one has more rows than samples, like one channels-last clip. Pass a multi-channel clip "
+                "channels-first inside a list: [clip.T] for a (time, channels) array."
+            )
+        return list(audio)
+    raise ValueError(
+        f"Got a {audio.ndim}-D array of shape {tuple(audio.shape)}, which is ambiguous: pass one clip (time,), a "
+        "batch of mono clips (batch, time), or a list of clips, each (time,) or (channels, time)."
+    )
+
+
 class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
     r"""
     Turns raw audio into EnCodec code ids for AudioFormer.
@@ -137,7 +189,10 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
     Args:
         codec_name_or_path (`str`, defaults to `"facebook/encodec_24khz"`):
             Hub name or local folder of a transformers `EncodecModel` (24 kHz, causal, no chunking). Loaded lazily
-            on first use; it is referenced, not saved, by `save_pretrained`.
+            on first use. `save_pretrained` references a Hub name as it is, and saves a local codec inside the
+            folder (`codec/`, written as `"./codec"`); in a saved `preprocessor_config.json`, a value starting with
+            `"."` is relative to that folder (locally or in the same Hub repository), so the folder loads from any
+            working directory, after being moved, and from the Hub.
         bandwidth (`float`, defaults to 3.0):
             EnCodec target bandwidth in kbps; 3.0 = 4 codebooks.
         max_duration (`float`, defaults to 10.0):
@@ -201,24 +256,56 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         self._codec = None
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, device=None, **kwargs):
-        """`FeatureExtractionMixin.from_pretrained`, plus `device=` for the codec."""
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, device: str | None = None, **kwargs: Any
+    ) -> "AudioFormerFeatureExtractor":
+        """`FeatureExtractionMixin.from_pretrained`, plus `device=` for the codec. A codec path relative to the folder
+        (`"./codec"`) becomes a path on this machine: the folder's, or the Hub cache's (its files are fetched)."""
+        relative_codec = "codec_name_or_path" not in kwargs  # a value passed here is the caller's own path
+        hub_kwargs = {
+            key: kwargs[key]
+            for key in ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only")
+            if key in kwargs
+        }
+        subfolder = kwargs.get("subfolder") or ""
         out = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        fe = out[0] if isinstance(out, tuple) else out
+        if relative_codec and fe.codec_name_or_path.startswith("."):
+            fe.codec_name_or_path = resolve_relative_codec(
+                str(pretrained_model_name_or_path), os.path.join(subfolder, fe.codec_name_or_path), hub_kwargs
+            )
         if device is not None:
-            (out[0] if isinstance(out, tuple) else out).to(device)
+            fe.to(device)
         return out
 
-    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs):
-        """`FeatureExtractionMixin.save_pretrained`; with the Auto class registered (importing `tokenization` does) it
-        also writes the remote code, this file and `configuration_audioformer.py` (see `save_remote_code`)."""
-        if self._auto_class is None:
-            return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
-        self.auto_map = {self._auto_class: save_remote_code(self, save_directory)}
-        self._auto_class = None  # an instance attribute over the class's: the code is written above
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> list:
+        """`FeatureExtractionMixin.save_pretrained`. A local codec is saved inside the folder (see
+        `codec_name_or_path`). With the Auto class registered (importing `tokenization` does) it also writes the
+        remote code, this file and `configuration_audioformer.py` (see `save_remote_code`)."""
+        os.makedirs(save_directory, exist_ok=True)
+        codec_name_or_path = self.codec_name_or_path
+        self.codec_name_or_path = self._save_local_codec(save_directory)  # the saved value; restored below
+        restore_auto_class = self._auto_class is not None
+        if restore_auto_class:
+            self.auto_map = {self._auto_class: save_remote_code(self, save_directory)}
+            self._auto_class = None  # an instance attribute over the class's: the code is written above
         try:
             return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
         finally:
-            del self._auto_class
+            self.codec_name_or_path = codec_name_or_path
+            if restore_auto_class:
+                del self._auto_class
+
+    def _save_local_codec(self, save_directory: str | os.PathLike) -> str:
+        """The `codec_name_or_path` to save: a Hub name as it is; for a local codec, its path relative to
+        `save_directory`, after saving it there as `codec/` unless it is already inside."""
+        if not os.path.isdir(self.codec_name_or_path):
+            return self.codec_name_or_path
+        codec_dir, folder = os.path.realpath(self.codec_name_or_path), os.path.realpath(save_directory)
+        if codec_dir != folder and not codec_dir.startswith(folder + os.sep):
+            codec_dir = os.path.join(folder, CODEC_FOLDER)
+            self.codec.save_pretrained(codec_dir)  # config.json + model.safetensors
+        return "./" + os.path.relpath(codec_dir, folder).replace(os.sep, "/") if codec_dir != folder else "."
 
     # ---- serialisation: the codec and the device are runtime state, not configuration ----
     def to_dict(self):
@@ -292,8 +379,8 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
     ) -> BatchFeature:
         """
         Args:
-            audio: one clip or a list of clips; each numpy or torch, float or int16/int32/uint8 PCM, mono `(T,)`
-                or channels-first `(C, T)` (down-mixed to mono).
+            audio: one mono clip `(T,)`, a batch of mono clips `(B, T)`, or a list of clips, each mono `(T,)` or
+                channels-first `(C, T)` (down-mixed to mono); numpy or torch, float or int16/int32/uint8 PCM.
             sampling_rate (`int`): rate of `audio` in Hz; required.
             padding (`"max_length"` or `"longest"`): pad to `max_duration` (paper) or to the longest clip.
             return_tensors: `"pt"` (default), `"np"` or None (lists).
@@ -318,11 +405,7 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         if padding not in ("max_length", "longest"):
             raise ValueError(f"padding must be 'max_length' or 'longest', got {padding!r}.")
 
-        if isinstance(audio, (list, tuple)) and len(audio) == 0:
-            raise ValueError("Got an empty list of clips.")
-        is_batched = isinstance(audio, (list, tuple)) and not np.isscalar(audio[0])
-        clips = list(audio) if is_batched else [audio]
-        waveforms = [self._prepare(clip, sampling_rate) for clip in clips]
+        waveforms = [self._prepare(clip, sampling_rate) for clip in split_clips(audio)]
         codes, lengths = self.encode_waveforms(waveforms, padding=padding)
         input_ids, attention_mask = self.wrap_codes(codes, lengths)
         data = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -389,6 +472,109 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
             codes[start : start + len(group), :, : group_codes.shape[-1]] = group_codes.cpu()
         return codes, lengths
 
+    def pad(
+        self,
+        processed_features: BatchFeature | Mapping | list,
+        padding: bool | str | PaddingStrategy = True,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | TensorType | None = None,
+    ) -> BatchFeature:
+        """
+        Pads code ids along time with `<PAD>` and the attention mask with 0: what `DataCollatorWithPadding(fe)`
+        (Trainer's default collator with `processing_class=fe`) calls on a list of examples.
+
+        Args:
+            processed_features: a list of examples (dicts) or a dict of lists; each example's `input_ids` is
+                `(num_codebooks, T_i)` (or one row `(T_i,)`), its `attention_mask` `(T_i,)` if it has one (else real
+                positions are those not holding `<PAD>`). Other keys (e.g. `labels`) are kept.
+            padding: `True` / `"longest"`: to the longest example; `"max_length"`: to `max_length`; `False` /
+                `"do_not_pad"`: the examples must have the same length.
+            max_length: the length of `"max_length"` padding and of truncation.
+            truncation: cut longer examples to `max_length` ids, ending in `<EOA>` as full clips do.
+            pad_to_multiple_of: round the padded length up to a multiple of this.
+            return_attention_mask: False to leave the mask out.
+            return_tensors: `"pt"`, `"np"` or None (the type of the given ids; lists for lists).
+
+        Returns:
+            `BatchFeature` with `input_ids` `(B, num_codebooks, T)` (or `(B, T)`), int64, and `attention_mask`
+            `(B, T)`.
+        """
+        if isinstance(processed_features, (list, tuple)) and processed_features:
+            if not isinstance(processed_features[0], Mapping):
+                raise ValueError("pad takes a list of examples (dicts with input_ids) or a dict of lists.")
+            processed_features = {
+                key: [example[key] for example in processed_features] for key in processed_features[0]
+            }
+        if not isinstance(processed_features, Mapping) or "input_ids" not in processed_features:
+            raise ValueError("pad needs examples with input_ids (code ids from this feature extractor).")
+        given = processed_features["input_ids"]
+        first = given[0] if len(given) else None
+        if return_tensors is None:
+            return_tensors = (
+                "pt" if isinstance(first, torch.Tensor) else "np" if isinstance(first, np.ndarray) else None
+            )
+        ids = [torch.as_tensor(np.asarray(x) if isinstance(x, list) else x).long() for x in given]
+        if not ids:
+            raise ValueError("Nothing to pad: input_ids is empty.")
+        shapes = [tuple(x.shape) for x in ids]
+        if {x.dim() for x in ids} - {1, 2} or len({shape[:-1] for shape in shapes}) > 1:
+            raise ValueError(
+                "Each example's input_ids must be (num_codebooks, T) or (T,), the same number of codebooks for "
+                f"all; got shapes {shapes}."
+            )
+        masks = processed_features.get("attention_mask")
+        if masks is None:  # real positions: BOA .. EOA; <PAD> only follows a clip
+            masks = [(x if x.dim() == 1 else x[0]) != self.pad_token_id for x in ids]
+        masks = [torch.as_tensor(np.asarray(m) if isinstance(m, list) else m).long() for m in masks]
+        for x, m in zip(ids, masks):
+            if m.shape != x.shape[-1:]:
+                raise ValueError(
+                    f"An attention_mask of shape {tuple(m.shape)} for input_ids of shape {tuple(x.shape)}."
+                )
+
+        if truncation:
+            if max_length is None:
+                raise ValueError("truncation=True needs max_length.")
+            cut = [x.shape[-1] > max_length for x in ids]
+            ids = [x[..., :max_length].clone() for x in ids]
+            masks = [m[:max_length] for m in masks]
+            for x, was_cut in zip(ids, cut):
+                if was_cut:
+                    x[..., -1] = self.eoa_token_id
+        lengths = [x.shape[-1] for x in ids]
+        padding = PaddingStrategy.LONGEST if padding is True else PaddingStrategy(padding or "do_not_pad")
+        if padding == PaddingStrategy.MAX_LENGTH:
+            if max_length is None:
+                raise ValueError("padding='max_length' needs max_length.")
+            if max(lengths) > max_length:
+                raise ValueError(f"An example has {max(lengths)} ids, more than max_length={max_length}: truncate it.")
+            target = max_length
+        elif padding == PaddingStrategy.DO_NOT_PAD and len(set(lengths)) > 1:
+            raise ValueError(f"padding=False needs examples of one length, got lengths {sorted(set(lengths))}.")
+        else:
+            target = max(lengths)
+        if pad_to_multiple_of:
+            target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
+
+        batch_ids = torch.full((len(ids), *ids[0].shape[:-1], target), self.pad_token_id, dtype=torch.long)
+        batch_mask = torch.zeros(len(ids), target, dtype=torch.long)
+        for i, (x, m) in enumerate(zip(ids, masks)):
+            batch_ids[i, ..., : x.shape[-1]] = x
+            batch_mask[i, : m.shape[-1]] = m
+        data = {key: value for key, value in processed_features.items() if key not in ("input_ids", "attention_mask")}
+        data["input_ids"] = batch_ids
+        if return_attention_mask is not False:
+            data["attention_mask"] = batch_mask
+        if return_tensors is None:
+            data = {key: v.tolist() if isinstance(v, torch.Tensor) else v for key, v in data.items()}
+            return BatchFeature(data)
+        if str(return_tensors) in ("np", TensorType.NUMPY):
+            data = {key: v.numpy() if isinstance(v, torch.Tensor) else v for key, v in data.items()}
+        return BatchFeature(data, tensor_type=return_tensors)
+
     def wrap_codes(self, codes: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """codes `(B, K, F)`, lengths `(B,)` -> input_ids `(B, K, F + 2)` = [BOA, c+3, ..., EOA, PAD...] and
         attention_mask `(B, F + 2)`."""
@@ -403,4 +589,4 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         return ids, attention_mask
 
 
-__all__ = ["AudioFormerFeatureExtractor", "resample_poly"]
+__all__ = ["AudioFormerFeatureExtractor", "resample_poly", "split_clips"]

@@ -34,7 +34,10 @@ class ModelArguments(CodecArguments):
         metadata={"help": "Codebook row to train on (0 = C1). Default: the config's (0 for a new model)."},
     )
     model_revision: str = field(default="main", metadata={"help": "Model branch, tag or commit."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "'sdpa' (default) or 'eager'."})
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "'sdpa_per_clip' (default without an accelerator), 'sdpa' (default with one) or 'eager'."},
+    )
 
     def __post_init__(self):
         super().__post_init__()

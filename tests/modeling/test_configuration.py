@@ -70,7 +70,7 @@ def test_round_trip(tmp_path):
         (dict(classifier_dropout=-0.1), "classifier_dropout"),
         (dict(multi_label_loss="focal"), "multi_label_loss"),
         (dict(pad_token_id=5000), "pad_token_id"),
-        (dict(mask_token_id=1028), "mask_token_id"),
+        (dict(mask_token_id=-1), "mask_token_id"),
         (dict(num_hidden_layers=0), "num_hidden_layers"),
         (dict(vocab_size=0), "vocab_size"),
     ],
@@ -83,3 +83,9 @@ def test_bad_values_raise_naming_the_field(kwargs, field):
 def test_valid_edge_values_pass():
     AudioFormerConfig(num_codebooks=8, codebook_index=7)
     AudioFormerConfig(hidden_size=64, num_attention_heads=4, classifier_dropout=0.0, multi_label_loss="bce")
+
+
+def test_special_ids_past_a_resized_vocabulary_are_allowed():
+    """As in transformers (which warns): `resize_token_embeddings(1000)` leaves `<MASK>` = 1027 outside."""
+    config = AudioFormerConfig(vocab_size=1000)
+    assert config.mask_token_id == 1027 and config.pad_token_id == 1

@@ -37,6 +37,9 @@ TINY = dict(
     attention_probs_dropout_prob=0.0,
 )
 LENGTHS = [20, 13, 6]
+# Clip by clip on packed tokens (the default without an accelerator), one batched masked SDPA call (the default with
+# one), eager.
+IMPLEMENTATIONS = ["sdpa_per_clip", "sdpa", "eager"]
 
 
 def tiny_config(**kwargs):
@@ -80,7 +83,7 @@ def test_state_dicts_load_both_ways_with_no_missing_keys():
         assert set(model.state_dict()) == set(twin.state_dict())
 
 
-@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn_implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("rotary_value", [False, True])
 def test_matches_roformer_on_real_positions(attn_implementation, rotary_value):
     model = build(AudioFormerModel, attn_implementation=attn_implementation, rotary_value=rotary_value)
@@ -99,32 +102,30 @@ def test_matches_roformer_on_real_positions(attn_implementation, rotary_value):
     assert ours.last_hidden_state[~real].abs().max() == 0
 
 
-def force_batched_attention(monkeypatch):
-    """On CPU, SDPA attends clip by clip; accelerators use one masked, batched call. Force the latter."""
+@pytest.fixture(params=IMPLEMENTATIONS)
+def attention(request):
+    """Runs a test on each attention implementation."""
+    return request.param
+
+
+def test_default_attention_is_chosen_once_by_the_machine(monkeypatch):
     from modeling_audioformer import modeling_audioformer as module
 
-    from_mask = module.Padding.from_mask.__func__
-    monkeypatch.setattr(
-        module.Padding,
-        "from_mask",
-        classmethod(lambda cls, mask, b, t, per_clip=False: from_mask(cls, mask, b, t, False)),
-    )
-
-
-@pytest.fixture(params=["per_clip", "batched"])
-def attention_path(request, monkeypatch):
-    """Runs a test on both SDPA paths: clip by clip (CPU) and batched with a mask (GPU)."""
-    if request.param == "batched":
-        force_batched_attention(monkeypatch)
-    return request.param
+    assert build(AudioFormerModel).config._attn_implementation == "sdpa_per_clip"  # this machine has no accelerator
+    monkeypatch.setattr(module, "has_accelerator", lambda: True)
+    assert build(AudioFormerModel).config._attn_implementation == "sdpa"
+    assert build(AudioFormerModel, attn_implementation="eager").config._attn_implementation == "eager"
+    model = build(AudioFormerModel)
+    model.set_attn_implementation("sdpa_per_clip")
+    assert model.config._attn_implementation == "sdpa_per_clip"
 
 
 @pytest.mark.parametrize(
     "ours, theirs, output",
     [(AudioFormerModel, RoFormerModel, "last_hidden_state"), (AudioFormerForMaskedLM, RoFormerForMaskedLM, "logits")],
 )
-def test_sdpa_paths_match_roformer(attention_path, ours, theirs, output):
-    model = build(ours)
+def test_attention_implementations_match_roformer(attention, ours, theirs, output):
+    model = build(ours, attn_implementation=attention)
     twin = roformer_twin(model, theirs)
     input_ids, attention_mask = padded_batch()
     with torch.no_grad():
@@ -134,7 +135,7 @@ def test_sdpa_paths_match_roformer(attention_path, ours, theirs, output):
     torch.testing.assert_close(ours[real], theirs[real], atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn_implementation", IMPLEMENTATIONS)
 def test_matches_roformer_without_padding(attn_implementation):
     model = build(AudioFormerModel, attn_implementation=attn_implementation)
     twin = roformer_twin(model, RoFormerModel)
@@ -162,7 +163,7 @@ def test_sdpa_and_eager_agree_in_training_mode_without_dropout():
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn_implementation", IMPLEMENTATIONS)
 def test_padding_invariance_of_the_backbone(attn_implementation):
     model = build(AudioFormerModel, attn_implementation=attn_implementation)
     input_ids, attention_mask = padded_batch()
@@ -325,8 +326,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(use_reentrant):
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5, msg=name)
 
 
-def test_output_attentions_with_eager():
-    model = build(AudioFormerModel, attn_implementation="eager")
+def test_output_attentions_with_any_implementation(attention):
+    """The weights are computed (by eager attention, for that call) whatever the model's implementation."""
+    model = build(AudioFormerModel, attn_implementation=attention)
     twin = roformer_twin(model, RoFormerModel)
     input_ids, attention_mask = padded_batch()
     with torch.no_grad():
@@ -337,8 +339,7 @@ def test_output_attentions_with_eager():
     torch.testing.assert_close(ours[1][1, :, :n, :n], theirs[1][1, :, :n, :n], atol=1e-5, rtol=0)
     torch.testing.assert_close(ours[0][1, :, :n].sum(-1), torch.ones(4, n))
     assert ours[0][1, :, :n, n:].abs().max() == 0  # no weight on padding keys
-    with pytest.raises(ValueError, match="eager"):
-        build(AudioFormerModel)(input_ids, output_attentions=True)
+    assert model.config._attn_implementation == attention  # only that call ran eager
 
 
 def test_single_label_loss_is_cross_entropy():
@@ -386,8 +387,8 @@ def test_classifier_outputs_and_tuple_form():
     torch.testing.assert_close(as_tuple[2], out.pooled_output)
 
 
-def test_attention_mask_of_any_dtype_and_shape(attention_path):
-    model = build(AudioFormerModel)
+def test_attention_mask_of_any_dtype_and_shape(attention):
+    model = build(AudioFormerModel, attn_implementation=attention)
     input_ids, attention_mask = padded_batch()
     real = attention_mask.bool()
     with torch.no_grad():
@@ -400,8 +401,8 @@ def test_attention_mask_of_any_dtype_and_shape(attention_path):
         model(input_ids, attention_mask=attention_mask[:, :-1])
 
 
-def test_inputs_embeds_and_token_type_ids_match_roformer(attention_path):
-    model = build(AudioFormerModel)
+def test_inputs_embeds_and_token_type_ids_match_roformer(attention):
+    model = build(AudioFormerModel, attn_implementation=attention)
     twin = roformer_twin(model, RoFormerModel)
     input_ids, attention_mask = padded_batch()
     token_type_ids = torch.randint(0, 2, input_ids.shape, generator=torch.Generator().manual_seed(1))
@@ -417,9 +418,9 @@ def test_inputs_embeds_and_token_type_ids_match_roformer(attention_path):
         model(input_ids, inputs_embeds=embeds)
 
 
-def test_all_padding_row_and_batch_of_one(attention_path):
+def test_all_padding_row_and_batch_of_one(attention):
     """A clip of padding only gets zeros (no NaN, also in the gradients) and leaves the other clips unchanged."""
-    model = build(AudioFormerForAudioClassification, num_labels=3).train()
+    model = build(AudioFormerForAudioClassification, num_labels=3, attn_implementation=attention).train()
     input_ids, attention_mask = padded_batch()
     input_ids = torch.cat([input_ids, torch.full((1, input_ids.shape[1]), PAD)])
     attention_mask = torch.cat([attention_mask, torch.zeros_like(attention_mask[:1])])
@@ -435,9 +436,14 @@ def test_all_padding_row_and_batch_of_one(attention_path):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_autocast_and_weights(attention_path, dtype):
+def test_low_precision_autocast_and_weights(attention, dtype):
     """Rotary runs in float32 and back; the losses are float32. Half-precision results stay close to float32."""
-    model = build(AudioFormerForAudioClassification, num_labels=4, problem_type="multi_label_classification")
+    model = build(
+        AudioFormerForAudioClassification,
+        num_labels=4,
+        problem_type="multi_label_classification",
+        attn_implementation=attention,
+    )
     input_ids, attention_mask = padded_batch()
     labels = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0]])
     with torch.no_grad():

@@ -4,6 +4,7 @@ import copy
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,11 +169,38 @@ def test_input_types_and_channels(tiny_codec_dir):
     pcm32 = pcm16.astype(np.int32) * 65536
     torch.testing.assert_close(fe(pcm32, sampling_rate=SR)["input_ids"], fe(pcm16, sampling_rate=SR)["input_ids"])
     torch.testing.assert_close(fe(torch.from_numpy(clip), sampling_rate=SR)["input_ids"], ref)
-    stereo = np.stack([clip + 0.1, clip - 0.1])  # mean = clip
-    torch.testing.assert_close(fe(stereo, sampling_rate=SR)["input_ids"], ref)
+    stereo = np.stack([clip + 0.1, clip - 0.1])  # mean = clip; a multi-channel clip comes inside a list
+    torch.testing.assert_close(fe([stereo], sampling_rate=SR)["input_ids"], ref)
     torch.testing.assert_close(fe([clip, stereo], sampling_rate=SR)["input_ids"][1], ref[0])
     np_out = fe(clip, sampling_rate=SR, return_tensors="np")
     assert isinstance(np_out["input_ids"], np.ndarray) and (np_out["input_ids"] == ref.numpy()).all()
+
+
+def test_a_2d_array_is_a_batch_of_mono_clips(tiny_codec_dir):
+    """transformers' convention (Wav2Vec2, AST, Whisper): `(batch, time)` is a batch, not one multi-channel clip."""
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir, max_duration=1.0)
+    fe.codec.double()
+    clips = np.stack([_clip(0.5, 40), _clip(0.5, 41), _clip(0.5, 42)]).astype(np.float32)
+    out = fe(clips, sampling_rate=SR)
+    assert out["input_ids"].shape == (3, 4, 77)
+    alone = torch.cat([fe(c, sampling_rate=SR)["input_ids"] for c in clips])
+    torch.testing.assert_close(out["input_ids"], alone)
+    torch.testing.assert_close(fe(torch.from_numpy(clips), sampling_rate=SR)["input_ids"], alone)
+    torch.testing.assert_close(fe(list(clips), sampling_rate=SR)["input_ids"], alone)
+    assert fe(clips[:1], sampling_rate=SR)["input_ids"].shape == (1, 4, 77)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((24000, 2), "channels-last clip"),  # (time, channels) would be 24000 clips of 2 samples
+        ((2, 2, 24000), "ambiguous"),
+        ((1, 1, 1, 24000), "ambiguous"),
+    ],
+)
+def test_ambiguous_arrays_raise(tiny_feature_extractor, shape, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_feature_extractor(np.zeros(shape, np.float32), sampling_rate=SR)
 
 
 def test_integer_pcm_scaling():
@@ -220,8 +248,10 @@ def test_truncates_to_max_duration(tiny_feature_extractor):
         (np.zeros(0, np.float32), {"sampling_rate": SR}, "empty"),
         (np.array([0.0, np.nan] * 50, np.float32), {"sampling_rate": SR}, "NaN"),
         (np.array([0.0, np.inf] * 50, np.float32), {"sampling_rate": SR}, "NaN or Inf"),
-        (np.zeros((1, 2, 100), np.float32), {"sampling_rate": SR}, "channels-first"),
-        (np.zeros((100, 2), np.float32), {"sampling_rate": SR}, "transpose"),
+        (np.zeros((1, 2, 100), np.float32), {"sampling_rate": SR}, "ambiguous"),
+        ([np.zeros((1, 2, 100), np.float32)], {"sampling_rate": SR}, "channels-first"),
+        (np.zeros((100, 2), np.float32), {"sampling_rate": SR}, "channels-last"),
+        ([np.zeros((100, 2), np.float32)], {"sampling_rate": SR}, "transpose"),
         (np.zeros(100, np.float32), {"sampling_rate": SR, "padding": "do_not_pad"}, "padding"),
         (np.zeros((2, 0), np.float32), {"sampling_rate": SR}, "empty"),  # not "transpose it"
         (np.zeros((0, 100), np.float32), {"sampling_rate": SR}, "empty"),  # no channels: was a silent NaN mean
@@ -301,7 +331,8 @@ def test_save_and_load(tiny_codec_dir, tmp_path):
     _ = fe.codec
     fe.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "preprocessor_config.json").read_text())
-    assert config["codec_name_or_path"] == tiny_codec_dir and config["max_duration"] == 1.0
+    assert config["codec_name_or_path"] == "./codec" and config["max_duration"] == 1.0  # a local codec travels
+    assert fe.codec_name_or_path == tiny_codec_dir
     assert config["sampling_rate"] == 24000 and config["feature_size"] == 1
     assert config["auto_map"]["AutoFeatureExtractor"].endswith("AudioFormerFeatureExtractor")
     assert not any(k.startswith("_") for k in config)  # no codec, no device
@@ -310,9 +341,107 @@ def test_save_and_load(tiny_codec_dir, tmp_path):
 
     loaded = AudioFormerFeatureExtractor.from_pretrained(tmp_path)
     assert loaded._codec is None and loaded.model_input_names == ["input_ids", "attention_mask"]
+    assert loaded.codec_name_or_path == str(tmp_path / "codec")
     clip = _clip(0.8, 14)
     torch.testing.assert_close(loaded(clip, sampling_rate=SR)["input_ids"], fe(clip, sampling_rate=SR)["input_ids"])
     assert copy.deepcopy(loaded).to_dict() == loaded.to_dict()
+
+
+def test_a_local_codec_travels_with_the_folder(tiny_codec_dir, tmp_path, monkeypatch):
+    """A codec given by a relative path is saved in the folder, which then loads from any working directory, after
+    being moved, and saved again elsewhere."""
+    import shutil
+
+    monkeypatch.chdir(Path(tiny_codec_dir).parent)
+    fe = AudioFormerFeatureExtractor(codec_name_or_path=Path(tiny_codec_dir).name, max_duration=1.0)
+    clip = _clip(0.7, 43)
+    expected = fe(clip, sampling_rate=SR)["input_ids"]
+    fe.save_pretrained(tmp_path / "made")
+    shutil.move(tmp_path / "made", tmp_path / "moved")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    loaded = AudioFormerFeatureExtractor.from_pretrained(tmp_path / "moved")
+    torch.testing.assert_close(loaded(clip, sampling_rate=SR)["input_ids"], expected)
+    loaded.save_pretrained("again")  # the codec is copied along again, and saving in place copies nothing
+    loaded.save_pretrained(tmp_path / "moved")
+    assert sorted(p.name for p in (tmp_path / "moved" / "codec").iterdir()) == ["config.json", "model.safetensors"]
+    again = AudioFormerFeatureExtractor.from_pretrained("again")
+    torch.testing.assert_close(again(clip, sampling_rate=SR)["input_ids"], expected)
+    # a codec given by a path starting with "." when loading is the caller's own path, not one inside the folder
+    override = AudioFormerFeatureExtractor.from_pretrained("again", codec_name_or_path="./again/codec")
+    assert override.codec_name_or_path == "./again/codec"
+
+
+def test_a_saved_codec_resolves_in_the_hub_cache(tiny_codec_dir, tmp_path):
+    """From the Hub, `./codec` is the `codec/` folder of the same repository (here a hand-made offline cache)."""
+    fe = AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, max_duration=1.0)
+    repo = tmp_path / "cache" / "models--org--with-codec"
+    fe.save_pretrained(repo / "snapshots" / "0123abc")  # the Hub cache's layout: a snapshot and the ref to it
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    loaded = AudioFormerFeatureExtractor.from_pretrained("org/with-codec", cache_dir=tmp_path / "cache")
+    assert Path(loaded.codec_name_or_path).parent.parent.parent.name == "models--org--with-codec"
+    clip = _clip(0.4, 44)
+    torch.testing.assert_close(loaded(clip, sampling_rate=SR)["input_ids"], fe(clip, sampling_rate=SR)["input_ids"])
+
+
+# ---------------------------------------------------------------- padding (Trainer's default collator)
+
+
+def _examples(fe, seconds=(1.0, 0.5, 0.25), **kwargs):
+    """One example per clip as a `datasets` transform yields them: `(4, T_i)` ids, a label, maybe a mask."""
+    examples = []
+    for i, s in enumerate(seconds):
+        features = fe(_clip(s, 50 + i), sampling_rate=SR, padding="longest", **kwargs)
+        examples.append({"input_ids": features["input_ids"][0], "labels": i, "mask": features["attention_mask"][0]})
+    return examples
+
+
+def test_default_collator_pads_along_time(tiny_feature_extractor):
+    """`DataCollatorWithPadding(fe)`, which Trainer uses with `processing_class=fe`, pads (4, T) ids with <PAD>."""
+    from transformers import DataCollatorWithPadding
+
+    fe = tiny_feature_extractor
+    examples = _examples(fe)
+    batch = DataCollatorWithPadding(fe)([{k: e[k] for k in ("input_ids", "labels")} for e in examples])
+    assert batch["input_ids"].shape == (3, 4, 77) and batch["attention_mask"].shape == (3, 77)
+    assert batch["labels"].tolist() == [0, 1, 2]
+    reference = fe([_clip(s, 50 + i) for i, s in enumerate((1.0, 0.5, 0.25))], sampling_rate=SR, padding="longest")
+    torch.testing.assert_close(batch["input_ids"], reference["input_ids"])  # <PAD> after each clip's <EOA>
+    torch.testing.assert_close(batch["attention_mask"], reference["attention_mask"])
+    # a given mask is padded with 0; numpy in, numpy out; padded to a multiple
+    with_mask = [{"input_ids": e["input_ids"].numpy(), "attention_mask": e["mask"].numpy()} for e in examples]
+    out = fe.pad(with_mask, pad_to_multiple_of=8)
+    assert isinstance(out["input_ids"], np.ndarray) and out["input_ids"].shape == (3, 4, 80)
+    assert out["attention_mask"].sum(1).tolist() == reference["attention_mask"].sum(1).tolist()
+    assert (out["input_ids"][:, :, 77:] == fe.pad_token_id).all()
+    # single codebook rows (T,) pad the same way
+    rows = fe.pad({"input_ids": [e["input_ids"][0].tolist() for e in examples]}, return_tensors="pt")
+    torch.testing.assert_close(rows["input_ids"], reference["input_ids"][:, 0])
+
+
+def test_pad_lengths_and_bad_input(tiny_feature_extractor):
+    fe = tiny_feature_extractor
+    examples = [{"input_ids": e["input_ids"]} for e in _examples(fe)]
+    assert fe.pad(examples, padding="max_length", max_length=100)["input_ids"].shape == (3, 4, 100)
+    cut = fe.pad(examples, padding="max_length", max_length=40, truncation=True)
+    assert cut["input_ids"].shape == (3, 4, 40) and cut["attention_mask"][:2].all()
+    assert (cut["input_ids"][:2, :, -1] == fe.eoa_token_id).all()  # a cut clip still ends in <EOA>
+    torch.testing.assert_close(cut["input_ids"][2], fe.pad(examples)["input_ids"][2, :, :40])  # short: unchanged
+    assert "attention_mask" not in fe.pad(examples, return_attention_mask=False)
+    with pytest.raises(ValueError, match="max_length"):
+        fe.pad(examples, padding="max_length")
+    with pytest.raises(ValueError, match="truncate"):
+        fe.pad(examples, padding="max_length", max_length=40)
+    with pytest.raises(ValueError, match="one length"):
+        fe.pad(examples, padding=False)
+    with pytest.raises(ValueError, match="codebooks"):
+        fe.pad([examples[0], {"input_ids": examples[1]["input_ids"][:2]}])
+    with pytest.raises(ValueError, match="input_ids"):
+        fe.pad([{"input_values": np.zeros(10)}])
+    with pytest.raises(ValueError, match="attention_mask of shape"):
+        fe.pad([{"input_ids": examples[0]["input_ids"], "attention_mask": np.ones(3)}])
 
 
 def test_auto_feature_extractor(tiny_codec_dir):
@@ -385,3 +514,106 @@ def test_loads_as_remote_code_without_the_package(tiny_codec_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("(1, 4, 152)")
+
+
+@pytest.mark.slow
+def test_trainer_with_the_feature_extractor_as_processing_class(tiny_codec_dir, tmp_path):
+    """The flow of transformers' `examples/pytorch/audio-classification/run_audio_classification.py`, unchanged
+    but for the data loading (datasets' audio decoding needs torchcodec): an audio folder, the feature extractor in a
+    `set_transform` (input_ids only, padded to max_duration), `Trainer(processing_class=feature_extractor)` and its
+    default collator, starting from a pretraining checkpoint, then evaluation, prediction and saving."""
+    import soundfile as sf
+    from transformers import (
+        AutoConfig,
+        AutoFeatureExtractor,
+        AutoModelForAudioClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    import modeling_audioformer  # noqa: F401  (registers the Auto classes)
+    from modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM
+    from tokenization.audio_io import decode_audio, load_audio_dataset
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("validation", 3)):
+        for label in ("noise", "tone"):
+            (tmp_path / "data" / split / label).mkdir(parents=True)
+            for i in range(count):
+                t = np.arange(int(rng.uniform(0.3, 1.8) * 16000)) / 16000
+                audio = np.sin(2 * np.pi * 440 * t) if label == "tone" else rng.standard_normal(t.size) * 0.3
+                sf.write(tmp_path / "data" / split / label / f"{i}.wav", audio.astype(np.float32), 16000)
+    checkpoint = tmp_path / "pretrained"  # --model_name_or_path: a pretraining checkpoint with its feature extractor
+    torch.manual_seed(0)
+    config = AudioFormerConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=256
+    )
+    AudioFormerForMaskedLM(config).save_pretrained(checkpoint)
+    AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir).save_pretrained(checkpoint)
+
+    # what the script does
+    raw_datasets = load_audio_dataset(data_dir=str(tmp_path / "data")).class_encode_column("label")  # ClassLabel
+    feature_extractor = AutoFeatureExtractor.from_pretrained(checkpoint, return_attention_mask=True)
+    model_input_name = feature_extractor.model_input_names[0]
+
+    def transforms(batch):
+        wavs = [decode_audio(audio)[0].mean(0) for audio in batch["audio"]]
+        inputs = feature_extractor(wavs, sampling_rate=16000)
+        return {model_input_name: inputs.get(model_input_name), "labels": list(batch["label"])}
+
+    labels = raw_datasets["train"].features["label"].names
+    config = AutoConfig.from_pretrained(
+        checkpoint,
+        num_labels=len(labels),
+        label2id={label: str(i) for i, label in enumerate(labels)},
+        id2label={str(i): label for i, label in enumerate(labels)},
+        finetuning_task="audio-classification",
+    )
+    model = AutoModelForAudioClassification.from_pretrained(checkpoint, config=config)
+    for split in raw_datasets:
+        raw_datasets[split].set_transform(transforms, output_all_columns=False)
+
+    def compute_metrics(eval_pred):
+        return {"accuracy": float((eval_pred.predictions.argmax(1) == eval_pred.label_ids).mean())}
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        remove_unused_columns=False,  # as the script's README runs it: the transform needs the audio column
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        max_steps=4,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=raw_datasets["train"],
+        eval_dataset=raw_datasets["validation"],
+        compute_metrics=compute_metrics,
+        processing_class=feature_extractor,
+    )
+    assert isinstance(trainer.data_collator, DataCollatorWithPadding)
+    trainer.train()
+    assert all(np.isfinite(log["loss"]) for log in trainer.state.log_history if "loss" in log)
+    metrics = trainer.evaluate()
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and np.isfinite(metrics["eval_loss"])
+    predictions = trainer.predict(raw_datasets["validation"]).predictions
+    trainer.save_model()
+
+    # the collator's mask left the padding out: the same logits as clips padded only to the longest one
+    wavs = [decode_audio(audio)[0].mean(0) for audio in raw_datasets["validation"].with_format(None)["audio"]]
+    model.eval()
+    with torch.no_grad():
+        expected = model(**feature_extractor(wavs, sampling_rate=16000, padding="longest")).logits
+    np.testing.assert_allclose(predictions, expected.numpy(), atol=1e-5)
+    reloaded = AutoModelForAudioClassification.from_pretrained(tmp_path / "out").eval()
+    reloaded_fe = AutoFeatureExtractor.from_pretrained(tmp_path / "out")
+    with torch.no_grad():
+        again = reloaded(**reloaded_fe(wavs, sampling_rate=16000)).logits
+    np.testing.assert_allclose(again.numpy(), expected.numpy(), atol=1e-5)
+    assert reloaded.config.id2label == dict(enumerate(labels))

@@ -39,7 +39,7 @@ def test_pretokenize_dict(audiofolder, tiny_codec_dir, tmp_path):
     # Same ids as the feature extractor on the decoded clip, unpadded: (4, frames + 2), BOA ... EOA.
     for row, src in zip(train, [r for r in dsd["train"] if "clip" in r["audio"]]):
         audio, sr = decode_audio(src["audio"])
-        ref = fe(audio, sampling_rate=sr, padding="longest")["input_ids"][0]
+        ref = fe([audio], sampling_rate=sr, padding="longest")["input_ids"][0]  # one (C, T) clip: in a list
         ids = torch.tensor(row["input_ids"])
         assert ids.shape == (4, row["length"]) and row["length"] == ref.shape[-1]
         torch.testing.assert_close(ids.long(), ref, rtol=0, atol=0)
