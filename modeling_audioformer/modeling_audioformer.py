@@ -28,7 +28,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_audioformer import AudioFormerConfig
-from .losses import lsep_loss
+from .losses import bce_loss, lsep_loss
 
 
 def select_codebook(input_ids: torch.Tensor, config: AudioFormerConfig) -> torch.Tensor:
@@ -685,8 +685,8 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
                 f"(batch, num_labels), got {tuple(labels.shape)}."
             )
         if self.config.multi_label_loss == "bce":
-            return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-        return lsep_loss(logits, labels)
+            return bce_loss(logits, labels)  # eq. 6: summed over the classes, averaged over the clips
+        return lsep_loss(logits, labels)  # eq. 7, averaged over the clips with a positive and a negative label
 
 
 # The name transformers' text-classification mappings and `run_classification`-style scripts look for.
