@@ -83,3 +83,22 @@ def test_bad_values_raise_naming_the_field(kwargs, field):
 def test_valid_edge_values_pass():
     AudioFormerConfig(num_codebooks=8, codebook_index=7)
     AudioFormerConfig(hidden_size=64, num_attention_heads=4, classifier_dropout=0.0, multi_label_loss="bce")
+
+
+def test_decision_thresholds_round_trip_and_validation(tmp_path):
+    config = AudioFormerConfig(
+        num_labels=3, problem_type="multi_label_classification", decision_thresholds=[0.5, -2, 3.25]
+    )
+    config.save_pretrained(tmp_path)
+    assert AudioFormerConfig.from_pretrained(tmp_path).decision_thresholds == [0.5, -2, 3.25]
+    assert AudioFormerConfig().decision_thresholds is None
+    with pytest.raises(ValueError, match="decision_thresholds` has 2 entries for 3 labels"):
+        AudioFormerConfig(num_labels=3, decision_thresholds=[0.0, 1.0])
+    with pytest.raises(ValueError, match="decision_thresholds` has 2 entries for 3 labels"):
+        AudioFormerConfig(id2label={0: "a", 1: "b", 2: "c"}, decision_thresholds=[0.0, 1.0])
+    with pytest.raises(ValueError, match="finite numbers"):
+        AudioFormerConfig(num_labels=2, decision_thresholds=[float("nan"), 0.0])
+    changed = AudioFormerConfig(num_labels=3, decision_thresholds=[0.0, 0.0, 0.0])
+    changed.id2label = {0: "a", 1: "b"}  # the classes changed, the thresholds did not
+    with pytest.raises(ValueError, match="set it to None"):
+        changed.raise_if_inconsistent()
