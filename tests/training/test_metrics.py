@@ -120,8 +120,10 @@ def test_thresholds_follow_a_shift_of_the_logits():
 
     scores, targets = fixed_multilabel(seed=3)
     shift = np.arange(7) * 5.0 - 12.0
+    has_positive = targets.any(axis=0)  # class 5 has none: it takes the pooled threshold, which shifts differently
     np.testing.assert_allclose(
-        calibrate_thresholds(scores + shift, targets), calibrate_thresholds(scores, targets) + shift
+        calibrate_thresholds(scores + shift, targets)[has_positive],
+        (calibrate_thresholds(scores, targets) + shift)[has_positive],
     )
     with pytest.raises(ValueError, match="no positive"):
         calibrate_thresholds(scores, np.zeros_like(targets))
