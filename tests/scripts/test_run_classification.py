@@ -520,8 +520,8 @@ def test_demo_prints_the_same_number_with_1_and_2_threads(tmp_path):
         assert len(lines) == 1, proc.stdout[-2000:]
         printed.append(lines[0])
         cache = cwd / "demo_data" / "tokenized"
-        codes.append([datasets.load_from_disk(str(cache))[s]["input_ids"] for s in ("train", "validation")])
-        codes[-1].append(datasets.load_from_disk(str(cache / "test_split"))["validation"]["input_ids"])
+        codes.append([list(datasets.load_from_disk(str(cache))[s]["input_ids"]) for s in ("train", "validation")])
+        codes[-1].append(list(datasets.load_from_disk(str(cache / "test_split"))["validation"]["input_ids"]))
     assert codes[0] == codes[1]
     assert printed[0] == printed[1]
 

@@ -49,6 +49,7 @@ def test_demo_folder_has_a_test_split(tmp_path):
     )
 
 
+@pytest.mark.slow  # writes and tokenizes the demo's 120 clips twice
 def test_demo_codes_are_the_same_with_1_and_2_threads(tmp_path, threads):
     """The demo's own feature extractor (a float64 codec) on the demo's own files: identical codes with 1 and 2
     threads (its float32 twin differs on ~0.1% of codes, from near-ties in the codebook search)."""
