@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,7 +31,7 @@ def test_tiny_codec_is_the_same_with_1_and_2_threads(threads):
     assert next(codecs[0].parameters()).dtype == torch.float32
 
     threads(2)
-    clips = torch.tensor([c["audio"] for c in make_demo_clips(40, seed=0)])[:, None]
+    clips = torch.from_numpy(np.stack([c["audio"] for c in make_demo_clips(40, seed=0)]))[:, None]
     codes = []
     for n in (1, 2):
         threads(n)
