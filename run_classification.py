@@ -39,8 +39,9 @@ from training.collators import DataCollatorForCodeClassification
 from training.data import check_max_positions, max_code_length, num_codebooks_of, prepare_code_datasets
 from training.evaluation import (
     EvaluationArguments,
-    calibrate_decision_thresholds,
+    calibrate_if_needed,
     check_test_source,
+    initial_thresholds,
     prepare_test_dataset,
     split_names,
 )
@@ -234,14 +235,17 @@ def main(argv: list[str] | None = None):
     metrics = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
         trainer.remove_callback(EarlyStoppingCallback)  # training is over: the evaluations below select nothing
-    if labels.multi_label:
-        calibrate(trainer, code_datasets, config, compute_metrics, cls_args, eval_args, training_args)
-    if training_args.do_train:
-        trainer.save_model()
+    if labels.multi_label:  # fit the decision thresholds on the validation split, with the selected model
+        thresholds = calibrate_if_needed(trainer, code_datasets, eval_args, training_args)
+        if thresholds is not None:
+            compute_metrics.thresholds = thresholds
+            if training_args.do_train:
+                trainer.save_model()  # again, with decision_thresholds in config.json
     if training_args.do_eval:
         metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
@@ -270,36 +274,6 @@ def main(argv: list[str] | None = None):
         )
     finish_run(trainer)
     return metrics
-
-
-def initial_thresholds(config):
-    """The F1 metrics' thresholds until calibrated: the checkpoint's, else logit 0 (probability 0.5) for a BCE
-    model, else none (an LSEP model's logits have no absolute scale, so no F1 until calibrated)."""
-    if config.problem_type != "multi_label_classification":
-        return None
-    if config.decision_thresholds is not None:
-        return config.decision_thresholds
-    return 0.0 if config.multi_label_loss == "bce" else None
-
-
-def calibrate(trainer, code_datasets, config, compute_metrics, cls_args, eval_args, training_args):
-    """Fits the multi-label decision thresholds on the validation split, after training (with the selected model),
-    into the model's config and the F1 metrics; a checkpoint's own thresholds are kept in evaluation-only runs."""
-    if not eval_args.calibrate_thresholds or (not training_args.do_train and config.decision_thresholds is not None):
-        return
-    if "validation" not in code_datasets:
-        logger.warning(
-            "No validation split (--do_eval is off): the multi-label decision thresholds are not calibrated%s.",
-            "; an LSEP model's scores then have no absolute scale" if config.multi_label_loss == "lsep" else "",
-        )
-        return
-    if not any(len(row) for row in code_datasets["validation"]["label_ids"]):
-        logger.warning("The validation split has no positive label: decision thresholds cannot be calibrated.")
-        return
-    thresholds = calibrate_decision_thresholds(trainer, code_datasets["validation"])
-    trainer.model.config.decision_thresholds = thresholds
-    compute_metrics.thresholds = thresholds
-    logger.info("Decision thresholds stored in config.json; eval_*_f1 are measured on the split they were fitted on.")
 
 
 def write_card(training_args, model_args, data_args, cls_args, metrics, trainer, compute_metrics, demo, splits):

@@ -9,7 +9,7 @@ The evaluation protocol of `run_classification.py`: select on a validation split
 
     eval_args = EvaluationArguments(test_split_name="eval")
     test_codes = prepare_test_dataset(model_args, data_args, training_args, eval_args, check_splits)
-    thresholds = calibrate_decision_thresholds(trainer, code_datasets["validation"])
+    thresholds = calibrate_if_needed(trainer, code_datasets, eval_args, training_args)   # after training
 """
 
 import dataclasses
@@ -162,6 +162,40 @@ def calibrate_decision_thresholds(trainer, validation_dataset) -> list[float]:
     return [float(t) for t in thresholds]
 
 
+def initial_thresholds(config):
+    """The F1 metrics' thresholds until calibrated: the checkpoint's, else logit 0 (probability 0.5) for a BCE
+    model, else none (an LSEP model's logits have no absolute scale, so no F1 until calibrated)."""
+    if config.problem_type != "multi_label_classification":
+        return None
+    if config.decision_thresholds is not None:
+        return config.decision_thresholds
+    return 0.0 if config.multi_label_loss == "bce" else None
+
+
+def calibrate_if_needed(trainer, code_datasets, eval_args: EvaluationArguments, training_args) -> list[float] | None:
+    """
+    After training (with the selected model): fits the multi-label decision thresholds on the validation split and
+    stores them in the model's config (`decision_thresholds`, saved with it). An evaluation-only run keeps a
+    checkpoint's own thresholds. Returns the thresholds, or None when none were fitted (with a warning saying why).
+    """
+    config = trainer.model.config
+    if not eval_args.calibrate_thresholds or (not training_args.do_train and config.decision_thresholds is not None):
+        return None
+    if "validation" not in code_datasets:
+        logger.warning(
+            "No validation split (--do_eval is off): the multi-label decision thresholds are not calibrated%s.",
+            "; an LSEP model's scores then have no absolute scale" if config.multi_label_loss == "lsep" else "",
+        )
+        return None
+    if not any(len(row) for row in code_datasets["validation"]["label_ids"]):
+        logger.warning("The validation split has no positive label: decision thresholds cannot be calibrated.")
+        return None
+    thresholds = calibrate_decision_thresholds(trainer, code_datasets["validation"])
+    config.decision_thresholds = thresholds
+    logger.info("Decision thresholds stored in config.json; eval_*_f1 are measured on the split they were fitted on.")
+    return thresholds
+
+
 __all__ = [
     "EvaluationArguments",
     "check_test_source",
@@ -169,4 +203,6 @@ __all__ = [
     "source_has_split",
     "split_names",
     "calibrate_decision_thresholds",
+    "calibrate_if_needed",
+    "initial_thresholds",
 ]
