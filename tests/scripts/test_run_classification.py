@@ -395,6 +395,48 @@ def test_early_stopping_stops(workdir):
     assert [e["step"] for e in state["log_history"] if "eval_accuracy" in e][:3] == [1, 2, 3]
 
 
+def test_csv_files_with_a_test_file(workdir):
+    """CSV data (--train_file / --validation_file) with --test_file: the test file is tokenized apart, evaluated once,
+    and named in the model card."""
+    files = {}
+    for split in ("train", "validation", "test"):
+        with open(workdir / "audio" / split / "metadata.jsonl") as f:
+            rows = [json.loads(line) for line in f]
+        files[split] = workdir / "audio" / split / "clips.csv"
+        with open(files[split], "w") as f:
+            f.write("audio,label\n" + "".join(f"{r['file_name']},{r['label']}\n" for r in rows))
+    out = workdir / "csv_run"
+    metrics = run_classification.main(
+        [
+            "--train_file",
+            str(files["train"]),
+            "--validation_file",
+            str(files["validation"]),
+            "--test_file",
+            str(files["test"]),
+            "--feature_extractor_name",
+            str(workdir / "codec"),
+            "--tokenized_cache_dir",
+            str(workdir / "tokenized_csv"),
+            "--label_column_name",
+            "label",
+            "--config_overrides",
+            TINY_OVERRIDES,
+            "--max_steps",
+            "2",
+            "--output_dir",
+            str(out),
+        ]
+        + COMMON
+    )
+    rows = datasets.load_from_disk(str(workdir / "tokenized_csv" / "test_split"))["validation"]
+    assert len(rows) == 10
+    logits = check_saved_model(str(out), rows)
+    accuracy = float((logits.argmax(-1) == label_ids(out, rows, "label")).mean())
+    assert metrics["test_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    assert ("clips.csv", "accuracy") in card_splits(out)
+
+
 RECORDING_SCRIPT = """
 import json, os, sys
 
