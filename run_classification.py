@@ -6,20 +6,23 @@ Fine-tune AudioFormer for audio classification (paper 3.3): FT1, and FT2 with mu
     # offline, a few minutes on CPU. Writes ./demo_data (audio, codec, codes) and ./demo_output (the model).
     python run_classification.py
 
-    # FT1 on a real set (multi-label: the label column holds lists; single-label: strings)
+    # FT1 on a real set (multi-label: the label column holds lists; single-label: strings). Selection (early
+    # stopping, best checkpoint, decision thresholds) on the validation split; the test split once, at the end.
     accelerate launch run_classification.py --model_name_or_path <pretrained> --data_dir <audiofolder> \
         --label_column_name labels --max_duration 10 --do_train --do_eval --output_dir out \
-        --learning_rate 1e-4 --num_train_epochs 10 --eval_strategy epoch --save_strategy epoch \
-        --load_best_model_at_end --metric_for_best_model mAP --early_stopping_patience 3
+        --eval_split_name validation --test_split_name test \
+        --learning_rate 1e-4 --lr_scheduler_type constant --num_train_epochs 10 --eval_strategy epoch \
+        --save_strategy epoch --load_best_model_at_end --metric_for_best_model mAP --early_stopping_patience 3
 
     # FT2: add the frozen models pretrained on C2..C4
     ... --mpc_positive_models <pretrained-C2> <pretrained-C3> <pretrained-C4> --mpc_alpha 0.95 --mpc_temperature 0.05
 
     python run_classification.py configs/ft_as20k_ft1.json          # the paper's recipes, see configs/
 
-Data flags, codec and model flags are `run_mlm.py`'s (`training/data.py`); raw audio is tokenized
-once and cached. The output folder is a ready Hub repository: safetensors weights, config with `auto_map`, the
-feature extractor, the remote-code files and a model card with the run's metrics (`--push_to_hub` uploads it).
+Data flags, codec and model flags are `run_mlm.py`'s (`training/data.py`); raw audio is tokenized once and cached.
+The evaluation protocol (validation vs. test split, decision thresholds) is `training/evaluation.py`. The output
+folder is a ready Hub repository: safetensors weights, config with `auto_map`, the feature extractor, the
+remote-code files and a model card with the run's metrics (`--push_to_hub` uploads it).
 """
 
 import logging
@@ -34,6 +37,14 @@ from modeling_audioformer import AudioFormerForAudioClassification
 from training.arguments import DataTrainingArguments, ModelArguments, parse_args
 from training.collators import DataCollatorForCodeClassification
 from training.data import check_max_positions, max_code_length, num_codebooks_of, prepare_code_datasets
+from training.evaluation import (
+    EvaluationArguments,
+    calibrate_if_needed,
+    check_test_source,
+    initial_thresholds,
+    prepare_test_dataset,
+    split_names,
+)
 from training.labels import LOSSES, LabelSpace
 from training.loading import load_config, load_model
 from training.metrics import ClassificationMetrics, keep_logits
@@ -80,9 +91,6 @@ class ClassificationArguments:
             "help": "Start from a fine-tuned model with other labels (e.g. FSD50K from AudioSet): new classifier."
         },
     )
-    multi_label_threshold: float = field(
-        default=0.0, metadata={"help": "Logit above which a class counts as predicted, for the F1 scores."}
-    )
     demo_dir: str = field(
         default="demo_data",
         metadata={"help": "Where the demo (no dataset argument) writes its audio, codec and codes."},
@@ -119,13 +127,18 @@ def demo_argv(argv: list[str]) -> list[str]:
     return demo_classification_flags(demo_dir) + argv
 
 
+def argument_parser() -> HfArgumentParser:
+    return HfArgumentParser(
+        (ModelArguments, DataTrainingArguments, ClassificationArguments, EvaluationArguments, TrainingArguments)
+    )
+
+
 def main(argv: list[str] | None = None):
     argv = sys.argv[1:] if argv is None else list(argv)
     demo = is_demo(argv)
     if demo:
         argv = demo_argv(argv)
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, ClassificationArguments, TrainingArguments))
-    model_args, data_args, cls_args, training_args = parse_args(parser, argv)
+    model_args, data_args, cls_args, eval_args, training_args = parse_args(argument_parser(), argv)
 
     setup_logging(training_args, logger)
     log_process(training_args, logger)
@@ -134,6 +147,7 @@ def main(argv: list[str] | None = None):
             raise ValueError("--early_stopping_patience needs evaluations: set --eval_strategy epoch (or steps).")
         if training_args.metric_for_best_model is None:
             raise ValueError("--early_stopping_patience needs --metric_for_best_model (e.g. mAP or accuracy).")
+    check_test_source(data_args, eval_args)
     checkpoint = resolve_checkpoint(training_args)
     set_seed(training_args.seed)
 
@@ -148,11 +162,16 @@ def main(argv: list[str] | None = None):
     code_datasets, feature_extractor = prepare_code_datasets(
         model_args, data_args, training_args, check_splits=check_labels
     )
-    labels = LabelSpace.from_datasets(code_datasets, cls_args.label_column_name, checkpoint_config)
+    if eval_args.has_test:  # the test split is tokenized and checked now, before any training, but used once
+        code_datasets["test"] = prepare_test_dataset(
+            model_args, data_args, training_args, eval_args, check_splits=check_labels
+        )
+    labels = LabelSpace.from_datasets(code_datasets, cls_args.label_column_name, checkpoint_config, warn=False)
     code_datasets = labels.add_label_ids(code_datasets)
-    config = load_config(
-        model_args, num_codebooks=num_codebooks_of(code_datasets), **labels.config_kwargs(cls_args.loss)
-    )
+    label_kwargs = labels.config_kwargs(cls_args.loss)
+    if training_args.do_train:  # a fine-tuned model's thresholds are recalibrated at the end
+        label_kwargs["decision_thresholds"] = None
+    config = load_config(model_args, num_codebooks=num_codebooks_of(code_datasets), **label_kwargs)
     max_length = max_code_length(model_args, feature_extractor)
     check_max_positions(code_datasets, config, max_length)
 
@@ -192,7 +211,7 @@ def main(argv: list[str] | None = None):
 
     # 3. Trainer. The upload happens at the end with the model card (Trainer.push_to_hub would replace the card).
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    compute_metrics = ClassificationMetrics(labels.multi_label, labels.id2label, cls_args.multi_label_threshold)
+    compute_metrics = ClassificationMetrics(labels.multi_label, labels.id2label, initial_thresholds(config))
     callbacks = []
     if cls_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cls_args.early_stopping_patience))
@@ -211,7 +230,8 @@ def main(argv: list[str] | None = None):
         sample_weights=sample_weights,
     )
 
-    # 4. Train, evaluate, save a ready Hub folder.
+    # 4. Train (selecting on the validation split), calibrate the decision thresholds there, save a ready Hub folder,
+    #    then evaluate: the validation split, and the test split once, with the selected model and thresholds.
     metrics = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -219,28 +239,44 @@ def main(argv: list[str] | None = None):
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
+        trainer.remove_callback(EarlyStoppingCallback)  # training is over: the evaluations below select nothing
+    if labels.multi_label:  # fit the decision thresholds on the validation split, with the selected model
+        thresholds = calibrate_if_needed(trainer, code_datasets, eval_args, training_args)
+        if thresholds is not None:
+            compute_metrics.thresholds = thresholds
+            if training_args.do_train:
+                trainer.save_model()  # again, with decision_thresholds in config.json
     if training_args.do_eval:
         metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
+    if "test" in code_datasets:
+        test_metrics = trainer.evaluate(code_datasets["test"], metric_key_prefix="test")
+        trainer.log_metrics("test", test_metrics)
+        trainer.save_metrics("test", test_metrics)
+        metrics.update(test_metrics)
+    splits = split_names(data_args, training_args, eval_args)
+    logger.info("eval_* metrics: %s; test_* metrics: %s", splits["eval"], splits.get("test", "no test split"))
     if trainer.is_world_process_zero():
         if not training_args.do_train:
             trainer.save_model()
         feature_extractor.save_pretrained(training_args.output_dir)
-        write_card(training_args, model_args, data_args, cls_args, metrics, trainer, compute_metrics, demo)
+        write_card(training_args, model_args, data_args, cls_args, metrics, trainer, compute_metrics, demo, splits)
         if push_to_hub:
             publish_from_training_args(training_args)
     if demo and trainer.is_world_process_zero():
-        name = "eval_mAP" if labels.multi_label else "eval_accuracy"
+        name = "test_mAP" if labels.multi_label else "test_accuracy"
         print(
-            f"[DEMO] {name} = {metrics.get(name, float('nan')):.4f} on the synthesised demo validation set "
-            f"({len(labels.names)} classes: chance {1 / len(labels.names):.2f}); model in {training_args.output_dir}"
+            f"[DEMO] {name} = {metrics.get(name, float('nan')):.4f} on {len(code_datasets['test'])} held-out "
+            f"synthesised test clips, with the model selected on {len(code_datasets['validation'])} validation "
+            f"clips ({len(labels.names)} classes: chance {1 / len(labels.names):.2f}); model in "
+            f"{training_args.output_dir}"
         )
     finish_run(trainer)
     return metrics
 
 
-def write_card(training_args, model_args, data_args, cls_args, metrics, trainer, compute_metrics, demo):
+def write_card(training_args, model_args, data_args, cls_args, metrics, trainer, compute_metrics, demo, splits):
     dataset_name = data_args.dataset_name or data_args.data_dir or data_args.train_file or data_args.tokenized_dataset
     if demo:
         dataset_name = "synthesised demo clips (training/demo_data.py), NOT real audio"
@@ -257,6 +293,7 @@ def write_card(training_args, model_args, data_args, cls_args, metrics, trainer,
         training_args=summary,
         log_history=trainer.state.log_history,
         per_class_ap=compute_metrics.per_class_ap,
+        split_names=splits,
     )
 
 

@@ -32,6 +32,12 @@ EXAMPLE_AUDIO = "example.wav"
 
 # Trainer bookkeeping numbers that are not results.
 NOT_RESULTS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "step", "total_flos")
+# Metric prefixes (Trainer's `metric_key_prefix`) and the dataset split each is measured on, unless told otherwise.
+DEFAULT_SPLIT_NAMES = {"eval": "validation", "test": "test"}
+SPLIT_ROLES = {
+    "eval": "validation: the split the best checkpoint (and any decision thresholds) was selected on, so optimistic",
+    "test": "test: evaluated once, at the end, with the selected model",
+}
 
 
 def _read_json(path) -> dict:
@@ -49,6 +55,17 @@ def result_metrics(metrics: dict | None) -> dict:
         if isinstance(value, (int, float)) and math.isfinite(value):
             out[name] = float(value)
     return out
+
+
+def results_by_split(metrics: dict | None) -> dict[str, dict]:
+    """`{"eval_mAP": 0.41, "test_mAP": 0.39, "eval_runtime": 3}` -> `{"eval": {"mAP": 0.41}, "test": {"mAP": 0.39}}`
+    (finite numbers that are results; a name without a prefix counts as "eval")."""
+    out = {}
+    for key, value in (metrics or {}).items():
+        match = re.match(r"^(eval|test|predict)_", str(key))
+        prefix = "test" if match and match.group(1) in ("test", "predict") else "eval"
+        out.setdefault(prefix, {}).update(result_metrics({key: value}))
+    return {prefix: values for prefix, values in out.items() if values}
 
 
 def _metric_type(name: str) -> str:
@@ -151,24 +168,26 @@ def complete_auto_map(output_dir) -> dict:
     return auto_map
 
 
-def _metadata(task, config, metrics, dataset_name, base_model, widget) -> str:
+def _metadata(task, config, by_split, split_names, dataset_name, base_model, widget) -> str:
     from huggingface_hub import EvalResult, ModelCardData
 
     eval_results = []
-    for name, value in metrics.items():
-        if name == "loss" and task == "audio-classification":
-            continue
-        eval_results.append(
-            EvalResult(
-                task_type=task,
-                dataset_type=hub_id(dataset_name) or "custom",
-                dataset_name=dataset_name or "custom",
-                metric_type=_metric_type(name),
-                metric_name=name,
-                metric_value=round(value, 6),
-                dataset_split="validation",
+    for prefix in ("test", "eval"):  # the test results first: they are the ones to compare
+        for name, value in by_split.get(prefix, {}).items():
+            if name == "loss" and task == "audio-classification":
+                continue
+            eval_results.append(
+                EvalResult(
+                    task_type=task,
+                    dataset_type=hub_id(dataset_name) or "custom",
+                    dataset_name=dataset_name or "custom",
+                    metric_type=_metric_type(name),
+                    metric_name=f"{name} ({prefix if prefix == 'test' else 'validation'})",
+                    metric_value=round(value, 6),
+                    dataset_split=split_names[prefix],
+                )
             )
-        )
+    metrics = {name for values in by_split.values() for name in values}
     tags = ["audio", "audioformer", "encodec", "roformer", "discrete-acoustic-codes", "custom_code"]
     if task == "audio-classification":
         tags.append("audio-classification")
@@ -189,7 +208,7 @@ def _metadata(task, config, metrics, dataset_name, base_model, widget) -> str:
     return data.to_yaml()
 
 
-def _usage(task: str, multi_label: bool, max_duration: float) -> str:
+def _usage(task: str, multi_label: bool, max_duration: float, calibrated: bool = False) -> str:
     repo = "ORG/NAME"
     if task == "fill-mask":
         return f"""```python
@@ -208,14 +227,19 @@ hidden = model(**inputs).last_hidden_state  # (1, frames + 2, hidden_size)
 Fine-tune it for classification with `run_classification.py --model_name_or_path {repo}` from the
 AudioFormer project, or
 `AutoModelForAudioClassification.from_pretrained(repo, num_labels=..., trust_remote_code=True)`."""
-    scores = "sigmoid (each label scored independently)" if multi_label else "softmax"
+    scores = 'see "What the scores mean"' if multi_label else "softmax"
+    if multi_label and calibrated:
+        to_scores = """thresholds = torch.tensor(model.config.decision_thresholds)  # one per class, in logit units
+scores = (logits - thresholds).sigmoid()  # 0.5 = at the class's decision threshold"""
+    else:
+        to_scores = f"scores = logits.{'sigmoid()' if multi_label else 'softmax(-1)'}"
     return f"""```python
 import numpy as np
 from transformers import pipeline
 
 classifier = pipeline("audio-classification", model="{repo}", trust_remote_code=True)
 audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)  # 1 s at 16 kHz
-print(classifier({{"raw": audio, "sampling_rate": 16000}}, top_k=5))  # any rate; scores from {scores}
+print(classifier({{"raw": audio, "sampling_rate": 16000}}, top_k=5))  # any rate; scores: {scores}
 print(classifier("clip.wav"))  # a file path needs the ffmpeg binary
 ```
 
@@ -231,7 +255,7 @@ audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)  # 1 
 inputs = feature_extractor(audio, sampling_rate=16000)  # one clip (T,), a batch (B, T), or a list of clips
 with torch.no_grad():
     logits = model(**inputs).logits  # (1, num_labels)
-scores = logits.{"sigmoid()" if multi_label else "softmax(-1)"}
+{to_scores}
 ```
 
 The repository declares its own pipeline class (`long_audio.py`), which the pipeline above runs: it resamples any
@@ -248,6 +272,16 @@ the project's classes are used then, and `pipeline(...)` is transformers' stock 
 `pipeline_class=AudioFormerAudioClassificationPipeline` (from `modeling_audioformer.long_audio`)."""
 
 
+def _scores_section(task: str, config: dict, widget: dict | None) -> str:
+    """ "What the scores mean" for a classifier (the text of `long_audio.score_description`), else nothing."""
+    if task != "audio-classification":
+        return ""
+    text = "## What the scores mean\n\n" + long_audio.score_description(config)
+    if widget:
+        text += " The widget example on this page shows the scores of this checkpoint on `example.wav`, computed so."
+    return text + "\n"
+
+
 def write_model_card(
     output_dir: str,
     *,
@@ -258,6 +292,7 @@ def write_model_card(
     training_args: dict | None = None,
     log_history: list | None = None,
     per_class_ap: dict | None = None,
+    split_names: dict | None = None,
 ) -> str:
     """
     Writes `README.md` (Hub metadata + text) into the saved model folder `output_dir`, plus where possible
@@ -267,11 +302,14 @@ def write_model_card(
 
     Args:
         task: `"audio-classification"` or `"fill-mask"` (a pretraining checkpoint).
-        metrics: final evaluation metrics, e.g. `{"eval_mAP": 0.41}`; they go into `model-index`.
+        metrics: final evaluation metrics, e.g. `{"eval_mAP": 0.41, "test_mAP": 0.39}`: `eval_*` are validation
+            results (selection), `test_*` the test results; both go into `model-index`, each with its split.
         dataset_name, base_model: shown and linked in the metadata.
         training_args: a few hyper-parameters to show, `{name: value}`.
         log_history: `trainer.state.log_history`, for the training curve.
         per_class_ap: `{label: AP}`, for the per-class bar chart.
+        split_names: the dataset split behind each metric prefix, e.g. `{"eval": "train (10% seeded hold-out)",
+            "test": "eval"}` for AudioSet; default `DEFAULT_SPLIT_NAMES`.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
@@ -280,7 +318,8 @@ def write_model_card(
         raise ValueError(f"output_dir {str(output_dir)!r} is not a folder: save the model there first.")
     config = _read_json(output_dir / "config.json")
     fe_config = _read_json(output_dir / "preprocessor_config.json")
-    metrics = result_metrics(metrics)
+    by_split = results_by_split(metrics)
+    split_names = {**DEFAULT_SPLIT_NAMES, **(split_names or {})}
     multi_label = config.get("problem_type") == "multi_label_classification"
     max_duration = float(fe_config.get("max_duration", 10.0))
 
@@ -319,12 +358,18 @@ def write_model_card(
     )
 
     results = ""
-    if metrics:
-        rows = "\n".join(f"| {name} | {_fmt(value)} |" for name, value in metrics.items())
-        results = (
-            "## Results\n\nMeasured on the evaluation split at the end of training.\n\n"
-            f"| metric | value |\n|---|---|\n{rows}\n"
+    if by_split:
+        prefixes = [p for p in ("test", "eval") if p in by_split]
+        names = list(dict.fromkeys(n for p in prefixes for n in by_split[p]))
+        header = " | ".join(f"{'test' if p == 'test' else 'validation'} (`{split_names[p]}`)" for p in prefixes)
+        rows = "\n".join(
+            f"| {name} | "
+            + " | ".join(_fmt(by_split[p][name]) if name in by_split[p] else "" for p in prefixes)
+            + " |"
+            for name in names
         )
+        roles = "\n".join(f"- {SPLIT_ROLES[p]}." for p in prefixes)
+        results = f"## Results\n\n{roles}\n\n| metric | {header} |\n|---|{'---|' * len(prefixes)}\n{rows}\n"
     if figures:
         results += "\n" + "\n\n".join(figures) + "\n"
 
@@ -358,11 +403,12 @@ def write_model_card(
     training += "See the AudioFormer project's `run_mlm.py` / `run_classification.py`."
 
     text = Template(CARD_TEMPLATE.read_text(encoding="utf-8")).substitute(
-        metadata=_metadata(task, config, metrics, dataset_name, base_model, widget).strip(),
+        metadata=_metadata(task, config, by_split, split_names, dataset_name, base_model, widget).strip(),
         title=f"AudioFormer{' for audio classification' if task == 'audio-classification' else ' (pretrained)'}",
         summary=summary,
         results=results,
-        usage=_usage(task, multi_label, max_duration),
+        usage=_usage(task, multi_label, max_duration, calibrated=config.get("decision_thresholds") is not None),
+        scores=_scores_section(task, config, widget),
         codec=fe_config.get("codec_name_or_path", DEFAULT_CODEC),
         codebook_row=f"C{int(config.get('codebook_index', 0)) + 1}",
         max_duration=f"{max_duration:g}",

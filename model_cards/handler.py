@@ -9,14 +9,22 @@ with the repository.
 Request body (JSON): `{"inputs": <base64 audio file | list of floats>, "parameters": {"sampling_rate": 16000,
 "top_k": 5, "long_audio": "truncate" | "mean" | "max", "hop_duration": 5.0, "function_to_apply": ...}}`; raw
 audio bytes (Content-Type audio/*) arrive as `{"inputs": bytes}`. Returns `[{"label": ..., "score": ...}, ...]`.
+
+Scores are those of `long_audio.scores_from_logits`: softmax for single-label models, `sigmoid(logit - threshold)`
+per class for multi-label ones with calibrated `decision_thresholds` (0.5 = at the threshold);
+`EndpointHandler(path).score_description` says which, in words (`long_audio.score_description`).
 """
 
 import base64
 import importlib.util
+import logging
 import os
 
 import numpy as np
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+
+logger = logging.getLogger(__name__)
 
 
 def _load_long_audio(path):
@@ -31,6 +39,8 @@ class EndpointHandler:
         self.long_audio = _load_long_audio(path)
         self.feature_extractor = AutoFeatureExtractor.from_pretrained(path, trust_remote_code=True)
         self.model = AutoModelForAudioClassification.from_pretrained(path, trust_remote_code=True).eval()
+        self.score_description = self.long_audio.score_description(self.model.config)
+        logger.info("Scores: %s", self.score_description)
         try:
             import torch
 

@@ -6,6 +6,7 @@ acoustic codes of EnCodec (paper sections 3.1-3.2). The field names are RoFormer
 """
 
 import inspect
+import math
 import os
 import shutil
 
@@ -59,6 +60,10 @@ class AudioFormerConfig(PreTrainedConfig):
             reads (0 = C1, the paper's anchor).
         classifier_dropout: dropout before the classification head (`hidden_dropout_prob` if None).
         multi_label_loss: `"lsep"` (paper eq. 7, default) or `"bce"` for multi-label classification.
+        decision_thresholds: multi-label models: one decision threshold per class, in logit units, calibrated on
+            a validation split by `run_classification.py`; class `c` is predicted when `logit_c > threshold_c`, and
+            the pipeline scores it `sigmoid(logit_c - threshold_c)`, so 0.5 means "at the threshold". None: not
+            calibrated (see `long_audio.score_description`).
 
     Example:
 
@@ -95,6 +100,7 @@ class AudioFormerConfig(PreTrainedConfig):
     codebook_index: int = 0
     classifier_dropout: float | int | None = None
     multi_label_loss: str = "lsep"
+    decision_thresholds: list[float | int] | None = None
     is_decoder: bool = False
     tie_word_embeddings: bool = True
 
@@ -102,6 +108,7 @@ class AudioFormerConfig(PreTrainedConfig):
         self.embedding_size = self.hidden_size if self.embedding_size is None else self.embedding_size
         self.raise_if_inconsistent()
         super().__post_init__(**kwargs)
+        self.raise_if_bad_thresholds()  # again: `num_labels=` only sets id2label in the parent's __post_init__
 
     @property
     def custom_pipelines(self) -> dict:
@@ -164,6 +171,22 @@ class AudioFormerConfig(PreTrainedConfig):
         for name in ("bos_token_id", "eos_token_id", "mask_token_id"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"`{name}` ({getattr(self, name)}) must be a token id (>= 0) or None.")
+        self.raise_if_bad_thresholds()
+
+    def raise_if_bad_thresholds(self):
+        """`decision_thresholds`: None, or one finite number per class (as many as `id2label` holds)."""
+        thresholds = self.decision_thresholds
+        if thresholds is None:
+            return
+        if not isinstance(thresholds, (list, tuple)) or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in thresholds
+        ):
+            raise ValueError(f"`decision_thresholds` must be None or a list of finite numbers, got {thresholds!r}.")
+        if self.id2label is not None and len(thresholds) != len(self.id2label):
+            raise ValueError(
+                f"`decision_thresholds` has {len(thresholds)} entries for {len(self.id2label)} labels; set it to "
+                "None when the classes change (a new classifier has no calibrated thresholds)."
+            )
 
 
 __all__ = [

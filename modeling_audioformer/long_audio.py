@@ -8,6 +8,11 @@ seconds every `hop_duration` seconds, each window is scored like a clip, and the
 sigmoid) are averaged or max-pooled per label: `mean` for "what is this recording about", `max` for "does this
 sound occur anywhere" (AudioSet-style tagging of long recordings).
 
+What a score means is decided here, once (`default_function`, `scores_from_logits`, `score_description`): softmax
+for single-label models; for multi-label models `sigmoid(logit - threshold)` per class with the checkpoint's
+calibrated `decision_thresholds`, so that 0.5 is each class's decision threshold (an LSEP-trained model's logits have
+no absolute scale, so a plain sigmoid would be meaningless there).
+
 This file is also published with the checkpoints (Inference Endpoints `handler.py` imports it), so it imports only
 numpy, torch and transformers.
 
@@ -54,25 +59,84 @@ def sliding_windows(num_samples: int, window: int, hop: int) -> list[tuple[int, 
     return [(s, s + window) for s in starts]
 
 
+def _field(config, name: str):
+    """A field of a config object or of a `config.json` dict (the model card reads the file)."""
+    return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+
+
 def default_function(config) -> str:
     """softmax for single-label models, sigmoid (labels scored independently) for multi-label ones."""
-    if getattr(config, "problem_type", None) == "multi_label_classification":
+    if _field(config, "problem_type") == "multi_label_classification":
         return "sigmoid"
-    if getattr(config, "problem_type", None) == "regression":
+    if _field(config, "problem_type") == "regression":
         return "none"
     return "softmax"
 
 
-def scores_from_logits(logits: torch.Tensor, function_to_apply: str) -> torch.Tensor:
-    """logits `(W, L)` -> scores `(W, L)`."""
+def scores_from_logits(
+    logits: torch.Tensor, function_to_apply: str, thresholds: list[float] | torch.Tensor | None = None
+) -> torch.Tensor:
+    """
+    logits `(W, L)` -> scores `(W, L)`.
+
+    `"sigmoid"` with `thresholds` (one per label, in logit units: `config.decision_thresholds`) gives
+    `sigmoid(logit - threshold)`, so a score above 0.5 means the label is predicted; without, `sigmoid(logit)`.
+    `"softmax"` and `"none"` (the raw logits) do not use thresholds.
+    """
     if function_to_apply not in FUNCTIONS:
         raise ValueError(f"function_to_apply must be one of {FUNCTIONS}, got {function_to_apply!r}.")
     logits = logits.float()
     if function_to_apply == "softmax":
         return logits.softmax(-1)
     if function_to_apply == "sigmoid":
+        if thresholds is not None:
+            thresholds = torch.as_tensor(thresholds, dtype=logits.dtype, device=logits.device)
+            if thresholds.shape != logits.shape[-1:]:
+                raise ValueError(
+                    f"decision_thresholds has {thresholds.numel()} entries but the model scores "
+                    f"{logits.shape[-1]} labels; set config.decision_thresholds to None (or recalibrate)."
+                )
+            logits = logits - thresholds
         return logits.sigmoid()
     return logits
+
+
+def score_description(config) -> str:
+    """One or two sentences saying what this checkpoint's scores mean, for the model card, the Inference Endpoints
+    handler and the demo Space. `config` is the model's config (or the `config.json` dict)."""
+    function = default_function(config)
+    if function == "softmax":
+        return (
+            "Scores are softmax probabilities over the classes: they sum to 1 for each clip, and the top score is "
+            "the predicted class."
+        )
+    if function == "none":
+        return "Scores are the raw regression outputs of the model."
+    thresholds = _field(config, "decision_thresholds")
+    loss = _field(config, "multi_label_loss") or "lsep"
+    if thresholds is not None:
+        return (
+            "Each class is scored on its own as sigmoid(logit - threshold), with a decision threshold per class "
+            "calibrated on the validation split (`decision_thresholds` in config.json): a score above 0.5 means "
+            "the class is predicted present, 0.5 is exactly at its threshold. Scores order the classes and the "
+            "clips, but they are not calibrated probabilities."
+        )
+    if loss == "bce":
+        return (
+            "Each class is scored on its own as sigmoid(logit), the model's estimate of the probability that the "
+            "class is present (trained with binary cross-entropy). No decision thresholds were calibrated for this "
+            "checkpoint, so 0.5 is only the default decision point."
+        )
+    return (
+        "Each class is scored on its own as sigmoid(logit), but this checkpoint was trained with LSEP, which fixes "
+        "only the order of the logits within a clip, and it has no calibrated decision thresholds: compare scores "
+        "between the classes of one clip only; no fixed cut-off (0.5 or any other) is meaningful."
+    )
+
+
+def thresholds_for(config, function_to_apply: str) -> list[float] | None:
+    """The config's `decision_thresholds` when scores are sigmoids, else None."""
+    return _field(config, "decision_thresholds") if function_to_apply == "sigmoid" else None
 
 
 def aggregate(scores: torch.Tensor, how: str) -> torch.Tensor:
@@ -131,7 +195,7 @@ def classify_long_audio(
     Scores a mono recording of any length: windows of `feature_extractor.max_duration` seconds every
     `hop_duration` seconds (default half a window), aggregated by `long_audio` ("mean" | "max"; "truncate" = the
     paper's first `max_duration` seconds only). Returns scores `(num_labels,)` after `function_to_apply`
-    (default: the model's, see `default_function`).
+    (default: the model's, see `default_function`; sigmoid scores use the model's `decision_thresholds`).
     """
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim != 1:
@@ -139,7 +203,8 @@ def classify_long_audio(
     clips = split_audio(waveform, sampling_rate, feature_extractor.max_duration, long_audio, hop_duration)
     logits = window_logits(model, feature_extractor, clips, sampling_rate, batch_size)
     function_to_apply = function_to_apply or default_function(model.config)
-    return aggregate(scores_from_logits(logits, function_to_apply), long_audio)
+    scores = scores_from_logits(logits, function_to_apply, thresholds_for(model.config, function_to_apply))
+    return aggregate(scores, long_audio)
 
 
 def score_waveform(model, feature_extractor, waveform, sampling_rate: int, **kwargs) -> dict:
@@ -228,7 +293,8 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
 
     def postprocess(self, model_outputs, top_k=5, function_to_apply=None, long_audio="truncate"):
         function_to_apply = function_to_apply or default_function(self.model.config)
-        scores = aggregate(scores_from_logits(model_outputs["logits"], function_to_apply), long_audio)
+        thresholds = thresholds_for(self.model.config, function_to_apply)
+        scores = aggregate(scores_from_logits(model_outputs["logits"], function_to_apply, thresholds), long_audio)
         values, ids = scores.topk(min(top_k, scores.numel()))
         return [{"score": float(v), "label": self.model.config.id2label[int(i)]} for v, i in zip(values, ids)]
 
@@ -241,4 +307,8 @@ __all__ = [
     "sliding_windows",
     "aggregate",
     "split_audio",
+    "default_function",
+    "scores_from_logits",
+    "score_description",
+    "thresholds_for",
 ]

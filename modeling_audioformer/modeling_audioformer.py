@@ -38,7 +38,7 @@ from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_audioformer import AudioFormerConfig
-from .losses import lsep_loss
+from .losses import bce_loss, lsep_loss
 
 
 # The attention implementation that attends clip by clip on packed real tokens (registered at the end of this part).
@@ -814,8 +814,8 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
                 f"(batch, num_labels), got {tuple(labels.shape)}."
             )
         if self.config.multi_label_loss == "bce":
-            return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-        return lsep_loss(logits, labels)
+            return bce_loss(logits, labels)  # eq. 6: summed over the classes, averaged over the clips
+        return lsep_loss(logits, labels)  # eq. 7, averaged over the clips with a positive and a negative label
 
 
 # The name transformers' text-classification mappings and `run_classification`-style scripts look for.

@@ -5,14 +5,19 @@ A label column holding one string (or `ClassLabel`) per clip is single-label (mu
 per clip is multi-label. The classes are those of a fine-tuned checkpoint, else those seen in the training split.
 
     labels = LabelSpace.from_datasets(splits, "labels")          # checks every split; errors name the rows
+    labels.empty_label_lists                                      # {"train": 3}: clips with an empty list (warned)
     code_datasets = labels.add_label_ids(code_datasets)           # columns: input_ids, label_ids
     config = load_config(model_args, **labels.config_kwargs(loss="lsep"))
 """
 
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import datasets
+
+
+logger = logging.getLogger(__name__)
 
 
 LOSSES = ("ce", "bce", "lsep")
@@ -100,11 +105,13 @@ def label_names_from_checkpoint(config) -> list[str] | None:
 
 @dataclass
 class LabelSpace:
-    """The classes of a fine-tuning run: `names[i]` is class `i`."""
+    """The classes of a fine-tuning run: `names[i]` is class `i`. `empty_label_lists` counts, per split, the
+    multi-label clips whose label list is empty (accepted, with a warning: see `from_datasets`)."""
 
     column: str
     names: list[str]
     multi_label: bool
+    empty_label_lists: dict[str, int] = field(default_factory=dict)
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -115,10 +122,15 @@ class LabelSpace:
         return {name: i for i, name in enumerate(self.names)}
 
     @classmethod
-    def from_datasets(cls, dataset_dict, column: str, checkpoint_config=None) -> "LabelSpace":
+    def from_datasets(cls, dataset_dict, column: str, checkpoint_config=None, warn: bool = True) -> "LabelSpace":
         """
-        Reads `column` in every split of `dataset_dict` ("train" and/or "validation") and checks it: present,
+        Reads `column` in every split of `dataset_dict` ("train", "validation", "test") and checks it: present,
         no missing label, the same kind (list or not) everywhere, at least 2 classes, every label known.
+
+        An empty label list (a multi-label clip with no class) is accepted, since "none of these classes" can be
+        a true annotation, but counted in `empty_label_lists` and logged as a warning per split with its rows
+        (`warn=False` keeps quiet, for a second look at the same data): such a clip adds nothing to the LSEP loss
+        (eq. 7 needs a positive), is a negative for every class under BCE, and a negative for every class in mAP.
 
         Args:
             checkpoint_config: config of a fine-tuned checkpoint, whose classes are kept; None (or a pretraining
@@ -140,6 +152,20 @@ class LabelSpace:
         labels = cls(column=column, names=names, multi_label=multi_label)
         for split, split_rows in rows.items():
             encode_labels(split_rows, labels.label2id, multi_label, split)
+            empty = [i for i, row in enumerate(split_rows) if multi_label and len(row) == 0]
+            if empty:
+                labels.empty_label_lists[split] = len(empty)
+                if warn:
+                    logger.warning(
+                        "Split '%s': %d of %d clip(s) have an empty label list in column %r, rows %s. They add "
+                        "nothing to the LSEP loss (no positive), are negatives for every class under BCE and in "
+                        "mAP. Drop them if their labels are missing rather than truly none of the classes.",
+                        split,
+                        len(empty),
+                        len(split_rows),
+                        column,
+                        _rows_text(empty),
+                    )
         return labels
 
     def add_label_ids(self, dataset_dict):

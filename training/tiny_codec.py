@@ -51,10 +51,24 @@ def seed_audio(num_clips: int, num_samples: int, sampling_rate: int = 24000, see
 
 @torch.no_grad()
 def seed_codebooks(codec: EncodecModel, seed: int = 0, num_clips: int = 8, seconds: float = 2.0) -> None:
-    """Fills every codebook with encoder residuals of seeded audio (one-step k-means init), in place."""
+    """Fills every codebook with encoder residuals of seeded audio (one-step k-means init), in place.
+
+    Computed in float64, then stored in the codec's dtype: in float32 the encoder's sums differ in the last bit
+    between thread counts, which flipped near-tied nearest-code searches here and changed the later codebooks, so
+    the "same" seeded codec gave other codes with 1 and 2 threads (1.3% of the demo's codes).
+    """
+    dtype = next(codec.parameters()).dtype
+    codec.double()
+    try:
+        _seed_codebooks(codec, seed, num_clips, seconds)
+    finally:
+        codec.to(dtype)
+
+
+def _seed_codebooks(codec: EncodecModel, seed: int, num_clips: int, seconds: float) -> None:
     cfg = codec.config
     audio = seed_audio(num_clips, int(seconds * cfg.sampling_rate), cfg.sampling_rate, seed)
-    residual = codec.encoder(audio.to(next(codec.parameters()).dtype))  # (N, D, F)
+    residual = codec.encoder(audio.double())  # (N, D, F)
     residual = residual.permute(0, 2, 1).reshape(-1, residual.shape[1])  # (N*F, D)
     if residual.shape[0] < cfg.codebook_size:
         raise ValueError(f"Need at least {cfg.codebook_size} frames of seed audio, got {residual.shape[0]}.")
@@ -73,11 +87,16 @@ def seed_codebooks(codec: EncodecModel, seed: int = 0, num_clips: int = 8, secon
 
 
 def build_tiny_codec(
-    seed: int = 0, save_directory: str | os.PathLike | None = None, **config_overrides
+    seed: int = 0,
+    save_directory: str | os.PathLike | None = None,
+    dtype: torch.dtype = torch.float32,
+    **config_overrides,
 ) -> EncodecModel:
     """
-    A tiny `EncodecModel` (eval mode, float32) with seeded weights and seeded, non-trivial codebooks; the same
-    seed gives the same model. If `save_directory` is given it is also saved there (safetensors).
+    A tiny `EncodecModel` (eval mode, `dtype`) with seeded weights and seeded, non-trivial codebooks; the same
+    seed gives the same model, whatever the thread count. If `save_directory` is given it is also saved there
+    (safetensors, in `dtype`: the feature extractor encodes in the dtype the codec loads with, and float64 codes do
+    not depend on the thread count, while float32 ones differ at near-ties, ~0.1% of the demo's codes).
     """
     config = tiny_codec_config(**config_overrides)
     with torch.random.fork_rng(devices=[]):
@@ -85,22 +104,27 @@ def build_tiny_codec(
         codec = EncodecModel(config)
     codec.eval()
     seed_codebooks(codec, seed=seed)
+    codec.to(dtype)
     if save_directory is not None:
         codec.save_pretrained(save_directory)
     return codec
 
 
 def build_tiny_feature_extractor(
-    save_directory: str | os.PathLike, seed: int = 0, max_duration: float = 10.0, **fe_kwargs
+    save_directory: str | os.PathLike,
+    seed: int = 0,
+    max_duration: float = 10.0,
+    dtype: torch.dtype = torch.float32,
+    **fe_kwargs,
 ):
     """
-    Saves a tiny codec and an `AudioFormerFeatureExtractor` pointing at it into `save_directory`
+    Saves a tiny codec (in `dtype`) and an `AudioFormerFeatureExtractor` pointing at it into `save_directory`
     (`config.json` + `model.safetensors` + `preprocessor_config.json`); returns the feature extractor.
     """
     from tokenization.feature_extraction_audioformer import AudioFormerFeatureExtractor
 
     save_directory = os.fspath(save_directory)
-    build_tiny_codec(seed=seed, save_directory=save_directory)
+    build_tiny_codec(seed=seed, save_directory=save_directory, dtype=dtype)
     fe = AudioFormerFeatureExtractor(codec_name_or_path=save_directory, max_duration=max_duration, **fe_kwargs)
     fe.save_pretrained(save_directory)
     return fe

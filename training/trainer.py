@@ -6,8 +6,10 @@ the same clips and provide the positives; the other clips of the batch are the n
     loss = alpha * classification(anchor logits) + (1 - alpha) * mpc_loss(stack([anchor, P2, ..., PN]), tau)
 
 where each feature is the masked mean of the last hidden states (`pooled_output`). The positive models run
-under `torch.no_grad` in eval mode; they are held by the trainer, not by the model, so they never enter the
-optimizer nor the saved checkpoint, and inference uses the anchor alone (the published model has FT1's size).
+under `torch.no_grad` in eval mode, and under the same autocast as the anchor (accelerate wraps only the prepared
+model's forward in it, so with bf16 they would otherwise run in float32); they are held by the trainer, not by the
+model, so they never enter the optimizer nor the saved checkpoint, and inference uses the anchor alone (the
+published model has FT1's size).
 
 Under DDP each process computes MPC on its own batch: the negatives are the other clips of the local batch
 (`per_device_train_batch_size - 1` of them), not of the global one; features are not gathered across processes.
@@ -143,16 +145,18 @@ class AudioClassificationTrainer(Trainer):
 
     @torch.no_grad()
     def positive_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
-        """`(B, K, T)` ids -> one `(B, D)` pooled feature per positive model, each from its own codebook row."""
+        """`(B, K, T)` ids -> one `(B, D)` pooled feature per positive model, each from its own codebook row, computed
+        under the accelerator's autocast (the anchor's mixed precision)."""
         if input_ids.dim() != 3:
             raise ValueError(
                 f"FT2 needs input_ids of all codebooks, shape (B, K, T); got shape {tuple(input_ids.shape)}."
             )
         features = []
-        for model in self.positive_models:
-            row, mask = codes_and_mask(input_ids, attention_mask, model.config)
-            hidden = model(input_ids=row, attention_mask=mask).last_hidden_state
-            features.append(masked_mean(hidden, mask))
+        with self.accelerator.autocast():
+            for model in self.positive_models:
+                row, mask = codes_and_mask(input_ids, attention_mask, model.config)
+                hidden = model(input_ids=row, attention_mask=mask).last_hidden_state
+                features.append(masked_mean(hidden, mask))
         return features
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

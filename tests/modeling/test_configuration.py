@@ -89,3 +89,22 @@ def test_special_ids_past_a_resized_vocabulary_are_allowed():
     """As in transformers (which warns): `resize_token_embeddings(1000)` leaves `<MASK>` = 1027 outside."""
     config = AudioFormerConfig(vocab_size=1000)
     assert config.mask_token_id == 1027 and config.pad_token_id == 1
+
+
+def test_decision_thresholds_round_trip_and_validation(tmp_path):
+    config = AudioFormerConfig(
+        num_labels=3, problem_type="multi_label_classification", decision_thresholds=[0.5, -2, 3.25]
+    )
+    config.save_pretrained(tmp_path)
+    assert AudioFormerConfig.from_pretrained(tmp_path).decision_thresholds == [0.5, -2, 3.25]
+    assert AudioFormerConfig().decision_thresholds is None
+    with pytest.raises(ValueError, match="decision_thresholds` has 2 entries for 3 labels"):
+        AudioFormerConfig(num_labels=3, decision_thresholds=[0.0, 1.0])
+    with pytest.raises(ValueError, match="decision_thresholds` has 2 entries for 3 labels"):
+        AudioFormerConfig(id2label={0: "a", 1: "b", 2: "c"}, decision_thresholds=[0.0, 1.0])
+    with pytest.raises(ValueError, match="finite numbers"):
+        AudioFormerConfig(num_labels=2, decision_thresholds=[float("nan"), 0.0])
+    changed = AudioFormerConfig(num_labels=3, decision_thresholds=[0.0, 0.0, 0.0])
+    changed.id2label = {0: "a", 1: "b"}  # the classes changed, the thresholds did not
+    with pytest.raises(ValueError, match="set it to None"):
+        changed.raise_if_inconsistent()

@@ -14,6 +14,8 @@ from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassific
 from modeling_audioformer.long_audio import (
     AudioFormerAudioClassificationPipeline,
     classify_long_audio,
+    score_description,
+    scores_from_logits,
     sliding_windows,
 )
 from tokenization import AudioFormerFeatureExtractor
@@ -22,8 +24,12 @@ from tokenization import AudioFormerFeatureExtractor
 LABELS = ["dog", "rain", "siren", "speech"]
 
 
-def make_folder(path, codec_dir, problem_type):
+THRESHOLDS = [2.0, -1.5, 0.25, 4.0]  # logit units, one per label
+
+
+def make_folder(path, codec_dir, problem_type, decision_thresholds=None):
     config = AudioFormerConfig(
+        decision_thresholds=decision_thresholds,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
@@ -49,6 +55,7 @@ def folders(tmp_path_factory, tiny_codec_dir):
     return {
         "single": make_folder(root / "single", tiny_codec_dir, "single_label_classification"),
         "multi": make_folder(root / "multi", tiny_codec_dir, "multi_label_classification"),
+        "calibrated": make_folder(root / "calibrated", tiny_codec_dir, "multi_label_classification", THRESHOLDS),
     }
 
 
@@ -191,6 +198,69 @@ def test_endpoint_handler(folders, reference, tmp_path):
     np.testing.assert_allclose([r["score"] for r in out], top.values.numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="sampling_rate"):
         handler({"inputs": wav.tolist()})
+    assert handler.score_description == score_description(AudioFormerConfig.from_pretrained(folder))
+
+
+def test_calibrated_scores_are_sigmoid_of_logit_minus_threshold(folders, reference, tmp_path):
+    """With `decision_thresholds`, every scoring path returns sigmoid(logit - threshold): 0.5 = at the threshold.
+    The expected scores are computed here from the model's logits, not by the library's scoring function."""
+    from model_cards.card import write_model_card
+
+    sr = 16000
+    wav = wav_at(sr, 1.0, seed=6)
+    logits = reference("calibrated", wav, sr)[0].double()
+    expected = (1.0 / (1.0 + torch.exp(-(logits - torch.tensor(THRESHOLDS, dtype=torch.float64))))).float()
+    assert not torch.allclose(expected, logits.sigmoid().float(), atol=1e-3)  # the thresholds really change them
+
+    classifier = pipeline(
+        "audio-classification", model=folders["calibrated"], pipeline_class=AudioFormerAudioClassificationPipeline
+    )
+    result = as_dict(classifier({"raw": wav, "sampling_rate": sr}, top_k=None))
+    np.testing.assert_allclose([result[label] for label in LABELS], expected.numpy(), atol=1e-5)
+
+    fe = AudioFormerFeatureExtractor.from_pretrained(folders["calibrated"])
+    model = AudioFormerForAudioClassification.from_pretrained(folders["calibrated"]).eval()
+    torch.testing.assert_close(
+        classify_long_audio(model, fe, wav, sr, long_audio="truncate"), expected, atol=1e-5, rtol=0
+    )
+
+    folder = tmp_path / "served"
+    shutil.copytree(folders["calibrated"], folder)
+    write_model_card(str(folder), task="audio-classification")
+    spec = importlib.util.spec_from_file_location("calibrated_handler", folder / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.EndpointHandler(str(folder))(
+        {"inputs": wav.tolist(), "parameters": {"sampling_rate": sr, "top_k": 4}}
+    )
+    np.testing.assert_allclose([r["score"] for r in out], [expected[LABELS.index(r["label"])] for r in out], atol=1e-5)
+    # softmax and raw logits ignore thresholds, which only make sense for independent per-class scores
+    forced = as_dict(classifier({"raw": wav, "sampling_rate": sr}, top_k=None, function_to_apply="none"))
+    np.testing.assert_allclose([forced[label] for label in LABELS], logits.float().numpy(), atol=1e-5)
+
+
+def test_scores_from_logits_checks_thresholds():
+    logits = torch.tensor([[0.0, 1.0, -1.0]])
+    torch.testing.assert_close(scores_from_logits(logits, "sigmoid", [0.0, 1.0, -1.0]), torch.full((1, 3), 0.5))
+    with pytest.raises(ValueError, match="2 entries but the model scores 3 labels"):
+        scores_from_logits(logits, "sigmoid", [0.0, 1.0])
+    with pytest.raises(ValueError, match="function_to_apply"):
+        scores_from_logits(logits, "relu")
+
+
+def test_score_description_says_what_the_scores_mean():
+    single = AudioFormerConfig(num_labels=3, problem_type="single_label_classification")
+    assert "softmax" in score_description(single) and "sum to 1" in score_description(single)
+    calibrated = AudioFormerConfig(
+        num_labels=2, problem_type="multi_label_classification", decision_thresholds=[0.1, 0.2]
+    )
+    assert "sigmoid(logit - threshold)" in score_description(calibrated) and "0.5" in score_description(calibrated)
+    lsep = AudioFormerConfig(num_labels=2, problem_type="multi_label_classification", multi_label_loss="lsep")
+    assert "LSEP" in score_description(lsep) and "no calibrated decision thresholds" in score_description(lsep)
+    bce = AudioFormerConfig(num_labels=2, problem_type="multi_label_classification", multi_label_loss="bce")
+    assert "probability" in score_description(bce)
+    # the model card reads config.json as a dict
+    assert score_description(calibrated.to_dict()) == score_description(calibrated)
 
 
 def test_many_windows_run_a_few_at_a_time(folders):

@@ -21,7 +21,6 @@ from modeling_audioformer import (
     AudioFormerForAudioClassification,
     AudioFormerForMaskedLM,
     AudioFormerModel,
-    lsep_loss,
 )
 
 
@@ -352,14 +351,15 @@ def test_single_label_loss_is_cross_entropy():
 
 
 def test_multi_label_loss_is_lsep_by_default_and_bce_on_request():
+    """The model's losses against eq. 7 and eq. 6 written out in float64 (not the library's functions)."""
     input_ids, attention_mask = padded_batch()
-    labels = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0]])
+    labels = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 0], [1, 1, 0, 0]])  # the second clip has no label
     model = build(AudioFormerForAudioClassification, num_labels=4, problem_type="multi_label_classification")
     out = model(input_ids, attention_mask=attention_mask, labels=labels)
-    expected = lsep_loss(out.logits.detach(), labels).item()
-    assert out.loss.item() == pytest.approx(expected, rel=1e-5)
-    bce = F.binary_cross_entropy_with_logits(out.logits.detach().double(), labels.double()).item()
-    assert expected != pytest.approx(bce, rel=1e-3)  # the two losses really differ here
+    s, y = out.logits.detach().double(), labels.double()
+    # eq. 7 per clip; a clip without a positive has no term and is left out of the mean (2 clips here, not 3)
+    lsep = torch.log1p((torch.exp(s) * (1 - y)).sum(1) * (torch.exp(-s) * y).sum(1))
+    assert out.loss.item() == pytest.approx(lsep[[0, 2]].mean().item(), rel=1e-5)
 
     model_bce = build(
         AudioFormerForAudioClassification,
@@ -368,7 +368,10 @@ def test_multi_label_loss_is_lsep_by_default_and_bce_on_request():
         multi_label_loss="bce",
     )
     out_bce = model_bce(input_ids, attention_mask=attention_mask, labels=labels)
-    assert out_bce.loss.item() == pytest.approx(bce, rel=1e-5)
+    s = out_bce.logits.detach().double()
+    # eq. 6: a sum over the classes per clip, averaged over the clips (every clip counts)
+    bce = ((torch.log1p(torch.exp(s)) * (1 - y)).sum(1) + (torch.log1p(torch.exp(-s)) * y).sum(1)).mean()
+    assert out_bce.loss.item() == pytest.approx(bce.item(), rel=1e-5)
     with pytest.raises(ValueError, match="multi-hot"):
         model(input_ids, attention_mask=attention_mask, labels=labels[:, :3])
 

@@ -50,3 +50,28 @@ def test_label_space():
     )
     with pytest.raises(ValueError, match="list per clip in one split"):
         LabelSpace.from_datasets(mixed, "l")
+
+
+def test_empty_label_lists_are_counted_and_reported(caplog):
+    splits = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"l": [["a"], [], ["a", "b"], []]}),
+            "validation": datasets.Dataset.from_dict({"l": [["b"], ["a"]]}),
+            "test": datasets.Dataset.from_dict({"l": [[], ["b"]]}),
+        }
+    )
+    with caplog.at_level("WARNING", logger="training.labels"):
+        labels = LabelSpace.from_datasets(splits, "l")
+    assert labels.empty_label_lists == {"train": 2, "test": 1}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2
+    assert "Split 'train': 2 of 4 clip(s) have an empty label list" in warnings[0] and "rows [1, 3]" in warnings[0]
+    assert "Split 'test': 1 of 2" in warnings[1]
+    encoded = labels.add_label_ids(
+        datasets.DatasetDict({"train": splits["train"].add_column("input_ids", [[[0]]] * 4)})
+    )
+    assert encoded["train"]["label_ids"] == [[0], [], [0, 1], []]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="training.labels"):
+        assert LabelSpace.from_datasets(splits, "l", warn=False).empty_label_lists == {"train": 2, "test": 1}
+    assert not caplog.records

@@ -1,14 +1,31 @@
 """FT2 pieces (frozen positive models + MPC loss in a Trainer) and weighted sampling, with tiny models."""
 
+import math
+
 import datasets
 import numpy as np
 import pytest
 import torch
 from transformers import TrainingArguments
 
-from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel, mpc_loss
+from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel
 from training.sampling import WeightedClipSampler
 from training.trainer import AudioClassificationTrainer, check_positive_models, load_positive_models
+
+
+def naive_mpc(features, tau):
+    """Eq. 8 for the anchors (row 0 of each clip), looped over in float64, averaged over the clips."""
+    feats = torch.nn.functional.normalize(features.double(), dim=-1)
+    batch, num_codes, _ = feats.shape
+    total = 0.0
+    for b in range(batch):
+        anchor = feats[b, 0]
+        neg = sum(
+            math.exp(float(anchor @ feats[a, c]) / tau) for a in range(batch) if a != b for c in range(num_codes)
+        )
+        pos = sum(math.exp(-float(anchor @ feats[b, c]) / tau) for c in range(1, num_codes))
+        total += math.log1p(neg * pos)
+    return total / batch
 
 
 TINY = dict(
@@ -50,7 +67,7 @@ def collate(rows):
     }
 
 
-def tiny_trainer(tmp_path, anchor, positives, alpha=0.5, **kwargs):
+def tiny_trainer(tmp_path, anchor, positives, alpha=0.5, bf16=False, max_steps=3, **kwargs):
     ids, mask = code_batch(batch_size=8)
     data = datasets.Dataset.from_dict(
         {"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "labels": [i % 3 for i in range(8)]}
@@ -58,7 +75,8 @@ def tiny_trainer(tmp_path, anchor, positives, alpha=0.5, **kwargs):
     args = TrainingArguments(
         output_dir=str(tmp_path),
         per_device_train_batch_size=4,
-        max_steps=3,
+        max_steps=max_steps,
+        bf16=bf16,
         learning_rate=1e-2,
         report_to=[],
         save_strategy="no",
@@ -78,8 +96,18 @@ def tiny_trainer(tmp_path, anchor, positives, alpha=0.5, **kwargs):
     )
 
 
+def tiny_dropout_positive(codebook_index, seed, dropout=0.3):
+    """A positive with dropout: run in train mode by mistake, its features would change from call to call."""
+    torch.manual_seed(seed)
+    config = AudioFormerConfig(
+        codebook_index=codebook_index,
+        **{**TINY, "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout},
+    )
+    return AudioFormerModel(config)
+
+
 def test_compute_loss_is_eq9(tmp_path):
-    anchor, positives = tiny_anchor(), [tiny_positive(1, 1), tiny_positive(2, 2)]
+    anchor, positives = tiny_anchor(), [tiny_dropout_positive(1, 1), tiny_dropout_positive(2, 2)]
     trainer = tiny_trainer(tmp_path, anchor, positives, alpha=0.7)
     # The model's `accepts_loss_kwargs = False`: its batch-mean loss is not rescaled by num_items_in_batch.
     assert trainer.model_accepts_loss_kwargs is False
@@ -88,20 +116,29 @@ def test_compute_loss_is_eq9(tmp_path):
     anchor.train()
     loss = trainer.compute_loss(anchor, {"input_ids": ids, "attention_mask": mask, "labels": labels})
 
-    # Independent path: each positive fed its own row as a (B, T) input.
+    # Independent path: each positive fed its own row as a (B, T) input, in eval mode (no dropout), pooled by hand;
+    # the classification term by F.cross_entropy on the anchor's logits, not the model's loss.
     logits_out = anchor(input_ids=ids[:, 0], attention_mask=mask)
-    classification = torch.nn.functional.cross_entropy(logits_out.logits, labels)
+    classification = torch.nn.functional.cross_entropy(logits_out.logits.double(), labels)
     m = mask[..., None].float()
-    pooled = [
-        (p(input_ids=ids[:, k], attention_mask=mask).last_hidden_state * m).sum(1) / m.sum(1)
-        for k, p in zip((1, 2), positives)
-    ]
-    expected = 0.7 * classification + 0.3 * mpc_loss(torch.stack([logits_out.pooled_output] + pooled, dim=1), 0.05)
-    torch.testing.assert_close(loss, expected)
+    with torch.no_grad():
+        pooled = [
+            (p.eval()(input_ids=ids[:, k], attention_mask=mask).last_hidden_state * m).sum(1) / m.sum(1)
+            for k, p in zip((1, 2), positives)
+        ]
+    features = torch.stack([logits_out.pooled_output] + pooled, dim=1).detach()
+    expected = 0.7 * classification.item() + 0.3 * naive_mpc(features, 0.05)
+    assert loss.item() == pytest.approx(expected, rel=1e-4)
 
-    anchor.eval()  # evaluation: the anchor's classification loss alone
+    # Evaluation reports the anchor's classification loss alone: no MPC term, whatever alpha.
+    anchor.eval()
     eval_loss = trainer.compute_loss(anchor, {"input_ids": ids, "attention_mask": mask, "labels": labels})
-    torch.testing.assert_close(eval_loss, anchor(input_ids=ids, attention_mask=mask, labels=labels).loss)
+    with torch.no_grad():
+        eval_logits = anchor(input_ids=ids[:, 0], attention_mask=mask).logits
+    assert eval_loss.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(eval_logits.double(), labels).item(), rel=1e-5
+    )
+    assert eval_loss.item() != pytest.approx(loss.item(), rel=1e-3)
 
 
 def test_training_freezes_positives_and_saves_plain_model(tmp_path):
@@ -168,3 +205,27 @@ def test_trainer_uses_weighted_sampler(tmp_path):
     assert isinstance(trainer._get_train_sampler(trainer.train_dataset), WeightedClipSampler)
     with pytest.raises(ValueError, match="sample_weights has 3"):
         tiny_trainer(tmp_path, tiny_anchor(), None, sample_weights=np.ones(3))
+
+
+def test_positives_run_under_the_anchors_autocast(tmp_path):
+    """With bf16 the prepared anchor runs under autocast; the frozen positives must too (the paper's "marginal
+    cost" of FT2), not in float32 beside it. Observed on a real training step, by the dtype their layers output."""
+    anchor, positives = tiny_anchor(), [tiny_positive(1, 1), tiny_positive(2, 2)]
+    trainer = tiny_trainer(tmp_path, anchor, positives, bf16=True, max_steps=1)
+    seen = {}
+
+    def hook(name):
+        def record(module, args, output):
+            seen.setdefault(name, output.dtype)
+
+        return record
+
+    handles = [anchor.roformer.encoder.layer[0].intermediate.register_forward_hook(hook("anchor"))]
+    for i, p in enumerate(positives):
+        handles.append(p.encoder.layer[0].intermediate.register_forward_hook(hook(f"positive{i}")))
+    try:
+        trainer.train()
+    finally:
+        for h in handles:
+            h.remove()
+    assert seen == {"anchor": torch.bfloat16, "positive0": torch.bfloat16, "positive1": torch.bfloat16}
