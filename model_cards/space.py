@@ -51,8 +51,8 @@ class BadAudio(ValueError):
 
 def fallback_score_description(config) -> str:
     """
-    What the scores mean, from the config's problem type. A stand-in for `long_audio.score_description` (with
-    decision thresholds) where the checkpoint's long_audio does not have it yet; `score_description` prefers that.
+    What the scores mean, from the config's problem type: the stand-in for `long_audio.score_description` (which
+    also knows per-class decision thresholds) where long_audio does not have it.
     """
     function = long_audio.default_function(config)
     if function == "sigmoid":
@@ -68,7 +68,9 @@ def fallback_score_description(config) -> str:
     return "the model's raw outputs (no softmax or sigmoid)."
 
 
-score_description = getattr(long_audio, "score_description", fallback_score_description)
+def score_description(config) -> str:
+    """`long_audio.score_description(config)` where the checkpoint's long_audio has it, else the fallback above."""
+    return getattr(long_audio, "score_description", fallback_score_description)(config)
 
 
 @dataclass
