@@ -158,7 +158,7 @@ def read_audio(path: str | None, max_seconds: float, sampling_rate: int = 24000)
     name = Path(path).name
     try:
         info = sf.info(path)
-    except Exception:  # soundfile raises several types for formats it does not know
+    except sf.SoundFileError:  # a format libsndfile does not know (or not audio): ffmpeg may read it
         info = None
     if info is not None:
         _check_duration(name, info.frames / info.samplerate, max_seconds)
