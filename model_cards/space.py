@@ -17,6 +17,7 @@ This file is also published, as `audioformer_space.py`, in the checkpoint's Spac
 
 import argparse
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -408,6 +409,14 @@ def masked_lm_outputs(
     return message, highlighted_codes(result)
 
 
+def codec_name(feature_extractor) -> str:
+    """The codec's Hub id, or a local codec's path as typed from here (relative when it is below this folder)."""
+    name = feature_extractor.codec_name_or_path
+    if Path(name).is_dir() and not os.path.relpath(name).startswith(".."):
+        return os.path.relpath(name)
+    return name
+
+
 def describe(checkpoint: Checkpoint) -> str:
     """Markdown: what the model is, which codec it reads, and what the page's numbers mean."""
     config, fe = checkpoint.config, checkpoint.feature_extractor
@@ -420,7 +429,7 @@ def describe(checkpoint: Checkpoint) -> str:
     frames = f", {fe.sampling_rate / fe.hop_length:g} frames/s" if getattr(fe, "hop_length", None) else ""
     lines.append(
         f"**Codec.** The audio is resampled to {fe.sampling_rate} Hz and encoded by the EnCodec model "
-        f"`{fe.codec_name_or_path}` at {fe.bandwidth:g} kbps ({fe.num_codebooks} codebooks{frames}); the model "
+        f"`{codec_name(fe)}` at {fe.bandwidth:g} kbps ({fe.num_codebooks} codebooks{frames}); the model "
         f"reads codebook C{config.codebook_index + 1} and sees {fe.max_duration:g} s at a time."
     )
     if checkpoint.kind == "classifier":

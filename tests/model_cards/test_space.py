@@ -298,6 +298,8 @@ def test_description_says_what_the_model_is(classifier, masked_lm, tmp_path, tin
     assert "reads codebook C1 and sees 1 s at a time" in text
     assert "softmax over the 6 labels" in text and "windows of 1 s every 0.5 s" in text
     assert "no classifier" in space.describe(masked_lm)
+    monkeypatch.chdir(Path(tiny_codec_dir).parent)  # a local codec below the working folder: its relative path
+    assert f"EnCodec model `{Path(tiny_codec_dir).name}` at 3 kbps" in space.describe(classifier)
 
     encoder = space.load_checkpoint(save_checkpoint(tmp_path / "encoder", tiny_codec_dir, AudioFormerModel))
     assert encoder.kind == "encoder" and encoder.model is None and encoder.summary is None
