@@ -572,6 +572,8 @@ def shown_labels(page) -> list[tuple[str, str]]:
 
 def upload_and_wait(page, path: str, expected_message: str):
     file_input = page.locator("#audio input[type=file]")
+    # the drop zone (a hidden file input) or, with a clip loaded, the player and its Clear button: wait for either
+    page.locator("#audio input[type=file], #audio button[aria-label=Clear]").first.wait_for(state="attached")
     if not file_input.count():  # a clip is loaded: the player replaced the drop zone
         page.locator("#audio button[aria-label=Clear]").click()
     file_input.set_input_files(path)
