@@ -12,7 +12,8 @@ checkpoint's page shows the clip's codes and how many of a random 25% of them th
 audio, a file that is not audio, a recording over the page's length limit) gets a message in the page.
 
 This file is also published, as `audioformer_space.py`, in the checkpoint's Space (`python -m model_cards.publish
-... --space_id`), so it imports only gradio, numpy, torch, transformers, huggingface_hub, soundfile and long_audio.
+... --space_id`), so it imports only gradio (and pandas, which gradio needs), numpy, torch, transformers,
+huggingface_hub, soundfile and long_audio.
 """
 
 import argparse
@@ -40,7 +41,9 @@ except ImportError:  # in a Space: the checkpoint's own code (Hub remote code); 
 logger = logging.getLogger(__name__)
 
 TOP_K = 5
-MAX_MINUTES = 10.0  # the page refuses longer recordings: ~120 windows of 10 s, about a minute of CPU
+# The page refuses longer recordings: 10 minutes are ~120 windows of 10 s, roughly 2 minutes on 2 CPU cores at the
+# paper's size (estimated from the README's speeds: ~0.45 s of codec and ~0.6 s of model per window).
+MAX_MINUTES = 10.0
 MASK_RATIO = 0.25  # share of codes masked in pretraining (paper 4.2)
 MASK_SEED = 0
 KINDS = ("classifier", "masked-lm", "encoder")
