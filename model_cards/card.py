@@ -137,6 +137,37 @@ def save_code_tokenizer(output_dir) -> None:
     AudioFormerTokenizer().save_pretrained(output_dir)
 
 
+SPACE_LINK = "**Try it in your browser:**"
+
+
+def link_space(output_dir, space_id: str) -> bool:
+    """
+    Puts a line linking the model's Space (`python -m model_cards.publish ... --space_id`) under the summary of
+    the card (`README.md` in `output_dir`), or updates the one there; False when there is no card.
+    """
+    readme = Path(output_dir) / "README.md"
+    if not readme.is_file():
+        return False
+    link = (
+        f"{SPACE_LINK} the Space [{space_id}](https://huggingface.co/spaces/{space_id}) runs this model on audio "
+        "you upload or record."
+    )
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    at = next((i for i, line in enumerate(lines) if line.startswith(SPACE_LINK)), None)
+    if at is not None:
+        lines[at] = link
+    else:
+        body = lines.index("---", 1) + 1 if lines and lines[0] == "---" and "---" in lines[1:] else 0  # past metadata
+        at = next((i for i in range(body, len(lines)) if lines[i].startswith("# ")), len(lines) - 1) + 1
+        while at < len(lines) and not lines[at].strip():  # the blank lines under the title
+            at += 1
+        while at < len(lines) and lines[at].strip():  # the summary paragraph
+            at += 1
+        lines[at:at] = ["", link]
+    readme.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return True
+
+
 def complete_auto_map(output_dir) -> dict:
     """
     Adds every AudioFormer Auto class whose code file is in the folder to `config.json` (the models' own

@@ -2,7 +2,11 @@
 Publishing a saved AudioFormer output folder to the Hugging Face Hub: safetensors weights, config, remote code, card;
 never pickles, never Trainer checkpoints.
 
-    python -m model_cards.publish OUTPUT_DIR --repo_id ORG/NAME [--private] [--token TOKEN] [--dry_run]
+    python -m model_cards.publish OUTPUT_DIR --repo_id ORG/NAME [--space_id ORG/SPACE] [--private] [--token TOKEN]
+        [--dry_run]
+
+With `--space_id`, it also creates or updates a Gradio Space that runs the model on uploaded or recorded audio
+(`model_cards/space_repo.py`), and the model card links to it.
 """
 
 import argparse
@@ -10,7 +14,7 @@ import logging
 import re
 from pathlib import Path
 
-from .card import EXAMPLE_AUDIO, complete_auto_map
+from .card import EXAMPLE_AUDIO, complete_auto_map, link_space
 
 
 logger = logging.getLogger(__name__)
@@ -77,28 +81,43 @@ def publish(
     private: bool = False,
     token: str | None = None,
     commit_message: str = "Upload AudioFormer",
+    space_id: str | None = None,
     api=None,
 ):
-    """Creates `repo_id` (if needed) and uploads the checked folder; returns the commit info."""
+    """
+    Creates `repo_id` (if needed) and uploads the checked folder; returns the commit info. With `space_id`, the card
+    links to that Space, and the Space (created if needed) gets the page that runs the model (`publish_space`).
+    """
     from huggingface_hub import HfApi
 
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id or ""):
         raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}.")
+    if space_id is not None:
+        from .space_repo import check_repo_id
+
+        check_repo_id(space_id, "space_id")
     folder = Path(folder)
     files = files_to_upload(folder)
     if "README.md" not in files:
         logger.warning("%s has no README.md; write one with write_model_card() for a useful model page.", folder)
     complete_auto_map(folder)
     _fill_widget_src(folder, repo_id)
+    if space_id is not None:
+        link_space(folder, space_id)
     api = api or HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, token=token)
-    return api.upload_folder(
+    info = api.upload_folder(
         repo_id=repo_id,
         folder_path=str(folder),
         commit_message=commit_message,
         ignore_patterns=IGNORE_PATTERNS,
         token=token,
     )
+    if space_id is not None:
+        from .space_repo import publish_space
+
+        publish_space(space_id, repo_id, private=private, token=token, api=api)
+    return info
 
 
 def publish_from_training_args(training_args, output_dir: str | None = None):
@@ -128,16 +147,29 @@ def main(argv=None):
     )
     parser.add_argument("output_dir", help="folder written by run_mlm.py / run_classification.py")
     parser.add_argument("--repo_id", required=True, help="ORG/NAME on the Hub")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument(
+        "--space_id",
+        default=None,
+        help="ORG/NAME of a Gradio Space to create or update with a page that runs the model (the card links to it)",
+    )
+    parser.add_argument("--private", action="store_true", help="create the repository (and the Space) as private")
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / `hf auth login`)")
     parser.add_argument("--dry_run", action="store_true", help="check the folder and list the files; upload nothing")
     args = parser.parse_args(argv)
     if args.dry_run:
         for name in files_to_upload(args.output_dir):
             print(name)
+        if args.space_id:
+            from .space_repo import check_repo_id, space_files, space_url
+
+            print(f"Space {check_repo_id(args.space_id, 'space_id')} ({space_url(args.space_id)}):")
+            for name in sorted(space_files(args.repo_id)):
+                print(f"  {name}")
         return None
-    info = publish(args.output_dir, args.repo_id, private=args.private, token=args.token)
+    info = publish(args.output_dir, args.repo_id, private=args.private, token=args.token, space_id=args.space_id)
     print(f"[hub] uploaded {args.output_dir} to https://huggingface.co/{args.repo_id}")
+    if args.space_id:
+        print(f"[hub] its page: https://huggingface.co/spaces/{args.space_id}")
     return info
 
 
