@@ -37,7 +37,14 @@ from training.data import check_max_positions, max_code_length, num_codebooks_of
 from training.labels import LOSSES, LabelSpace
 from training.loading import load_config, load_model
 from training.metrics import ClassificationMetrics, keep_logits
-from training.runs import finish_run, log_process, resolve_checkpoint, setup_logging, training_args_summary
+from training.runs import (
+    claim_output_dir,
+    finish_run,
+    log_process,
+    resolve_checkpoint,
+    setup_logging,
+    training_args_summary,
+)
 from training.sampling import inverse_frequency_weights
 from training.trainer import AudioClassificationTrainer, check_mpc_settings, load_positive_models
 
@@ -134,6 +141,7 @@ def main(argv: list[str] | None = None):
             raise ValueError("--early_stopping_patience needs evaluations: set --eval_strategy epoch (or steps).")
         if training_args.metric_for_best_model is None:
             raise ValueError("--early_stopping_patience needs --metric_for_best_model (e.g. mAP or accuracy).")
+    claim_output_dir(training_args, model_args)  # locked, writable, room for a checkpoint: before any work
     checkpoint = resolve_checkpoint(training_args)
     set_seed(training_args.seed)
 
