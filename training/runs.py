@@ -102,7 +102,7 @@ def resolve_checkpoint(training_args) -> str | None:
                 f"--resume_from_checkpoint {value}: no complete checkpoint-* folder in {training_args.output_dir}"
                 + (f" ({len(skipped)} incomplete)." if skipped else ".")
             )
-        logger.info("--resume_from_checkpoint %s: resuming from %s.", value, last)
+        (logger.warning if skipped else logger.info)("--resume_from_checkpoint %s: resuming from %s.", value, last)
         return last
     if not os.path.isdir(value):
         raise ValueError(f"--resume_from_checkpoint {value} is not a folder.")
