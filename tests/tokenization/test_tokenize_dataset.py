@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -375,3 +376,69 @@ def test_a_folder_in_use_by_another_run_is_refused(tiny_feature_extractor, tmp_p
     holder.kill()
     holder.wait()
     assert len(td.pretokenize(ds, tiny_feature_extractor, tmp_path / "out", show_progress=False)) == 1
+
+
+_BLOCK_ON_SECOND_SHARD = r"""
+import os, sys, time
+from tokenization import tokenize_dataset as td
+
+real, calls = td._tokenize_shard, []
+
+def block_on_second_shard(*args):
+    calls.append(1)
+    if len(calls) == 2:  # the first shard is finished on disk
+        open(os.environ["BLOCKED"], "w").close()
+        while not os.path.exists(os.environ["GO"]):
+            time.sleep(0.1)
+    return real(*args)
+
+td._tokenize_shard = block_on_second_shard
+td.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_two_concurrent_pretokenizers(audiofolder, tiny_codec_dir, tmp_path):
+    """Defect: a second pre-tokenizer on the same folder died with `OSError: Directory not empty: .tmp-shard-...`
+    (or mixed its data in). Now it stops at once naming the first; a lock left by a kill -9 is taken over."""
+    import time
+
+    out = str(tmp_path / "out")
+    argv = ["--feature_extractor_name", tiny_codec_dir, "--data_dir", audiofolder, "--output_dir", out]
+    argv += ["--num_shards", "2", "--preprocessing_batch_size", "2"]
+
+    def start_blocking(name):
+        env = dict(_env(), BLOCKED=str(tmp_path / f"{name}.blocked"), GO=str(tmp_path / f"{name}.go"))
+        process = subprocess.Popen(
+            [sys.executable, "-c", _BLOCK_ON_SECOND_SHARD, *argv], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.time() + 240
+        while not (tmp_path / f"{name}.blocked").exists():
+            assert process.poll() is None and time.time() < deadline, process.stderr.read()[-3000:]
+            time.sleep(0.1)
+        return process
+
+    def cli():
+        cmd = [sys.executable, "-m", "tokenization.tokenize_dataset", *argv]
+        return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+
+    first = start_blocking("first")
+    second = cli()
+    assert second.returncode != 0 and f"is in use by another run: pid {first.pid} on host" in second.stderr
+    assert "Directory not empty" not in second.stderr
+    (tmp_path / "first.go").touch()
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-3000:]
+    expected = td.load_tokenized_dataset(out)
+    assert len(expected["train"]) == 5
+
+    shutil.rmtree(out)
+    killed = start_blocking("killed")
+    killed.kill()  # kill -9 while it holds the lock, one shard of train written
+    killed.wait()
+    after = cli()
+    assert after.returncode == 0, after.stderr[-3000:]
+    assert f"left by pid {killed.pid}" in after.stderr and "Taking over" in after.stderr
+    out = td.load_tokenized_dataset(out)
+    for split in ("train", "validation"):
+        assert out[split]["input_ids"] == expected[split]["input_ids"]
+        assert out[split]["source_file"] == expected[split]["source_file"]
