@@ -440,14 +440,7 @@ def pretokenize(
         raise ValueError(f"if_inputs_changed must be one of {IF_INPUTS_CHANGED}, got {if_inputs_changed!r}.")
     output_dir = os.fspath(output_dir)
 
-    lock, error = None, None
-    try:
-        if state.is_main_process:
-            lock = FolderLock(output_dir, purpose="pre-tokenizing audio").acquire()
-            check_writable_folder(output_dir, flag="The tokenized-dataset folder")
-    except Exception as err:
-        error = err
-    wait_for_everyone_or_raise(state, error)
+    lock = claim_output_folder(output_dir, state)
     try:
         return _pretokenize_locked(
             splits,
@@ -466,6 +459,24 @@ def pretokenize(
     finally:
         if lock is not None:
             lock.release()
+
+
+def claim_output_folder(output_dir, state=None, flag: str = "The tokenized-dataset folder") -> FolderLock | None:
+    """Locks `output_dir` for this run on the main process and checks that it can be written; every process raises
+    the same error (`FolderInUseError` naming the other run, `FolderNotWritableError`). Returns the main process's
+    lock (None elsewhere)."""
+    state = state or process_state()
+    lock, error = None, None
+    try:
+        if state.is_main_process:
+            lock = FolderLock(output_dir, purpose="pre-tokenizing audio").acquire()
+            check_writable_folder(output_dir, flag=flag)
+    except Exception as err:
+        error = err
+        if lock is not None:
+            lock.release()
+    wait_for_everyone_or_raise(state, error)
+    return lock
 
 
 def _pretokenize_locked(
@@ -650,6 +661,7 @@ def main(argv=None):
     parser = HfArgumentParser((CodecArguments, AudioDataArguments, PretokenizeArguments))
     codec_args, data_args, run_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    claim_output_folder(run_args.output_dir, flag="--output_dir")  # before any work; held until the process ends
     feature_extractor = load_feature_extractor(codec_args)
     feature_extractor.to(run_args.device or process_state().device)
     dsd = load_audio_dataset(

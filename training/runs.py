@@ -1,6 +1,7 @@
 """What every run of the two scripts does around `Trainer`: logging, claiming the output folder, resuming, and the
 summary for the card."""
 
+import dataclasses
 import logging
 import os
 import sys
@@ -64,8 +65,9 @@ def claim_output_dir(training_args, model_args) -> None:
         if training_args.process_index == 0:
             lock = FolderLock(output_dir, purpose=f"training ({os.path.basename(sys.argv[0]) or 'python'})")
             lock = lock.acquire()
-        if training_args.should_save:
-            needed = checkpoint_bytes(load_config(model_args), training_args)
+        if training_args.should_save:  # the codebook row is checked against the data later; the size ignores it
+            config = load_config(dataclasses.replace(model_args, codebook_index=None))
+            needed = checkpoint_bytes(config, training_args)
             check_writable_folder(output_dir, needed_bytes=needed, flag="--output_dir")
     except Exception as err:  # shared with every process, so that none of them waits at a barrier
         error = err
@@ -99,8 +101,8 @@ def resolve_checkpoint(training_args) -> str | None:
             logger.warning("--resume_from_checkpoint %s: skipping %s: %s.", value, path, reason)
         if last is None:
             raise ValueError(
-                f"--resume_from_checkpoint {value}: no complete checkpoint-* folder in {training_args.output_dir}"
-                + (f" ({len(skipped)} incomplete)." if skipped else ".")
+                f"--resume_from_checkpoint {value}: no checkpoint to resume from in {training_args.output_dir} (no "
+                f"complete checkpoint-* folder{f'; {len(skipped)} incomplete' if skipped else ''})."
             )
         (logger.warning if skipped else logger.info)("--resume_from_checkpoint %s: resuming from %s.", value, last)
         return last
