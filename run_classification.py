@@ -48,7 +48,14 @@ from training.evaluation import (
 from training.labels import LOSSES, LabelSpace
 from training.loading import load_config, load_model
 from training.metrics import ClassificationMetrics, keep_logits
-from training.runs import finish_run, log_process, resolve_checkpoint, setup_logging, training_args_summary
+from training.runs import (
+    claim_output_dir,
+    finish_run,
+    log_process,
+    resolve_checkpoint,
+    setup_logging,
+    training_args_summary,
+)
 from training.sampling import inverse_frequency_weights
 from training.trainer import AudioClassificationTrainer, check_mpc_settings, load_positive_models
 
@@ -148,6 +155,7 @@ def main(argv: list[str] | None = None):
         if training_args.metric_for_best_model is None:
             raise ValueError("--early_stopping_patience needs --metric_for_best_model (e.g. mAP or accuracy).")
     check_test_source(data_args, eval_args)
+    claim_output_dir(training_args, model_args)  # locked, writable, room for a checkpoint: before any work
     checkpoint = resolve_checkpoint(training_args)
     set_seed(training_args.seed)
 

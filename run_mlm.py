@@ -19,16 +19,24 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from model_cards.card import write_model_card
 from model_cards.publish import publish_from_training_args
 from modeling_audioformer import AudioFormerForMaskedLM
 from training.arguments import DataTrainingArguments, ModelArguments, parse_args
-from training.collators import IGNORE_INDEX, DataCollatorForCodeMLM
+from training.checkpointing import AtomicCheckpointTrainer
+from training.collators import IGNORE_INDEX, CollatorEpochCallback, DataCollatorForCodeMLM
 from training.data import check_max_positions, max_code_length, num_codebooks_of, prepare_code_datasets
 from training.loading import load_config, load_model
-from training.runs import finish_run, log_process, resolve_checkpoint, setup_logging, training_args_summary
+from training.runs import (
+    claim_output_dir,
+    finish_run,
+    log_process,
+    resolve_checkpoint,
+    setup_logging,
+    training_args_summary,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -79,6 +87,7 @@ def main(argv=None):
     )
     DataCollatorForCodeMLM(**masking_flags)
 
+    claim_output_dir(training_args, model_args)  # locked, writable, room for a checkpoint: before any work
     checkpoint = resolve_checkpoint(training_args)
     set_seed(training_args.seed)
 
@@ -98,13 +107,14 @@ def main(argv=None):
         pad_token_id=config.pad_token_id,
         mask_token_id=config.mask_token_id,
         max_length=max_length,
+        seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
         **masking_flags,
-    )
+    )  # seeded per clip and epoch: a resumed run masks exactly as the uninterrupted one
 
     # The upload happens at the end, with the model card (Trainer.push_to_hub would replace the card and upload
     # training_args.bin, a pickle).
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    trainer = Trainer(
+    trainer = AtomicCheckpointTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
@@ -113,6 +123,7 @@ def main(argv=None):
         processing_class=feature_extractor,
         compute_metrics=compute_metrics if training_args.do_eval else None,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics if training_args.do_eval else None,
+        callbacks=[CollatorEpochCallback(collator)],
     )
 
     metrics = {}

@@ -14,6 +14,8 @@ import logging
 import re
 from pathlib import Path
 
+from modeling_audioformer.pickle_detection import describe_pickle
+
 from .card import EXAMPLE_AUDIO, complete_auto_map, link_space
 
 
@@ -42,7 +44,9 @@ def _is_ignored(rel: str) -> bool:
 def files_to_upload(folder) -> list[str]:
     """
     The files `publish` would upload (relative paths), after checking the folder. Raises ValueError when there
-    is no `config.json`, no safetensors weights, or any pickle (`.bin`, `.pt`, ...) that would be uploaded.
+    is no `config.json`, no safetensors weights, or any pickle that would be uploaded: a pickle suffix (`.bin`,
+    `.pt`, ...) or pickle content whatever the name (`modeling_audioformer.pickle_detection`: pickle streams,
+    torch.save archives, compressed pickles, numpy object arrays, ...).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -56,6 +60,13 @@ def files_to_upload(folder) -> list[str]:
         raise ValueError(
             f"Refusing to publish pickled weights {pickles}: save with safetensors "
             "(save_pretrained(..., safe_serialization=True)) and delete them."
+        )
+    disguised = [(f, what) for f in files if (what := describe_pickle(folder / f))]
+    if disguised:  # loading a pickle can run code: the name of a file does not make it safe
+        raise ValueError(
+            "Refusing to publish files whose content is a pickle: "
+            + "; ".join(f"{f} is {what}" for f, what in disguised)
+            + ". Save weights with safetensors and data as JSON / CSV / safetensors, then delete them."
         )
     if not any(f.endswith(".safetensors") and "/" not in f for f in files):  # not a codec/ saved beside them
         raise ValueError(f"{folder} has no .safetensors weights: save the model with save_pretrained first.")

@@ -23,6 +23,7 @@ import torch
 
 from .configuration_audioformer import AudioFormerConfig
 from .modeling_audioformer import AudioFormerForAudioClassification, AudioFormerForMaskedLM, AudioFormerModel
+from .pickle_detection import describe_pickle
 
 
 TASKS = {"base": AudioFormerModel, "mlm": AudioFormerForMaskedLM, "classification": AudioFormerForAudioClassification}
@@ -85,9 +86,20 @@ class ConversionReport:
 
 def _load_file(path: Path) -> dict:
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        disguised = describe_pickle(path)
+        if disguised:
+            raise ValueError(
+                f"{path} is named .safetensors but its content is {disguised}, which safetensors never is; it was "
+                "not loaded (a pickle can run code). Find out where it comes from; if you trust it, rename it to "
+                ".pt and convert that (tensors only are read, torch.load(weights_only=True))."
+            )
+        try:
+            return load_file(str(path))
+        except SafetensorError as err:
+            raise ValueError(f"{path} is not a valid safetensors file ({err}): cut short or not safetensors.") from err
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

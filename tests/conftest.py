@@ -60,3 +60,44 @@ def tiny_feature_extractor(tiny_codec_dir):
     fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
     _ = fe.codec
     return fe
+
+
+_HOLD_LOCK = r"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("folder_lock", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+lock = module.FolderLock(sys.argv[2], purpose="testing").acquire()
+print("locked", flush=True)
+sys.stdin.readline()  # hold until told to end
+lock.release()
+"""
+
+
+@pytest.fixture
+def lock_holder():
+    """`lock_holder(folder)` starts another process that locks `folder` (it loads only tokenization/folder_lock.py,
+    so it starts at once) and returns its Popen: `.communicate("\\n")` ends it cleanly, `.kill()` is kill -9."""
+    import os
+    import subprocess
+    import sys
+
+    import tokenization.folder_lock
+
+    started = []
+
+    def start(folder):
+        process = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, tokenization.folder_lock.__file__, os.fspath(folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        assert process.stdout.readline().strip() == "locked"
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()

@@ -12,14 +12,28 @@ Output (what the training scripts read, `load_tokenized_dataset(output_dir)` or 
       dataset_dict.json            # when the input was a DatasetDict: {"splits": [...]}
       <split>/                     # Dataset.save_to_disk: data-*.arrow, state.json, dataset_info.json
                                    # (a single Dataset input is saved in output_dir itself)
-      tokenization_info.json       # feature-extractor settings and split sizes; a resume must match them
-      failures.json                # {split: [{"audio": name, "error": reason}, ...]} unreadable / empty files
+      tokenization_info.json       # codec settings and weights hash, audio column; per split its rows and the hash
+                                   # of its input files' identities; a reuse must match them
+      _inputs/<split>.parquet      # the identity of every input file, in row order: source, size, modified_ns,
+                                   # content (see `audio_io.audio_identities`)
+      failures.json                # {split: [{"audio": name, "error": reason}, ...]} unreadable / empty / cut files
+      .audioformer.lock            # while a run writes here (`folder_lock.py`)
       _work/<split>/shard-00003-of-00016/   # finished shards ("data" for a single Dataset); deleted once merged
       .done-<split>                # the split is merged (skipped on resume)
 
 Each row keeps every input column except the audio column, plus
-    input_ids  int16 list of lists `(num_codebooks, frames + 2)` = [BOA, c+3, ..., EOA] per codebook, unpadded
-    length     int32 `frames + 2` (the attention mask is all ones over that length).
+    input_ids    int16 list of lists `(num_codebooks, frames + 2)` = [BOA, c+3, ..., EOA] per codebook, unpadded
+    length       int32 `frames + 2` (the attention mask is all ones over that length)
+    source_file  the audio it was made from (absolute path of a file; the name of in-memory audio), so that rows
+                 can be traced to their files when some were skipped.
+
+Never stale or mixed codes: an output folder is reused only for the same codec (settings and weights) and the same
+input files (paths, sizes, modification times, in the same order). Another codec is an error. Other input files
+are an error naming what differs (`if_inputs_changed="raise"`, the CLI and --tokenized_cache_dir), or, for the
+training scripts' default cache, the split is tokenized again (`"retokenize"`). An unfinished shard made from other
+files (a run killed and restarted on other data) is always redone. A folder that holds anything but a pre-tokenizer
+output is never written to nor deleted. One run at a time: a second one on the same folder stops at once naming the
+first (pid, host); a lock left by a killed run is taken over.
 
 Shards are contiguous row ranges; rank r of W processes takes shards r, r+W, ...; rank 0 concatenates them in
 order. A shard is finished once its folder exists (it is written under a temporary name and renamed), so an
@@ -35,6 +49,7 @@ Clips are encoded `batch_size` at a time with `padding="longest"`; the codec is 
 depend on its batch (exactly so in float64; in float32 a near-tie can flip a code, ~1e-4 of codes measured).
 """
 
+import hashlib
 import json
 import logging
 import math
@@ -48,12 +63,20 @@ import torch
 from transformers import HfArgumentParser
 
 from .arguments import AudioDataArguments, CodecArguments, load_feature_extractor
-from .audio_io import audio_name, decode_audio, load_audio_dataset
+from .audio_io import audio_identities, decode_audio, load_audio_dataset
+from .folder_lock import LOCK_FILE, FolderInUseError, FolderLock, FolderNotWritableError, check_writable_folder
 
 
 logger = logging.getLogger(__name__)
 
 ROWS_PER_SHARD = 1024
+SOURCE_COLUMN = "source_file"
+WRITTEN_COLUMNS = ("input_ids", "length", SOURCE_COLUMN)
+IF_INPUTS_CHANGED = ("raise", "retokenize")
+INFO_FILE = "tokenization_info.json"
+INPUTS_DIR = "_inputs"
+# Errors shared across processes keep their type (a ValueError is bad input, the folder errors name another run).
+_SHARED_ERRORS = {cls.__name__: cls for cls in (ValueError, FolderInUseError, FolderNotWritableError)}
 
 
 def process_state():
@@ -70,7 +93,8 @@ def wait_for_everyone_or_raise(state, error: Exception | None = None):
     """
     `state.wait_for_everyone()` that also shares failures. Every process calls it with the exception it caught
     since the last call (or None); if any process failed, every process raises the same error (a ValueError for
-    bad input, else a RuntimeError) instead of the others waiting at the next barrier until the timeout.
+    bad input, the folder lock's errors as themselves, else a RuntimeError) instead of the others waiting at the
+    next barrier until the timeout.
     """
     message = None if error is None else (type(error).__name__, str(error))
     if state.num_processes > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -85,15 +109,33 @@ def wait_for_everyone_or_raise(state, error: Exception | None = None):
     if not failed:
         return
     rank, (kind, text) = failed[0]
-    if kind == "ValueError":
-        raise ValueError(text) from error
+    if kind in _SHARED_ERRORS:
+        raise _SHARED_ERRORS[kind](text) from error
     raise RuntimeError(f"Pre-tokenization failed on process {rank}: {kind}: {text}") from error
 
 
-def _tokenize_shard(shard, feature_extractor, audio_column_name, batch_size, keep_columns, progress):
-    """Encodes one shard; returns (tokenized Dataset, failures list)."""
+def inputs_digest(identities) -> str:
+    """SHA-256 of the input identities (`audio_io.audio_identities`), in row order."""
+    text = "\n".join("\t".join(str(part) for part in identity) for identity in identities)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def codec_digest(feature_extractor) -> str:
+    """SHA-256 of the codec's weights (names, dtypes, shapes, values): the same name can hold other weights (a local
+    folder rebuilt, a Hub model updated). 0.2 s for the full-size EnCodec on CPU."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(feature_extractor.codec.state_dict().items()):
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _tokenize_shard(shard, feature_extractor, audio_column_name, batch_size, keep_columns, progress, sources=None):
+    """Encodes one shard; returns (tokenized Dataset, failures list). `sources`: the name of each row's audio."""
     input_ids, lengths, good, failures = [], [], [], []
     audio_values = shard[audio_column_name]
+    sources = sources or [identity[0] for identity in audio_identities(shard, audio_column_name)]
     for start in range(0, len(shard), batch_size):
         clips, rows = [], []
         for i in range(start, min(start + batch_size, len(shard))):
@@ -103,7 +145,7 @@ def _tokenize_shard(shard, feature_extractor, audio_column_name, batch_size, kee
                 clips.append(feature_extractor._prepare(audio, sr))  # raises on empty audio, like bad files
                 rows.append(i)
             except Exception as err:  # noqa: BLE001 - any unreadable file is reported, not fatal
-                failures.append({"audio": audio_name(value), "error": f"{type(err).__name__}: {err}"})
+                failures.append({"audio": sources[i], "error": f"{type(err).__name__}: {err}"})
         if clips:
             codes, n = feature_extractor.encode_waveforms(clips, padding="longest")
             ids, _ = feature_extractor.wrap_codes(codes, n)
@@ -117,7 +159,13 @@ def _tokenize_shard(shard, feature_extractor, audio_column_name, batch_size, kee
     import pyarrow as pa
 
     codes = datasets.Dataset(
-        pa.table({"input_ids": _nested_int16(input_ids), "length": pa.array(lengths, pa.int32())})
+        pa.table(
+            {
+                "input_ids": _nested_int16(input_ids),
+                "length": pa.array(lengths, pa.int32()),
+                SOURCE_COLUMN: pa.array([sources[i] for i in good], pa.string()),
+            }
+        )
     )
     kept = [c for c in shard.column_names if c != audio_column_name] if keep_columns else []
     if not kept:  # a dataset without columns has no rows either, so it cannot take the code columns
@@ -137,6 +185,31 @@ def _nested_int16(rows):
     return pa.ListArray.from_arrays(pa.array(outer), codebooks)
 
 
+def _shard_names(num_shards: int) -> list[str]:
+    return [f"shard-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
+
+
+def _drop_stale_shards(work_dir, num_shards, identities, split_name):
+    """Deletes the finished shards of `work_dir` that another run made from other files (or with another number of
+    shards), so that they are tokenized again: a run killed and restarted on other data never mixes the two."""
+    names = _shard_names(num_shards)
+    for entry in sorted(os.listdir(work_dir)) if os.path.isdir(work_dir) else []:
+        path = os.path.join(work_dir, entry)
+        if entry in names:
+            start, end = _shard_range(len(identities), num_shards, names.index(entry))
+            recorded = _read_json(os.path.join(path, "shard_info.json"), default={}).get("inputs_sha256")
+            if recorded == inputs_digest(identities[start:end]):
+                continue
+            logger.warning(
+                "Split %s: %s was made from other input files (rows %d-%d); tokenizing it again.",
+                split_name,
+                entry,
+                start,
+                end - 1,
+            )
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _pretokenize_split(
     dataset,
     feature_extractor,
@@ -150,7 +223,7 @@ def _pretokenize_split(
     state,
 ):
     num_shards = min(num_shards, max(1, len(dataset)))
-    names = [f"shard-{i:05d}-of-{num_shards:05d}" for i in range(num_shards)]
+    names = _shard_names(num_shards)
     error = None
     try:
         mine = [i for i in range(num_shards) if i % state.num_processes == state.process_index]
@@ -163,16 +236,23 @@ def _pretokenize_split(
             progress = tqdm(total=rows, desc=f"tokenizing (rank {state.process_index})", position=state.process_index)
         for i in todo:
             shard = dataset.select(range(*_shard_range(len(dataset), num_shards, i)))
+            identities = audio_identities(shard, audio_column_name)
             out, failures = _tokenize_shard(
-                shard, feature_extractor, audio_column_name, batch_size, keep_columns, progress
+                shard,
+                feature_extractor,
+                audio_column_name,
+                batch_size,
+                keep_columns,
+                progress,
+                [identity[0] for identity in identities],
             )
             tmp = os.path.join(work_dir, f".tmp-{names[i]}")
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
             if len(out) > 0:  # datasets cannot load an empty saved dataset back; an all-failed shard keeps its report
                 out.save_to_disk(tmp)
-            with open(os.path.join(tmp, "failures.json"), "w") as f:
-                json.dump(failures, f)
+            with open(os.path.join(tmp, "shard_info.json"), "w") as f:
+                json.dump({"inputs_sha256": inputs_digest(identities), "failures": failures}, f)
             os.replace(tmp, os.path.join(work_dir, names[i]))
         if progress is not None:
             progress.close()
@@ -191,8 +271,7 @@ def _pretokenize_split(
                 if os.path.isfile(os.path.join(work_dir, n, "state.json"))
             ]
             for n in names:
-                with open(os.path.join(work_dir, n, "failures.json")) as f:
-                    failures += json.load(f)
+                failures += _read_json(os.path.join(work_dir, n, "shard_info.json"), default={})["failures"]
             if not parts:
                 raise ValueError(
                     f"No clip of {split_dir} could be tokenized ({len(failures)} unreadable or empty files); first: "
@@ -212,6 +291,97 @@ def _shard_range(n, num_shards, i):
     return i * n // num_shards, (i + 1) * n // num_shards
 
 
+def _settings_differences(previous: dict, settings: dict) -> list[str]:
+    """["max_duration: 2.0 then, 1.0 now", ...] between two tokenization settings (feature extractor flattened)."""
+
+    def flat(d):
+        return {**{k: v for k, v in d.items() if k != "feature_extractor"}, **d.get("feature_extractor", {})}
+
+    before, now = flat(previous), flat(settings)
+    keys = sorted(set(before) | set(now))
+    return [f"{k}: {before.get(k)!r} then, {now.get(k)!r} now" for k in keys if before.get(k) != now.get(k)]
+
+
+def _clear_output(output_dir: str) -> None:
+    """Empties a pre-tokenizer output folder (not the lock file this run holds)."""
+    for entry in os.listdir(output_dir):
+        if entry == LOCK_FILE:
+            continue
+        path = os.path.join(output_dir, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+def _check_ours(output_dir: str) -> None:
+    """Refuses to write into (or delete) a folder that holds something other than a pre-tokenizer output."""
+    entries = [e for e in os.listdir(output_dir) if e != LOCK_FILE]
+    if entries and INFO_FILE not in entries:
+        raise ValueError(
+            f"{output_dir} is not empty ({', '.join(sorted(entries)[:5])}{', ...' if len(entries) > 5 else ''}) and "
+            f"holds no {INFO_FILE}: it is not a pre-tokenizer output, so nothing is written there (nor deleted). "
+            "Choose a new or empty folder."
+        )
+
+
+def _read_inputs(output_dir: str, name: str) -> list[tuple] | None:
+    path = os.path.join(output_dir, INPUTS_DIR, f"{name}.parquet")
+    if not os.path.isfile(path):
+        return None
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    return list(zip(*(table.column(c).to_pylist() for c in ("source", "size", "modified_ns", "content"))))
+
+
+def _write_inputs(output_dir: str, name: str, identities) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    os.makedirs(os.path.join(output_dir, INPUTS_DIR), exist_ok=True)
+    columns = list(zip(*identities)) if identities else [[], [], [], []]
+    table = pa.table(
+        {
+            "source": pa.array(columns[0], pa.string()),
+            "size": pa.array(columns[1], pa.int64()),
+            "modified_ns": pa.array(columns[2], pa.int64()),
+            "content": pa.array(columns[3], pa.string()),
+        }
+    )
+    pq.write_table(table, os.path.join(output_dir, INPUTS_DIR, f"{name}.parquet"))
+
+
+def describe_input_changes(previous: list[tuple] | None, current: list[tuple], limit: int = 3) -> str:
+    """What differs between the input identities a split was tokenized from and the current ones, in words."""
+    if previous is None:
+        return "there is no record of the files it was tokenized from (made by an older version)"
+    before = {identity[0]: identity for identity in previous}
+    now = {identity[0]: identity for identity in current}
+    changed = [name for name in now if name in before and now[name] != before[name]]
+    added = [name for name in now if name not in before]
+    removed = [name for name in before if name not in now]
+
+    def detail(name):
+        (_, size0, time0, content0), (_, size1, time1, content1) = before[name], now[name]
+        if size1 < 0:
+            return f"{name} (missing now)"
+        what = [f"size {size0} -> {size1}"] if size0 != size1 else []
+        what += ["modification time changed"] if time0 != time1 else []
+        what += ["content changed"] if content0 != content1 else []
+        return f"{name} ({', '.join(what)})"
+
+    def listing(names, show=str):
+        return ", ".join(show(n) for n in names[:limit]) + (", ..." if len(names) > limit else "")
+
+    parts = [f"{len(changed)} changed: {listing(changed, detail)}"] if changed else []
+    parts += [f"{len(added)} new: {listing(added)}"] if added else []
+    parts += [f"{len(removed)} no longer listed: {listing(removed)}"] if removed else []
+    if not parts:
+        parts = ["the same files in another order"]
+    return f"{len(current)} files now, {len(previous)} then; " + "; ".join(parts)
+
+
 def pretokenize(
     dataset,
     feature_extractor,
@@ -222,19 +392,29 @@ def pretokenize(
     num_shards: int | None = None,
     resume: bool = True,
     show_progress: bool = True,
+    if_inputs_changed: str = "raise",
 ):
     """
     Encodes every clip of `dataset` (Dataset or DatasetDict, audio column undecoded, see `load_audio_dataset`)
     with `feature_extractor` and writes the result to `output_dir` (layout in the module docstring).
 
     Works the same in one process and under `accelerate launch`: each rank encodes its own shards, rank 0 merges,
-    and every rank returns the merged result. Unreadable or empty files are skipped, logged by name at the end and
-    listed in `output_dir/failures.json`. With `resume=True` finished shards (and finished splits) are reused.
-    An error on any process (a split without one readable clip, a resume with other settings, ...) is raised on
-    every process, with the same message.
+    and every rank returns the merged result. Unreadable, empty or truncated files are skipped, logged by name at
+    the end and listed in `output_dir/failures.json`. With `resume=True` finished shards (and finished splits)
+    made from the same files with the same codec are reused; `resume=False` starts over. An error on any process
+    (a split without one readable clip, another codec, a folder in use, ...) is raised on every process, with the
+    same message.
 
+    Args:
+        if_inputs_changed: what to do with a finished split whose input files differ from `dataset`'s: "raise" a
+            ValueError saying what differs, or "retokenize" it (for a cache folder this code owns).
     Returns:
         the same type as `dataset` (Dataset or DatasetDict), loaded from `output_dir`.
+    Raises:
+        FolderInUseError: another run is writing `output_dir`.
+        FolderNotWritableError: `output_dir` cannot be written.
+        ValueError: bad arguments, another codec, other input files (with "raise"), or a folder that is not a
+            pre-tokenizer output.
     """
     state = process_state()
     is_dict = isinstance(dataset, datasets.DatasetDict)
@@ -248,9 +428,7 @@ def pretokenize(
             )
         if isinstance(ds.features[audio_column_name], datasets.Audio):  # datasets' decoding needs torchcodec
             splits[split] = ds.cast_column(audio_column_name, datasets.Audio(decode=False))
-        clash = [
-            c for c in ("input_ids", "length") if keep_columns and c in ds.column_names and c != audio_column_name
-        ]
+        clash = [c for c in WRITTEN_COLUMNS if keep_columns and c in ds.column_names and c != audio_column_name]
         if clash:
             raise ValueError(
                 f"The dataset{f' split {split!r}' if split else ''} already has column(s) {clash}, which the "
@@ -258,32 +436,98 @@ def pretokenize(
             )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if if_inputs_changed not in IF_INPUTS_CHANGED:
+        raise ValueError(f"if_inputs_changed must be one of {IF_INPUTS_CHANGED}, got {if_inputs_changed!r}.")
     output_dir = os.fspath(output_dir)
-    info = {
+
+    lock = claim_output_folder(output_dir, state)
+    try:
+        return _pretokenize_locked(
+            splits,
+            is_dict,
+            feature_extractor,
+            output_dir,
+            audio_column_name,
+            batch_size,
+            keep_columns,
+            num_shards,
+            resume,
+            show_progress,
+            if_inputs_changed,
+            state,
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def claim_output_folder(output_dir, state=None, flag: str = "The tokenized-dataset folder") -> FolderLock | None:
+    """Locks `output_dir` for this run on the main process and checks that it can be written; every process raises
+    the same error (`FolderInUseError` naming the other run, `FolderNotWritableError`). Returns the main process's
+    lock (None elsewhere)."""
+    state = state or process_state()
+    lock, error = None, None
+    try:
+        if state.is_main_process:
+            lock = FolderLock(output_dir, purpose="pre-tokenizing audio").acquire()
+            check_writable_folder(output_dir, flag=flag)
+    except Exception as err:
+        error = err
+        if lock is not None:
+            lock.release()
+    wait_for_everyone_or_raise(state, error)
+    return lock
+
+
+def _pretokenize_locked(
+    splits,
+    is_dict,
+    feature_extractor,
+    output_dir,
+    audio_column_name,
+    batch_size,
+    keep_columns,
+    num_shards,
+    resume,
+    show_progress,
+    if_inputs_changed,
+    state,
+):
+    settings = {
         "feature_extractor": {
             k: v for k, v in feature_extractor.to_dict().items() if k not in ("codec_name_or_path", "codec_batch_size")
         },
         "codec_name_or_path": feature_extractor.codec_name_or_path,
+        "codec_sha256": codec_digest(feature_extractor) if state.is_main_process else None,
         "audio_column_name": audio_column_name,
         "keep_columns": keep_columns,
-        "splits": {str(s) if is_dict else "data": len(ds) for s, ds in splits.items()},
     }
-    info_path = os.path.join(output_dir, "tokenization_info.json")
+    settings = json.loads(json.dumps(settings))
+    info_path = os.path.join(output_dir, INFO_FILE)
     failures_path = os.path.join(output_dir, "failures.json")
-    error = None
+    info, error = {}, None
     try:
         if state.is_main_process:
-            if os.path.isdir(output_dir) and not resume:
-                shutil.rmtree(output_dir)
-            previous = _read_json(info_path, default=None)
-            if previous is not None and previous != json.loads(json.dumps(info)):
-                raise ValueError(
-                    f"{output_dir} holds a tokenization with other settings ({info_path}); "
-                    "use another output_dir or resume=False to overwrite it."
+            _check_ours(output_dir)
+            info = _read_json(info_path, default={})
+            previous = {k: v for k, v in info.items() if k != "splits"}
+            if info and not resume:
+                _clear_output(output_dir)
+                info = {}
+            elif info and previous != settings:
+                differences = "; ".join(_settings_differences(previous, settings))
+                if if_inputs_changed == "raise":
+                    raise ValueError(
+                        f"{output_dir} holds codes made with another codec or settings ({differences}); use another "
+                        "output folder, or --overwrite_cache (resume=False) to tokenize again from scratch."
+                    )
+                logger.warning(
+                    "%s was made with another codec or settings (%s): starting over.", output_dir, differences
                 )
-            os.makedirs(output_dir, exist_ok=True)
-            with open(info_path, "w") as f:
-                json.dump(info, f, indent=2)
+                _clear_output(output_dir)
+                info = {}
+            info = dict(settings, splits=info.get("splits", {}))
+            _write_json(info_path, info)
     except Exception as err:
         error = err
     wait_for_everyone_or_raise(state, error)
@@ -292,11 +536,38 @@ def pretokenize(
         split_dir = os.path.join(output_dir, split) if is_dict else output_dir
         name = split if is_dict else "data"
         done_marker = os.path.join(output_dir, f".done-{name}")
+        work_dir = os.path.join(output_dir, "_work", name)
+        shards = num_shards or max(state.num_processes, math.ceil(len(ds) / ROWS_PER_SHARD))
+        identities = None
+        try:
+            if state.is_main_process:
+                identities = audio_identities(ds, audio_column_name)
+                digest = inputs_digest(identities)
+                recorded = info["splits"].get(name)  # {"rows", "inputs_sha256"}; a bare row count before
+                recorded = recorded.get("inputs_sha256") if isinstance(recorded, dict) else None
+                if os.path.isfile(done_marker) and recorded != digest:
+                    changes = describe_input_changes(_read_inputs(output_dir, name), identities)
+                    if if_inputs_changed == "raise":
+                        raise ValueError(
+                            f"{output_dir} holds codes of other input files for split {name!r} ({changes}). Use "
+                            "another output folder, or --overwrite_cache (resume=False) to tokenize again."
+                        )
+                    logger.warning("Split %r of %s is stale (%s): tokenizing it again.", name, output_dir, changes)
+                    # Deleted, not overwritten: a process may still have the old files memory-mapped.
+                    if is_dict:
+                        os.remove(done_marker)
+                        shutil.rmtree(split_dir, ignore_errors=True)
+                    else:
+                        _clear_output(output_dir)
+                        _write_json(info_path, info)
+                if not os.path.isfile(done_marker):
+                    _drop_stale_shards(work_dir, min(shards, max(1, len(ds))), identities, name)
+                    os.makedirs(work_dir, exist_ok=True)
+        except Exception as err:
+            error = err
+        wait_for_everyone_or_raise(state, error)
         if os.path.isfile(done_marker):
             continue
-        work_dir = os.path.join(output_dir, "_work", name)
-        os.makedirs(work_dir, exist_ok=True)
-        shards = num_shards or max(state.num_processes, math.ceil(len(ds) / ROWS_PER_SHARD))
         failures = _pretokenize_split(
             ds,
             feature_extractor,
@@ -314,8 +585,10 @@ def pretokenize(
                 # the report is saved with the split, so a resumed run still reports the splits finished before
                 report = _read_json(failures_path, default={})
                 report[name] = failures
-                with open(failures_path, "w") as f:
-                    json.dump(report, f, indent=2)
+                _write_json(failures_path, report)
+                _write_inputs(output_dir, name, identities)
+                info["splits"][name] = {"rows": len(ds), "inputs_sha256": inputs_digest(identities)}
+                _write_json(info_path, info)
                 open(done_marker, "w").close()
         except Exception as err:
             error = err
@@ -324,11 +597,10 @@ def pretokenize(
     try:
         if state.is_main_process:
             if is_dict:
-                with open(os.path.join(output_dir, "dataset_dict.json"), "w") as f:
-                    json.dump({"splits": list(splits)}, f)
+                _write_json(os.path.join(output_dir, "dataset_dict.json"), {"splits": list(splits)})
             shutil.rmtree(os.path.join(output_dir, "_work"), ignore_errors=True)
             report = _read_json(failures_path, default={})
-            bad = [(s, f) for s, fs in report.items() for f in fs]
+            bad = [(s, f) for s, fs in report.items() if s in info["splits"] for f in fs]
             if bad:
                 logger.warning(
                     "%d file(s) could not be tokenized and were left out (listed in %s):\n%s",
@@ -340,6 +612,14 @@ def pretokenize(
         error = err
     wait_for_everyone_or_raise(state, error)
     return load_tokenized_dataset(output_dir)
+
+
+def _write_json(path, obj) -> None:
+    """Writes `path` whole or not at all (temporary file, then rename): a killed run never leaves half a file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
 
 
 def _read_json(path, default):
@@ -381,6 +661,7 @@ def main(argv=None):
     parser = HfArgumentParser((CodecArguments, AudioDataArguments, PretokenizeArguments))
     codec_args, data_args, run_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    claim_output_folder(run_args.output_dir, flag="--output_dir")  # before any work; held until the process ends
     feature_extractor = load_feature_extractor(codec_args)
     feature_extractor.to(run_args.device or process_state().device)
     dsd = load_audio_dataset(

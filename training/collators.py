@@ -4,7 +4,9 @@ Batch collators for pre-tokenized code ids (rows of `input_ids` `(K, L_i)`, see 
 - `DataCollatorForCodeMLM`: pads, takes one codebook row and masks it for masked-LM pretraining (paper 3.2):
   25% of the code tokens by default; `<BOA>`, `<EOA>` and padding are never masked. Options: BERT's 80/10/10
   replacement rule, and masking whole runs of repeated codes (EnCodec codes repeat, paper eq. 4, which makes
-  single-token masking easy: a masked `738` between two `738`s is a free guess).
+  single-token masking easy: a masked `738` between two `738`s is a free guess). With a `seed`, each clip's mask is
+  drawn from its own generator seeded by (seed, epoch, the clip's codes), as fairseq seeds masks by (seed, epoch,
+  index): the same in any batch, any process and after a resume mid-epoch (`CollatorEpochCallback` keeps the epoch).
 - `DataCollatorForCodeClassification`: pads and stacks the labels (class index or multi-hot) for fine-tuning.
 
     >>> collator = DataCollatorForCodeMLM(codebook_index=0, mlm_probability=0.25)
@@ -12,10 +14,13 @@ Batch collators for pre-tokenized code ids (rows of `input_ids` `(K, L_i)`, see 
     >>> batch["input_ids"].shape, batch["labels"].shape     # (2, 4), (2, 4); labels -100 where not masked
 """
 
+import hashlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 
 from modeling_audioformer.configuration_audioformer import (
     BOA_TOKEN_ID,
@@ -103,8 +108,12 @@ class DataCollatorForCodeMLM:
             with `mlm_probability`, so the expected masked fraction stays `mlm_probability`.
         pad_to_multiple_of: round the batch length up to a multiple of this.
         max_length: cut longer rows to this many ids, keeping `<EOA>` (see `pad_code_rows`).
-        generator: optional `torch.Generator` for reproducible masks (default: the global RNG, which `Trainer`
-            seeds).
+        seed: draw each clip's mask from a generator seeded by (seed, `epoch`, the clip's ids): masks then depend
+            on nothing else (not the batch, the process, the global RNG nor the data position), so a run resumed
+            mid-epoch masks exactly as the uninterrupted one. Identical clips get identical masks within an epoch.
+        epoch: the epoch the masks are drawn for (`set_epoch`, called by `CollatorEpochCallback` under Trainer).
+        generator: without `seed`, an optional `torch.Generator` for the whole batch (default: the global RNG, which
+            `Trainer` seeds, but also draws from elsewhere: masks then change with a resume).
 
     Returns (from `__call__`): dict(input_ids `(B, T)` with masks applied, attention_mask `(B, T)`,
     labels `(B, T)`: the original id at selected positions, -100 elsewhere).
@@ -122,6 +131,8 @@ class DataCollatorForCodeMLM:
     special_token_ids: tuple = (BOA_TOKEN_ID, PAD_TOKEN_ID, EOA_TOKEN_ID, MASK_TOKEN_ID)
     code_offset: int = CODE_OFFSET
     codebook_size: int = CODEBOOK_SIZE
+    seed: int | None = None
+    epoch: int = 0
     generator: torch.Generator | None = None
 
     def __post_init__(self):
@@ -145,31 +156,54 @@ class DataCollatorForCodeMLM:
         batch["input_ids"], batch["labels"] = self.mask_tokens(batch["input_ids"], batch["attention_mask"])
         return batch
 
-    def _rand(self, shape) -> torch.Tensor:
-        return torch.rand(shape, generator=self.generator)
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def row_seed(self, ids: torch.Tensor) -> int:
+        """The mask seed of one clip's ids `(L,)`: a hash of (seed, epoch, ids), 64 bits."""
+        key = hashlib.blake2b(ids.to(torch.int64).numpy().tobytes(), digest_size=8)
+        key.update(f"{self.seed}/{self.epoch}".encode())
+        return int.from_bytes(key.digest(), "little")
+
+    def _noise(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The random numbers of one batch `(B, T)`: uniforms for selection, fallback pick and action, and random
+        codes. With `seed`, row i takes them from its own generator over its own length only, so they do not depend
+        on the padded length or the other rows."""
+        shape = input_ids.shape
+        low, high = self.code_offset, self.code_offset + self.codebook_size
+        if self.seed is None:
+            uniforms = [torch.rand(shape, generator=self.generator) for _ in range(3)]
+            return (*uniforms, torch.randint(low, high, shape, generator=self.generator))
+        uniforms = [torch.ones(shape) for _ in range(3)]  # padding: 1.0 selects nothing
+        codes = torch.full(shape, low, dtype=torch.long)
+        for i, length in enumerate(attention_mask.sum(dim=1).tolist()):
+            generator = torch.Generator().manual_seed(self.row_seed(input_ids[i, :length]))
+            for u in uniforms:
+                u[i, :length] = torch.rand(length, generator=generator)
+            codes[i, :length] = torch.randint(low, high, (length,), generator=generator)
+        return (*uniforms, codes)
 
     def mask_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, T)` ids and mask -> (masked ids `(B, T)`, labels `(B, T)`)."""
         specials = torch.isin(input_ids, torch.tensor(self.special_token_ids))
         maskable = (attention_mask == 1) & ~specials
+        selection, fallback, action, random_codes = self._noise(input_ids, attention_mask)
 
         if self.whole_run_masking:
             runs = run_ids(input_ids)  # (B, T); a run never spans a special and a code, their ids differ
-            selected = (self._rand(input_ids.shape) < self.mlm_probability).gather(1, runs)
+            selected = (selection < self.mlm_probability).gather(1, runs)
         else:
-            selected = self._rand(input_ids.shape) < self.mlm_probability
+            selected = selection < self.mlm_probability
         selected &= maskable
 
         # A row with nothing selected contributes no loss; with short clips a whole batch could, giving a NaN loss.
         empty = ~selected.any(dim=1) & maskable.any(dim=1)
         if empty.any():
-            scores = self._rand(input_ids.shape).masked_fill(~maskable, -1.0)
-            pick = scores.argmax(dim=1)
+            pick = fallback.masked_fill(~maskable, -1.0).argmax(dim=1)
             selected[empty, pick[empty]] = True
 
         labels = input_ids.masked_fill(~selected, IGNORE_INDEX)
         inputs = input_ids.clone()
-        action = self._rand(input_ids.shape)
         to_mask = selected & (action < self.mask_replace_prob)
         to_random = (
             selected
@@ -177,11 +211,30 @@ class DataCollatorForCodeMLM:
             & (action < self.mask_replace_prob + self.random_replace_prob)
         )
         inputs[to_mask] = self.mask_token_id
-        random_codes = torch.randint(
-            self.code_offset, self.code_offset + self.codebook_size, input_ids.shape, generator=self.generator
-        )
         inputs[to_random] = random_codes[to_random]
         return inputs, labels
+
+
+class CollatorEpochCallback(TrainerCallback):
+    """
+    Tells a collator with `set_epoch` (a seeded `DataCollatorForCodeMLM`) which epoch starts, so that masks change
+    from epoch to epoch and a resumed run draws the masks of its epoch again. The epoch comes from the Trainer's
+    state (a resume mid-epoch restores it). Persistent dataloader workers keep their own copy of the collator, which
+    would not see the new epoch: refused.
+    """
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.dataloader_num_workers > 0 and args.dataloader_persistent_workers:
+            raise ValueError(
+                "--dataloader_persistent_workers keeps each worker's copy of the collator across epochs, so seeded "
+                "masks would repeat every epoch; drop it (or use --dataloader_num_workers 0)."
+            )
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.set_epoch(math.floor(state.epoch or 0))
 
 
 @dataclass
@@ -227,4 +280,11 @@ class DataCollatorForCodeClassification:
         return batch
 
 
-__all__ = ["DataCollatorForCodeMLM", "DataCollatorForCodeClassification", "pad_code_rows", "run_ids", "IGNORE_INDEX"]
+__all__ = [
+    "DataCollatorForCodeMLM",
+    "DataCollatorForCodeClassification",
+    "CollatorEpochCallback",
+    "pad_code_rows",
+    "run_ids",
+    "IGNORE_INDEX",
+]

@@ -153,7 +153,11 @@ def prepare_code_datasets(
     Loads the data named by the flags and returns it as code ids, checking it before any training.
 
     Raw audio is tokenized once by `tokenization.tokenize_dataset.pretokenize` (every process encodes its own
-    shards under `accelerate launch`) into --tokenized_cache_dir, which later runs reuse.
+    shards under `accelerate launch`) into --tokenized_cache_dir, which later runs reuse while the input files
+    (paths, sizes, modification times) and the codec (settings and weights) are the same. Otherwise the default
+    cache (named by a fingerprint of the data source, the file paths and the codec settings) is tokenized again
+    where it changed, and a --tokenized_cache_dir raises a ValueError saying what differs (--overwrite_cache
+    starts it over).
 
     Args:
         need_train / need_eval: which splits to return; default `training_args.do_train` / `do_eval`.
@@ -240,6 +244,8 @@ def prepare_code_datasets(
         keep_columns=True,
         resume=not data_args.overwrite_cache,
         show_progress=training_args.process_index == 0 and not training_args.disable_tqdm,
+        # The default cache is ours to refresh when files changed; a folder the user named is never rewritten unasked.
+        if_inputs_changed="raise" if data_args.tokenized_cache_dir else "retokenize",
     )
     feature_extractor.to("cpu")
     for split, ds in code_datasets.items():

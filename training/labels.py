@@ -36,11 +36,29 @@ def _rows_text(rows: list[int]) -> str:
     return f"{rows[:20]}{' ...' if len(rows) > 20 else ''}"
 
 
+def _not_a_label(value, names: list[str] | None) -> str | None:
+    """Why `value` cannot be a class label (in words), or None if it can (or is missing)."""
+    if value is None or isinstance(value, (str, bool)):
+        return None
+    if isinstance(value, int):
+        if names is not None and not -1 <= value < len(names):
+            return f"is outside the ClassLabel's {len(names)} classes"
+        return None
+    if isinstance(value, float):
+        return None if math.isnan(value) or value.is_integer() else "is a fraction, not a class name or index"
+    if isinstance(value, (list, tuple)):
+        return "is a list inside a list of labels"
+    return f"is a {type(value).__name__}, not a class name or index"
+
+
 def read_labels(dataset: datasets.Dataset, column: str, split: str) -> tuple[list, bool]:
     """
     The label column as names: `(rows, multi_label)`, rows a list of str (single-label) or of lists of str.
 
-    Raises a ValueError if the column is missing, or naming the rows whose label is missing (None or "").
+    Raises a ValueError if the column is missing, naming the rows whose label is missing (None, "", or -1 in a
+    ClassLabel column), or naming the row and value of a value that is no label (a fraction, a mapping, a list
+    inside a list, an index outside the ClassLabel). Whole-number floats (1.0, as pandas reads a column with gaps)
+    name the class "1".
     """
     if column not in dataset.column_names:
         raise ValueError(
@@ -52,18 +70,37 @@ def read_labels(dataset: datasets.Dataset, column: str, split: str) -> tuple[lis
     inner = (feature.feature if hasattr(feature, "feature") else feature[0]) if multi_label else feature
     names = inner.names if isinstance(inner, datasets.ClassLabel) else None
 
-    def name(value):
+    values = dataset[column]
+    bad = []  # (row, value, why) of values that are no label at all
+
+    def name(row, value):
+        why = _not_a_label(value, names)
+        if why is not None:
+            bad.append((row, value, why))
+            return ""
         if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
             return None
-        return names[value] if names is not None else str(value)
+        if names is not None:
+            return None if value == -1 else names[value]  # -1: datasets' "no label" for a ClassLabel
+        return str(int(value)) if isinstance(value, float) else str(value)
 
-    values = dataset[column]
     if multi_label:
-        rows = [None if v is None else [name(x) for x in v] for v in values]
+        rows = [None if v is None else [name(i, x) for x in v] for i, v in enumerate(values)]
         missing = [i for i, r in enumerate(rows) if r is None or any(x is None for x in r)]
     else:
-        rows = [name(v) for v in values]
+        rows = [name(i, v) for i, v in enumerate(values)]
         missing = [i for i, r in enumerate(rows) if r is None]
+    if bad:
+        row, value, why = bad[0]
+        raise ValueError(
+            f"Split '{split}', row {row}, column {column!r}: {value!r:.80} {why}"
+            + (
+                f" ({len(bad)} such values, rows {_rows_text(sorted({r for r, _, _ in bad}))})."
+                if len(bad) > 1
+                else "."
+            )
+            + " A label is a class name (string) or a class index, one per clip or a list of them per clip."
+        )
     if missing:
         raise ValueError(
             f"Split '{split}': {len(missing)} row(s) have no label in column {column!r}, rows "

@@ -1,10 +1,21 @@
-"""What every run of the two scripts does around `Trainer`: logging, resuming, and the summary for the card."""
+"""What every run of the two scripts does around `Trainer`: logging, claiming the output folder, resuming, and the
+summary for the card."""
 
+import dataclasses
 import logging
 import os
 import sys
 
 import datasets
+
+from tokenization.folder_lock import FolderLock, check_writable_folder, held_lock
+from tokenization.tokenize_dataset import process_state, wait_for_everyone_or_raise
+
+from .checkpointing import checkpoint_bytes, checkpoint_problem, find_resume_checkpoint
+from .loading import load_config
+
+
+logger = logging.getLogger(__name__)
 
 
 def setup_logging(training_args, script_logger: logging.Logger):
@@ -40,30 +51,66 @@ def log_process(training_args, script_logger: logging.Logger):
     script_logger.info("Training parameters %s", training_args)
 
 
+def claim_output_dir(training_args, model_args) -> None:
+    """
+    Before any work: locks --output_dir for this run (`tokenization.folder_lock`; a second run on it stops at once,
+    naming this one), and checks that it is writable and that its disk has room for one checkpoint (see
+    `checkpointing.checkpoint_bytes`), so that a run does not train for hours and then fail at its first save. The
+    main process locks; every saving process checks; every process raises the same error. The lock is released by
+    `finish_run`, or when the process ends.
+    """
+    error, lock = None, None
+    output_dir = training_args.output_dir
+    try:
+        if training_args.process_index == 0:
+            lock = FolderLock(output_dir, purpose=f"training ({os.path.basename(sys.argv[0]) or 'python'})")
+            lock = lock.acquire()
+        if training_args.should_save:  # the codebook row is checked against the data later; the size ignores it
+            config = load_config(dataclasses.replace(model_args, codebook_index=None))
+            needed = checkpoint_bytes(config, training_args)
+            check_writable_folder(output_dir, needed_bytes=needed, flag="--output_dir")
+    except Exception as err:  # shared with every process, so that none of them waits at a barrier
+        error = err
+        if lock is not None and lock.held:
+            lock.release()
+    wait_for_everyone_or_raise(process_state(), error)
+
+
 def finish_run(trainer) -> None:
     """How both scripts end, after rank 0 has written the card: every process waits, then leaves the process group
-    (`Trainer.end`). A gloo group left to interpreter exit can abort a finished run ("terminate called without an
-    active exception")."""
+    (`Trainer.end`), and the output folder is released. A gloo group left to interpreter exit can abort a finished
+    run ("terminate called without an active exception")."""
     trainer.accelerator.wait_for_everyone()
     trainer.end()
+    lock = held_lock(trainer.args.output_dir)
+    if lock is not None:
+        lock.release()
 
 
 def resolve_checkpoint(training_args) -> str | None:
-    """--resume_from_checkpoint PATH, or "true" / "last" for the newest checkpoint in --output_dir."""
+    """
+    --resume_from_checkpoint PATH, or "true" / "last" for the newest complete checkpoint in --output_dir (newer ones
+    that a kill left incomplete are skipped, each named with the reason). A ValueError names what a given PATH lacks.
+    """
     value = training_args.resume_from_checkpoint
     if value is None or not training_args.do_train:
         return None
     if value.lower() in ("true", "last"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        last, skipped = find_resume_checkpoint(training_args.output_dir)
+        for path, reason in skipped:
+            logger.warning("--resume_from_checkpoint %s: skipping %s: %s.", value, path, reason)
         if last is None:
             raise ValueError(
-                f"--resume_from_checkpoint {value}: no checkpoint-* folder in {training_args.output_dir}."
+                f"--resume_from_checkpoint {value}: no checkpoint to resume from in {training_args.output_dir} (no "
+                f"complete checkpoint-* folder{f'; {len(skipped)} incomplete' if skipped else ''})."
             )
+        (logger.warning if skipped else logger.info)("--resume_from_checkpoint %s: resuming from %s.", value, last)
         return last
     if not os.path.isdir(value):
         raise ValueError(f"--resume_from_checkpoint {value} is not a folder.")
+    problem = checkpoint_problem(value)
+    if problem is not None:
+        raise ValueError(f"--resume_from_checkpoint {value} cannot be resumed from: {problem}.")
     return value
 
 

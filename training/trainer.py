@@ -21,11 +21,11 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from transformers import Trainer
 
 from modeling_audioformer.losses import mpc_loss
 from modeling_audioformer.modeling_audioformer import AudioFormerModel, codes_and_mask, masked_mean
 
+from .checkpointing import AtomicCheckpointTrainer
 from .sampling import WeightedClipSampler
 
 
@@ -98,8 +98,9 @@ def check_positive_models(models: Sequence[nn.Module], anchor_config=None, names
         seen[config.codebook_index] = name
 
 
-class AudioClassificationTrainer(Trainer):
-    """`Trainer` for AudioFormer classification: FT1 as is, FT2 with `positive_models`, optional weighted sampling.
+class AudioClassificationTrainer(AtomicCheckpointTrainer):
+    """`Trainer` for AudioFormer classification: FT1 as is, FT2 with `positive_models`, optional weighted sampling;
+    checkpoints complete or absent (`checkpointing.AtomicCheckpointTrainer`).
 
     Args (besides `Trainer`'s):
         positive_models: frozen models (e.g. from `load_positive_models`) whose `(B, T, D)` last hidden states

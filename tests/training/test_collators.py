@@ -180,3 +180,57 @@ def test_collator_multi_hot_and_truncation():
     assert batch["input_ids"].tolist()[0] == [[0, 5, 6, 2]] * 2  # cut, <EOA> kept
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
     assert batch["labels"].tolist() == [[0, 1, 0, 1], [0, 0, 0, 0]]
+
+
+# ---------------------------------------------------------------------------- seeded masks (exact resume)
+
+
+def test_seeded_masks_depend_on_the_clip_only():
+    """A clip's mask is the same alone, in another batch, at another position, with other padding: so a run that
+    resumes mid-epoch (other batches collated before, other RNG draws) masks exactly as the uninterrupted run."""
+    rows = make_rows(8, 120)
+    collator = DataCollatorForCodeMLM(codebook_index=0, seed=7, mask_replace_prob=0.8, random_replace_prob=0.1)
+    batch = collator(rows)
+    torch.manual_seed(123)  # the global RNG plays no part
+    alone = collator([rows[5]])
+    n = rows[5]["input_ids"].shape[1]
+    assert torch.equal(alone["input_ids"][0], batch["input_ids"][5, :n])
+    assert torch.equal(alone["labels"][0], batch["labels"][5, :n])
+    shuffled = collator([rows[5], rows[0]] + make_rows(1, 300, seed=9))  # longer padding, other neighbours
+    assert torch.equal(shuffled["labels"][0, :n], batch["labels"][5, :n]) and (shuffled["labels"][0, n:] == -100).all()
+    assert (batch["labels"] != -100).any(dim=1).all()
+
+
+def test_seeded_masks_change_with_epoch_and_seed_and_keep_the_rate():
+    rows = make_rows(64, 400)
+    collator = DataCollatorForCodeMLM(codebook_index=1, seed=0)
+    first = collator(rows)["labels"] != -100
+    collator.set_epoch(1)
+    second = collator(rows)["labels"] != -100
+    other_seed = DataCollatorForCodeMLM(codebook_index=1, seed=1)(rows)["labels"] != -100
+    padded = pad_code_rows(rows, codebook_index=1)
+    ids = padded["input_ids"]
+    codes = (ids >= 3) & (ids <= 1026) & (padded["attention_mask"] == 1)
+    for selected in (first, second, other_seed):
+        assert not (selected & ~codes).any() and abs(selected.sum().item() / codes.sum().item() - 0.25) < 0.02
+    overlap = (first & second).sum().item() / first.sum().item()
+    assert overlap < 0.35, overlap  # independent draws overlap ~25%; the same masks would overlap 100%
+    assert not torch.equal(first, other_seed)
+
+
+def test_epoch_callback():
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from training.collators import CollatorEpochCallback
+
+    collator = DataCollatorForCodeMLM(seed=0)
+    callback = CollatorEpochCallback(collator)
+    state = TrainerState()
+    state.epoch = 2.4166  # a run resumed in its third epoch
+    callback.on_epoch_begin(None, state, TrainerControl())
+    assert collator.epoch == 2
+    args = TrainingArguments(
+        "unused", use_cpu=True, dataloader_num_workers=2, dataloader_persistent_workers=True, report_to="none"
+    )
+    with pytest.raises(ValueError, match="persistent_workers"):
+        callback.on_train_begin(args, state, TrainerControl())
