@@ -251,9 +251,9 @@ def main(argv: list[str] | None = None):
     if labels.multi_label:  # fit the decision thresholds on the validation split, with the selected model
         thresholds = calibrate_if_needed(trainer, code_datasets, eval_args, training_args)
         if thresholds is not None:
-            compute_metrics.thresholds = thresholds
+            compute_metrics.thresholds = 0.0  # folded into the classifier's bias: logit 0 is each class's threshold
             if training_args.do_train:
-                trainer.save_model()  # again, with decision_thresholds in config.json
+                trainer.save_model()  # again, calibrated
     if training_args.do_eval:
         metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)

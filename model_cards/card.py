@@ -259,11 +259,9 @@ Fine-tune it for classification with `run_classification.py --model_name_or_path
 AudioFormer project, or
 `AutoModelForAudioClassification.from_pretrained(repo, num_labels=..., trust_remote_code=True)`."""
     scores = 'see "What the scores mean"' if multi_label else "softmax"
+    to_scores = f"scores = logits.{'sigmoid()' if multi_label else 'softmax(-1)'}"
     if multi_label and calibrated:
-        to_scores = """thresholds = torch.tensor(model.config.decision_thresholds)  # one per class, in logit units
-scores = (logits - thresholds).sigmoid()  # 0.5 = at the class's decision threshold"""
-    else:
-        to_scores = f"scores = logits.{'sigmoid()' if multi_label else 'softmax(-1)'}"
+        to_scores += "  # 0.5 = at the class's decision threshold (calibrated into the classifier)"
     return f"""```python
 import numpy as np
 from transformers import pipeline

@@ -10,8 +10,8 @@ Request body (JSON): `{"inputs": <base64 audio file | list of floats>, "paramete
 "top_k": 5, "long_audio": "truncate" | "mean" | "max", "hop_duration": 5.0, "function_to_apply": ...}}`; raw
 audio bytes (Content-Type audio/*) arrive as `{"inputs": bytes}`. Returns `[{"label": ..., "score": ...}, ...]`.
 
-Scores are those of `long_audio.scores_from_logits`: softmax for single-label models, `sigmoid(logit - threshold)`
-per class for multi-label ones with calibrated `decision_thresholds` (0.5 = at the threshold);
+Scores are those of `long_audio.scores_from_logits`: softmax for single-label models, a sigmoid per class for
+multi-label ones (0.5 = at the class's decision threshold when the checkpoint was calibrated);
 `EndpointHandler(path).score_description` says which, in words (`long_audio.score_description`).
 """
 

@@ -60,10 +60,12 @@ class AudioFormerConfig(PreTrainedConfig):
             reads (0 = C1, the paper's anchor).
         classifier_dropout: dropout before the classification head (`hidden_dropout_prob` if None).
         multi_label_loss: `"lsep"` (paper eq. 7, default) or `"bce"` for multi-label classification.
-        decision_thresholds: multi-label models: one decision threshold per class, in logit units, calibrated on
-            a validation split by `run_classification.py`; class `c` is predicted when `logit_c > threshold_c`, and
-            the pipeline scores it `sigmoid(logit_c - threshold_c)`, so 0.5 means "at the threshold". None: not
-            calibrated (see `long_audio.score_description`).
+        decision_thresholds: multi-label models: the per-class decision thresholds calibrated on a validation
+            split by `run_classification.py`, in the logit units of the classifier as trained. A record:
+            `AudioFormerForAudioClassification.fold_decision_thresholds` has moved them into the classifier's bias,
+            so the saved model's logit 0 (sigmoid 0.5) is each class's threshold for every client (transformers'
+            stock pipeline included); nothing applies them again. None: not calibrated (see
+            `long_audio.score_description`).
 
     Example:
 

@@ -9,9 +9,10 @@ sigmoid) are averaged or max-pooled per label: `mean` for "what is this recordin
 sound occur anywhere" (AudioSet-style tagging of long recordings).
 
 What a score means is decided here, once (`default_function`, `scores_from_logits`, `score_description`): softmax
-for single-label models; for multi-label models `sigmoid(logit - threshold)` per class with the checkpoint's
-calibrated `decision_thresholds`, so that 0.5 is each class's decision threshold (an LSEP-trained model's logits have
-no absolute scale, so a plain sigmoid would be meaningless there).
+for single-label models, a sigmoid per class for multi-label ones. A multi-label checkpoint of `run_classification.py`
+is calibrated: its per-class decision thresholds (fitted on the validation split) are folded into the classifier's
+bias, so 0.5 is each class's decision threshold for this code and for transformers' stock pipeline alike (an
+LSEP-trained model's logits have no absolute scale, so an uncalibrated sigmoid would be meaningless there).
 
 This file is also published with the checkpoints (Inference Endpoints `handler.py` imports it), so it imports only
 numpy, torch and transformers.
@@ -73,30 +74,14 @@ def default_function(config) -> str:
     return "softmax"
 
 
-def scores_from_logits(
-    logits: torch.Tensor, function_to_apply: str, thresholds: list[float] | torch.Tensor | None = None
-) -> torch.Tensor:
-    """
-    logits `(W, L)` -> scores `(W, L)`.
-
-    `"sigmoid"` with `thresholds` (one per label, in logit units: `config.decision_thresholds`) gives
-    `sigmoid(logit - threshold)`, so a score above 0.5 means the label is predicted; without, `sigmoid(logit)`.
-    `"softmax"` and `"none"` (the raw logits) do not use thresholds.
-    """
+def scores_from_logits(logits: torch.Tensor, function_to_apply: str) -> torch.Tensor:
+    """logits `(W, L)` -> scores `(W, L)`: `"softmax"`, `"sigmoid"` (each label on its own) or `"none"` (logits)."""
     if function_to_apply not in FUNCTIONS:
         raise ValueError(f"function_to_apply must be one of {FUNCTIONS}, got {function_to_apply!r}.")
     logits = logits.float()
     if function_to_apply == "softmax":
         return logits.softmax(-1)
     if function_to_apply == "sigmoid":
-        if thresholds is not None:
-            thresholds = torch.as_tensor(thresholds, dtype=logits.dtype, device=logits.device)
-            if thresholds.shape != logits.shape[-1:]:
-                raise ValueError(
-                    f"decision_thresholds has {thresholds.numel()} entries but the model scores "
-                    f"{logits.shape[-1]} labels; set config.decision_thresholds to None (or recalibrate)."
-                )
-            logits = logits - thresholds
         return logits.sigmoid()
     return logits
 
@@ -116,10 +101,10 @@ def score_description(config) -> str:
     loss = _field(config, "multi_label_loss") or "lsep"
     if thresholds is not None:
         return (
-            "Each class is scored on its own as sigmoid(logit - threshold), with a decision threshold per class "
-            "calibrated on the validation split (`decision_thresholds` in config.json): a score above 0.5 means "
-            "the class is predicted present, 0.5 is exactly at its threshold. Scores order the classes and the "
-            "clips, but they are not calibrated probabilities."
+            "Each class is scored on its own as sigmoid(logit). A decision threshold per class was calibrated on the "
+            "validation split and folded into the classifier (`decision_thresholds` in config.json records them): a "
+            "score above 0.5 means the class is predicted present, 0.5 is exactly at its threshold. Scores order the "
+            "classes and the clips, but they are not calibrated probabilities."
         )
     if loss == "bce":
         return (
@@ -132,11 +117,6 @@ def score_description(config) -> str:
         "only the order of the logits within a clip, and it has no calibrated decision thresholds: compare scores "
         "between the classes of one clip only; no fixed cut-off (0.5 or any other) is meaningful."
     )
-
-
-def thresholds_for(config, function_to_apply: str) -> list[float] | None:
-    """The config's `decision_thresholds` when scores are sigmoids, else None."""
-    return _field(config, "decision_thresholds") if function_to_apply == "sigmoid" else None
 
 
 def aggregate(scores: torch.Tensor, how: str) -> torch.Tensor:
@@ -195,7 +175,7 @@ def classify_long_audio(
     Scores a mono recording of any length: windows of `feature_extractor.max_duration` seconds every
     `hop_duration` seconds (default half a window), aggregated by `long_audio` ("mean" | "max"; "truncate" = the
     paper's first `max_duration` seconds only). Returns scores `(num_labels,)` after `function_to_apply`
-    (default: the model's, see `default_function`; sigmoid scores use the model's `decision_thresholds`).
+    (default: the model's, see `default_function`).
     """
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim != 1:
@@ -203,8 +183,7 @@ def classify_long_audio(
     clips = split_audio(waveform, sampling_rate, feature_extractor.max_duration, long_audio, hop_duration)
     logits = window_logits(model, feature_extractor, clips, sampling_rate, batch_size)
     function_to_apply = function_to_apply or default_function(model.config)
-    scores = scores_from_logits(logits, function_to_apply, thresholds_for(model.config, function_to_apply))
-    return aggregate(scores, long_audio)
+    return aggregate(scores_from_logits(logits, function_to_apply), long_audio)
 
 
 def score_waveform(model, feature_extractor, waveform, sampling_rate: int, **kwargs) -> dict:
@@ -293,8 +272,7 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
 
     def postprocess(self, model_outputs, top_k=5, function_to_apply=None, long_audio="truncate"):
         function_to_apply = function_to_apply or default_function(self.model.config)
-        thresholds = thresholds_for(self.model.config, function_to_apply)
-        scores = aggregate(scores_from_logits(model_outputs["logits"], function_to_apply, thresholds), long_audio)
+        scores = aggregate(scores_from_logits(model_outputs["logits"], function_to_apply), long_audio)
         values, ids = scores.topk(min(top_k, scores.numel()))
         return [{"score": float(v), "label": self.model.config.id2label[int(i)]} for v, i in zip(values, ids)]
 
@@ -310,5 +288,4 @@ __all__ = [
     "default_function",
     "scores_from_logits",
     "score_description",
-    "thresholds_for",
 ]

@@ -794,6 +794,20 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
             attentions=outputs.attentions,
         )
 
+    @torch.no_grad()
+    def fold_decision_thresholds(self, thresholds: list[float] | torch.Tensor) -> None:
+        """Moves per-class decision thresholds `(num_labels,)` (logit units, e.g. calibrated on a validation split)
+        into the classifier's bias, so that logit 0, i.e. sigmoid 0.5, is each class's threshold for every client of
+        the model (transformers' stock pipeline, exported graphs, any sigmoid); records them in
+        `config.decision_thresholds`. The order of the clips per class, hence the AP of each class, is unchanged."""
+        shift = torch.as_tensor(thresholds, dtype=self.classifier.bias.dtype, device=self.classifier.bias.device)
+        if shift.shape != self.classifier.bias.shape:
+            raise ValueError(
+                f"Got {shift.numel()} decision thresholds for a classifier of {self.classifier.bias.numel()} labels."
+            )
+        self.classifier.bias -= shift
+        self.config.decision_thresholds = [float(t) for t in shift.tolist()]
+
     def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of `config.problem_type` (inferred from the labels the first time, as transformers does)."""
         if self.config.problem_type is None:

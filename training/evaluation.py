@@ -42,8 +42,9 @@ class EvaluationArguments:
     calibrate_thresholds: bool = field(
         default=True,
         metadata={
-            "help": "Multi-label: fit a decision threshold per class on the validation split (stored in "
-            "config.json as decision_thresholds; F1 metrics and pipeline scores use them). Needed for LSEP, "
+            "help": "Multi-label: fit a decision threshold per class on the validation split and fold it into the "
+            "classifier's bias (recorded in config.json as decision_thresholds), so F1 metrics and any pipeline's "
+            "sigmoid scores are at the threshold at 0.5. Needed for LSEP, "
             "whose logits have no absolute scale."
         },
     )
@@ -163,20 +164,22 @@ def calibrate_decision_thresholds(trainer, validation_dataset) -> list[float]:
 
 
 def initial_thresholds(config):
-    """The F1 metrics' thresholds until calibrated: the checkpoint's, else logit 0 (probability 0.5) for a BCE
-    model, else none (an LSEP model's logits have no absolute scale, so no F1 until calibrated)."""
+    """The F1 metrics' thresholds until calibrated: logit 0 for a calibrated checkpoint (its thresholds are folded
+    into the classifier's bias) and for a BCE model (probability 0.5), else none (an LSEP model's logits have no
+    absolute scale, so no F1 until calibrated)."""
     if config.problem_type != "multi_label_classification":
         return None
     if config.decision_thresholds is not None:
-        return config.decision_thresholds
+        return 0.0  # calibrated: the thresholds are folded into the classifier's bias
     return 0.0 if config.multi_label_loss == "bce" else None
 
 
 def calibrate_if_needed(trainer, code_datasets, eval_args: EvaluationArguments, training_args) -> list[float] | None:
     """
     After training (with the selected model): fits the multi-label decision thresholds on the validation split and
-    stores them in the model's config (`decision_thresholds`, saved with it). An evaluation-only run keeps a
-    checkpoint's own thresholds. Returns the thresholds, or None when none were fitted (with a warning saying why).
+    folds them into the classifier's bias (`fold_decision_thresholds`, recorded as `decision_thresholds` in
+    config.json), so logit 0 is each class's threshold from then on. An evaluation-only run keeps a calibrated
+    checkpoint as it is. Returns the thresholds, or None when none were fitted (with a warning saying why).
     """
     config = trainer.model.config
     if not eval_args.calibrate_thresholds or (not training_args.do_train and config.decision_thresholds is not None):
@@ -191,8 +194,11 @@ def calibrate_if_needed(trainer, code_datasets, eval_args: EvaluationArguments, 
         logger.warning("The validation split has no positive label: decision thresholds cannot be calibrated.")
         return None
     thresholds = calibrate_decision_thresholds(trainer, code_datasets["validation"])
-    config.decision_thresholds = thresholds
-    logger.info("Decision thresholds stored in config.json; eval_*_f1 are measured on the split they were fitted on.")
+    trainer.accelerator.unwrap_model(trainer.model).fold_decision_thresholds(thresholds)
+    logger.info(
+        "Decision thresholds folded into the classifier's bias (recorded in config.json); eval_*_f1 are measured on "
+        "the split they were fitted on."
+    )
     return thresholds
 
 

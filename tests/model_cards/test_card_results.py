@@ -26,10 +26,12 @@ def classifier(path, codec_dir, thresholds=None):
         problem_type="multi_label_classification",
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
-        decision_thresholds=thresholds,
     )
     torch.manual_seed(0)
-    AudioFormerForAudioClassification(config).save_pretrained(path)
+    model = AudioFormerForAudioClassification(config)
+    if thresholds is not None:  # calibrated as run_classification.py does it
+        model.fold_decision_thresholds(thresholds)
+    model.save_pretrained(path)
     AudioFormerFeatureExtractor(codec_name_or_path=codec_dir, max_duration=1.0).save_pretrained(path)
     return path
 
@@ -78,15 +80,14 @@ def test_card_says_what_scores_mean_and_widget_uses_thresholds(tmp_path, tiny_co
     model = AudioFormerForAudioClassification.from_pretrained(folder).eval()
     with torch.no_grad():
         logits = model(**fe(wav, sampling_rate=sr)).logits[0].double().numpy()
-    shift = np.zeros(3) if thresholds is None else np.asarray(thresholds)
-    expected = dict(zip(LABELS, 1.0 / (1.0 + np.exp(-(logits - shift)))))
+    expected = dict(zip(LABELS, 1.0 / (1.0 + np.exp(-logits))))  # calibrated: the thresholds are in the logits
     for entry in card.data.to_dict()["widget"][0]["output"]:
         assert entry["score"] == pytest.approx(expected[entry["label"]], abs=1e-4)
 
-    # The low-level snippet applies the thresholds when the checkpoint has them.
+    # The low-level snippet says what 0.5 means when the checkpoint is calibrated.
     snippet = card.text.split("```python\n")[2].split("```")[0]
-    assert ("decision_thresholds" in snippet) == (thresholds is not None)
+    assert ("decision threshold" in snippet) == (thresholds is not None)
     scope = {"np": np}  # the snippet follows the card's first one, which imports numpy
     exec(snippet.replace('"ORG/NAME"', repr(str(folder))), scope)
     direct = scope["logits"][0].double().numpy()
-    np.testing.assert_allclose(scope["scores"][0].numpy(), 1.0 / (1.0 + np.exp(-(direct - shift))), atol=1e-6)
+    np.testing.assert_allclose(scope["scores"][0].numpy(), 1.0 / (1.0 + np.exp(-direct)), atol=1e-6)

@@ -29,7 +29,6 @@ THRESHOLDS = [2.0, -1.5, 0.25, 4.0]  # logit units, one per label
 
 def make_folder(path, codec_dir, problem_type, decision_thresholds=None):
     config = AudioFormerConfig(
-        decision_thresholds=decision_thresholds,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
@@ -44,6 +43,8 @@ def make_folder(path, codec_dir, problem_type, decision_thresholds=None):
     model = AudioFormerForAudioClassification(config)
     with torch.no_grad():  # larger logits, so softmax and sigmoid scores clearly differ
         model.classifier.weight.mul_(20)
+    if decision_thresholds is not None:  # calibrated as run_classification.py does it
+        model.fold_decision_thresholds(decision_thresholds)
     model.save_pretrained(path)
     AudioFormerFeatureExtractor(codec_name_or_path=codec_dir, max_duration=1.0).save_pretrained(path)
     return str(path)
@@ -202,20 +203,27 @@ def test_endpoint_handler(folders, reference, tmp_path):
 
 
 def test_calibrated_scores_are_sigmoid_of_logit_minus_threshold(folders, reference, tmp_path):
-    """With `decision_thresholds`, every scoring path returns sigmoid(logit - threshold): 0.5 = at the threshold.
-    The expected scores are computed here from the model's logits, not by the library's scoring function."""
+    """A calibrated checkpoint (thresholds folded into the classifier) scores sigmoid(logit - threshold) on every
+    path, transformers' stock pipeline included: 0.5 = at the threshold. The expected scores come from the same
+    model before calibration (the "multi" folder) and the thresholds, not from the library's scoring."""
     from model_cards.card import write_model_card
 
-    sr = 16000
+    sr = 24000  # the codec's rate: transformers' stock pipeline takes a plain array at that rate
     wav = wav_at(sr, 1.0, seed=6)
-    logits = reference("calibrated", wav, sr)[0].double()
-    expected = (1.0 / (1.0 + torch.exp(-(logits - torch.tensor(THRESHOLDS, dtype=torch.float64))))).float()
-    assert not torch.allclose(expected, logits.sigmoid().float(), atol=1e-3)  # the thresholds really change them
+    raw = reference("multi", wav, sr)[0].double()
+    expected = (1.0 / (1.0 + torch.exp(-(raw - torch.tensor(THRESHOLDS, dtype=torch.float64))))).float()
+    assert not torch.allclose(expected, raw.sigmoid().float(), atol=1e-3)  # the thresholds really change them
+    config = AudioFormerConfig.from_pretrained(folders["calibrated"])
+    assert config.decision_thresholds == THRESHOLDS  # recorded
 
-    classifier = pipeline(
+    project = pipeline(
         "audio-classification", model=folders["calibrated"], pipeline_class=AudioFormerAudioClassificationPipeline
     )
-    result = as_dict(classifier({"raw": wav, "sampling_rate": sr}, top_k=None))
+    result = as_dict(project({"raw": wav, "sampling_rate": sr}, top_k=None))
+    np.testing.assert_allclose([result[label] for label in LABELS], expected.numpy(), atol=1e-5)
+    stock = pipeline("audio-classification", model=folders["calibrated"])  # transformers' own class
+    assert type(stock).__name__ == "AudioClassificationPipeline"
+    result = as_dict(stock(wav, top_k=len(LABELS)))
     np.testing.assert_allclose([result[label] for label in LABELS], expected.numpy(), atol=1e-5)
 
     fe = AudioFormerFeatureExtractor.from_pretrained(folders["calibrated"])
@@ -234,16 +242,14 @@ def test_calibrated_scores_are_sigmoid_of_logit_minus_threshold(folders, referen
         {"inputs": wav.tolist(), "parameters": {"sampling_rate": sr, "top_k": 4}}
     )
     np.testing.assert_allclose([r["score"] for r in out], [expected[LABELS.index(r["label"])] for r in out], atol=1e-5)
-    # softmax and raw logits ignore thresholds, which only make sense for independent per-class scores
-    forced = as_dict(classifier({"raw": wav, "sampling_rate": sr}, top_k=None, function_to_apply="none"))
-    np.testing.assert_allclose([forced[label] for label in LABELS], logits.float().numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="3 decision thresholds for a classifier of 4 labels"):
+        model.fold_decision_thresholds([0.0, 1.0, 2.0])
 
 
-def test_scores_from_logits_checks_thresholds():
+def test_scores_from_logits():
     logits = torch.tensor([[0.0, 1.0, -1.0]])
-    torch.testing.assert_close(scores_from_logits(logits, "sigmoid", [0.0, 1.0, -1.0]), torch.full((1, 3), 0.5))
-    with pytest.raises(ValueError, match="2 entries but the model scores 3 labels"):
-        scores_from_logits(logits, "sigmoid", [0.0, 1.0])
+    torch.testing.assert_close(scores_from_logits(logits, "sigmoid"), torch.tensor([[0.5, 0.7310586, 0.2689414]]))
+    torch.testing.assert_close(scores_from_logits(logits, "softmax").sum(-1), torch.ones(1))
     with pytest.raises(ValueError, match="function_to_apply"):
         scores_from_logits(logits, "relu")
 
@@ -254,7 +260,7 @@ def test_score_description_says_what_the_scores_mean():
     calibrated = AudioFormerConfig(
         num_labels=2, problem_type="multi_label_classification", decision_thresholds=[0.1, 0.2]
     )
-    assert "sigmoid(logit - threshold)" in score_description(calibrated) and "0.5" in score_description(calibrated)
+    assert "folded into the classifier" in score_description(calibrated) and "0.5" in score_description(calibrated)
     lsep = AudioFormerConfig(num_labels=2, problem_type="multi_label_classification", multi_label_loss="lsep")
     assert "LSEP" in score_description(lsep) and "no calibrated decision thresholds" in score_description(lsep)
     bce = AudioFormerConfig(num_labels=2, problem_type="multi_label_classification", multi_label_loss="bce")

@@ -4,8 +4,9 @@ An LSEP-trained model (paper eq. 7) has logits without an absolute scale (the lo
 clip), so "logit > 0" means nothing; a BCE-trained one is better served by thresholds fitted to its validation
 errors too. `calibrate_thresholds` picks, for each class, the threshold that maximises that class's F1 on the
 validation logits; classes without a positive there (F1 cannot be fitted) get the single threshold that maximises
-micro F1 over all classes. The result goes to `config.decision_thresholds` (logit units): class `c` is predicted
-when `logit_c > threshold_c`, and the pipeline scores it `sigmoid(logit_c - threshold_c)`.
+micro F1 over all classes. Class `c` is predicted when `logit_c > threshold_c`; `run_classification.py` folds the
+thresholds into the classifier's bias (`AudioFormerForAudioClassification.fold_decision_thresholds`), after which
+logit 0, i.e. sigmoid 0.5, is each class's threshold.
 
     thresholds = calibrate_thresholds(validation_logits, validation_multi_hot)   # (C,) float64
 """
