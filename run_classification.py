@@ -287,6 +287,10 @@ def write_card(training_args, model_args, data_args, cls_args, metrics, trainer,
     summary["fine_tuning"] = "FT2 (MPC)" if cls_args.mpc_positive_models else "FT1"
     if cls_args.mpc_positive_models:
         summary.update(mpc_alpha=cls_args.mpc_alpha, mpc_temperature=cls_args.mpc_temperature)
+    small_data = ("code_mask_probability", "time_mask_probability", "layerwise_lr_decay", "freeze_backbone")
+    summary.update({name: getattr(cls_args, name) for name in small_data if getattr(cls_args, name)})
+    if cls_args.time_mask_probability:
+        summary["time_mask_length"] = cls_args.time_mask_length
     return write_model_card(
         training_args.output_dir,
         task="audio-classification",
