@@ -126,12 +126,19 @@ def prepare(work: str) -> None:
 
 # MLM pretraining runs: name -> (start from, epochs). "mlm_long" continues "mlm" (a fresh schedule: warm-up, then
 # linear decay), 24 epochs in all.
-PRETRAINING = {"mlm": (None, 12), "mlm_long": ("mlm", 12)}
+PRETRAINING = {"mlm": (None, 12), "mlm_long": ("mlm", 12), "random": (None, 0)}  # "random": untrained, a reference
 
 
 def pretrain(work: str, name: str) -> str:
     out = os.path.join(work, "runs", name)
     start, epochs = PRETRAINING[name]
+    if epochs == 0 and not os.path.exists(os.path.join(out, "model.safetensors")):
+        import torch
+
+        from modeling_audioformer import AudioFormerForMaskedLM
+
+        torch.manual_seed(0)
+        AudioFormerForMaskedLM(load_config(pretrain(work, "mlm"))).save_pretrained(out)  # the same architecture
     if not os.path.exists(os.path.join(out, "model.safetensors")):
         init = ["--model_name_or_path", pretrain(work, start)] if start else [
             "--config_overrides", MODEL, "--codebook_index", "0"]  # fmt: skip
@@ -145,6 +152,12 @@ def pretrain(work: str, name: str) -> str:
             out + ".log",
         )  # fmt: skip
     return out
+
+
+def load_config(path: str):
+    from modeling_audioformer import AudioFormerConfig
+
+    return AudioFormerConfig.from_pretrained(path)
 
 
 def fine_tune(work: str, name: str, seed: int) -> str:
@@ -280,6 +293,8 @@ def main(argv=None):
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
 
     def record(key, label, val, test, **extra):
+        if os.path.exists(results_path):  # re-read: another instance (other --only runs) may have added rows
+            results.update({k: v for k, v in json.load(open(results_path)).items() if k not in results})
         results[key] = {"model": label, "validation_mAP": round(val, 4), "test_mAP": round(test, 4), **extra}
         json.dump(results, open(results_path, "w"), indent=2)
         print(f"{label}: validation mAP {val:.4f}, test mAP {test:.4f}", flush=True)
@@ -293,6 +308,9 @@ def main(argv=None):
     if "linear_probe_mlm" not in results:
         val, test, c = linear_probe(work, names)
         record("linear_probe_mlm", "linear probe on MLM features (C1) + logistic regression", val, test, C=c)
+    if "linear_probe_random" not in results:
+        val, test, c = linear_probe(work, names, "random")
+        record("linear_probe_random", "linear probe on an untrained model's features (reference)", val, test, C=c)
     selected = args.only if args.only is not None else list(EXPERIMENTS)
     if "linear_probe_mlm_long" not in results and any(EXPERIMENTS[n][1] == "mlm_long" for n in selected):
         val, test, c = linear_probe(work, names, "mlm_long")
