@@ -35,6 +35,7 @@ from model_cards.card import write_model_card
 from model_cards.publish import publish_from_training_args
 from modeling_audioformer import AudioFormerForAudioClassification
 from training.arguments import DataTrainingArguments, ModelArguments, parse_args
+from training.augmentation import AugmentationEpochCallback, AugmentedCollator, CodeAugmentation, add_clip_index
 from training.collators import DataCollatorForCodeClassification
 from training.data import check_max_positions, max_code_length, num_codebooks_of, prepare_code_datasets
 from training.evaluation import (
@@ -48,6 +49,7 @@ from training.evaluation import (
 from training.labels import LOSSES, LabelSpace
 from training.loading import load_config, load_model
 from training.metrics import ClassificationMetrics, keep_logits
+from training.optimization import freeze_backbone
 from training.runs import (
     claim_output_dir,
     finish_run,
@@ -102,6 +104,23 @@ class ClassificationArguments:
         default="demo_data",
         metadata={"help": "Where the demo (no dataset argument) writes its audio, codec and codes."},
     )
+    # Small-data fine-tuning and linear probing (training/augmentation.py, training/optimization.py); off by default.
+    code_mask_probability: float = field(
+        default=0.0,
+        metadata={"help": "Replace this share of the input codes by <MASK> while training (authors' FSD50K: 0.1)."},
+    )
+    time_mask_probability: float = field(
+        default=0.0,
+        metadata={"help": "Mask spans of --time_mask_length frames covering about this share of each clip."},
+    )
+    time_mask_length: int = field(default=10, metadata={"help": "Frames per time-mask span (75 frames = 1 s)."})
+    layerwise_lr_decay: float | None = field(
+        default=None,
+        metadata={"help": "Layer-wise learning-rate decay: each layer below the classifier trains at this factor."},
+    )
+    freeze_backbone: bool = field(
+        default=False, metadata={"help": "Linear probing: train only the classifier on the frozen backbone."}
+    )
 
     def __post_init__(self):
         if self.loss is not None and self.loss not in LOSSES:
@@ -109,6 +128,17 @@ class ClassificationArguments:
         check_mpc_settings(self.mpc_alpha, self.mpc_temperature)
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ValueError(f"--early_stopping_patience must be >= 1, got {self.early_stopping_patience}.")
+        self.augmentation(seed=0)  # raises on bad masking flags before any work
+        if self.layerwise_lr_decay is not None and not 0.0 < self.layerwise_lr_decay <= 1.0:
+            raise ValueError(f"--layerwise_lr_decay must be in (0, 1], got {self.layerwise_lr_decay}.")
+
+    def augmentation(self, seed: int) -> CodeAugmentation:
+        return CodeAugmentation(
+            code_mask_probability=self.code_mask_probability,
+            time_mask_probability=self.time_mask_probability,
+            time_mask_length=self.time_mask_length,
+            seed=seed,
+        )
 
 
 def is_demo(argv: list[str]) -> bool:
@@ -187,6 +217,8 @@ def main(argv: list[str] | None = None):
     model = load_model(
         AudioFormerForAudioClassification, model_args, config, ignore_mismatched_sizes=cls_args.ignore_mismatched_sizes
     )
+    if cls_args.freeze_backbone:
+        freeze_backbone(model)
     positive_models = None
     if cls_args.mpc_positive_models:
         positive_models = load_positive_models(
@@ -216,6 +248,10 @@ def main(argv: list[str] | None = None):
     sample_weights = None
     if cls_args.weighted_sampling and train_dataset is not None:
         sample_weights = inverse_frequency_weights(train_dataset["label_ids"], len(labels.names))
+    augmentation = cls_args.augmentation(training_args.seed)
+    if augmentation.enabled:
+        collator = AugmentedCollator(collator, augmentation)
+        train_dataset = add_clip_index(train_dataset) if train_dataset is not None else None
 
     # 3. Trainer. The upload happens at the end with the model card (Trainer.push_to_hub would replace the card).
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
@@ -223,6 +259,8 @@ def main(argv: list[str] | None = None):
     callbacks = []
     if cls_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cls_args.early_stopping_patience))
+    if augmentation.enabled:
+        callbacks.append(AugmentationEpochCallback(collator))
     trainer = AudioClassificationTrainer(
         model=model,
         args=training_args,
@@ -236,6 +274,7 @@ def main(argv: list[str] | None = None):
         mpc_alpha=cls_args.mpc_alpha,
         mpc_temperature=cls_args.mpc_temperature,
         sample_weights=sample_weights,
+        layerwise_lr_decay=cls_args.layerwise_lr_decay,
     )
 
     # 4. Train (selecting on the validation split), calibrate the decision thresholds there, save a ready Hub folder,
@@ -292,6 +331,10 @@ def write_card(training_args, model_args, data_args, cls_args, metrics, trainer,
     summary["fine_tuning"] = "FT2 (MPC)" if cls_args.mpc_positive_models else "FT1"
     if cls_args.mpc_positive_models:
         summary.update(mpc_alpha=cls_args.mpc_alpha, mpc_temperature=cls_args.mpc_temperature)
+    small_data = ("code_mask_probability", "time_mask_probability", "layerwise_lr_decay", "freeze_backbone")
+    summary.update({name: getattr(cls_args, name) for name in small_data if getattr(cls_args, name)})
+    if cls_args.time_mask_probability:
+        summary["time_mask_length"] = cls_args.time_mask_length
     return write_model_card(
         training_args.output_dir,
         task="audio-classification",

@@ -25,7 +25,9 @@ from torch import nn
 from modeling_audioformer.losses import mpc_loss
 from modeling_audioformer.modeling_audioformer import AudioFormerModel, codes_and_mask, masked_mean
 
+from .augmentation import CLIP_INDEX_COLUMN
 from .checkpointing import AtomicCheckpointTrainer
+from .optimization import create_layerwise_optimizer
 from .sampling import WeightedClipSampler
 
 
@@ -109,6 +111,8 @@ class AudioClassificationTrainer(AtomicCheckpointTrainer):
         mpc_temperature: tau of the MPC loss (the paper uses 0.05).
         sample_weights: `(N,)` per-clip weights of the training set (`sampling.inverse_frequency_weights`); the
             training loader then draws N clips with replacement.
+        layerwise_lr_decay: factor of layer-wise learning-rate decay (`optimization.layerwise_lr_groups`); None
+            gives every parameter the same rate.
     """
 
     def __init__(
@@ -118,8 +122,10 @@ class AudioClassificationTrainer(AtomicCheckpointTrainer):
         mpc_alpha: float = 0.95,
         mpc_temperature: float = 0.05,
         sample_weights=None,
+        layerwise_lr_decay: float | None = None,
         **kwargs,
     ):
+        self.layerwise_lr_decay = layerwise_lr_decay
         super().__init__(*args, **kwargs)
         check_mpc_settings(mpc_alpha, mpc_temperature)
         # A plain list: the positives must not become sub-modules of anything the Trainer saves or optimizes.
@@ -143,6 +149,21 @@ class AudioClassificationTrainer(AtomicCheckpointTrainer):
             return super()._get_train_sampler(train_dataset)
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return WeightedClipSampler(self.sample_weights, seed=seed)
+
+    def create_optimizer(self, model=None):
+        if self.layerwise_lr_decay is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        self.optimizer = create_layerwise_optimizer(
+            self, self.model if model is None else model, self.layerwise_lr_decay
+        )
+        return self.optimizer
+
+    def _set_signature_columns_if_needed(self):
+        # Keep the training rows' index (the seed of fine-tuning augmentation, training/augmentation.py) for the
+        # collator, which removes it before the model sees the batch.
+        super()._set_signature_columns_if_needed()
+        if CLIP_INDEX_COLUMN not in self._signature_columns:
+            self._signature_columns.append(CLIP_INDEX_COLUMN)
 
     @torch.no_grad()
     def positive_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
