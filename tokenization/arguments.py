@@ -9,8 +9,11 @@ training scripts (which extend them in `training/arguments.py`), so that a flag 
 
 from dataclasses import dataclass, field
 
+import datasets
+
 from modeling_audioformer.configuration_audioformer import DEFAULT_CODEC
 
+from .audio_io import load_audio_dataset
 from .feature_extraction_audioformer import AudioFormerFeatureExtractor
 
 
@@ -86,6 +89,21 @@ class AudioDataArguments:
             raise ValueError(f"--preprocessing_batch_size must be >= 1, got {self.preprocessing_batch_size}.")
 
 
+def load_audio_splits(data_args: AudioDataArguments, codec_args: CodecArguments) -> datasets.DatasetDict:
+    """The audio source the flags name (`audio_io.load_audio_dataset`), its audio column left undecoded."""
+    return load_audio_dataset(
+        data_args.dataset_name,
+        data_args.dataset_config_name,
+        data_args.data_dir,
+        data_args.train_file,
+        data_args.validation_file,
+        data_args.audio_column_name,
+        codec_args.cache_dir,
+        token=codec_args.token,
+        trust_remote_code=codec_args.trust_remote_code,
+    )
+
+
 def load_feature_extractor(
     codec_args: CodecArguments, saved: str | None = None, settings: dict | None = None
 ) -> AudioFormerFeatureExtractor:
@@ -107,4 +125,4 @@ def load_feature_extractor(
     return AudioFormerFeatureExtractor(**settings)
 
 
-__all__ = ["CodecArguments", "AudioDataArguments", "load_feature_extractor"]
+__all__ = ["CodecArguments", "AudioDataArguments", "load_audio_splits", "load_feature_extractor"]

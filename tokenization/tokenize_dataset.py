@@ -62,8 +62,8 @@ import numpy as np
 import torch
 from transformers import HfArgumentParser
 
-from .arguments import AudioDataArguments, CodecArguments, load_feature_extractor
-from .audio_io import audio_identities, decode_audio, load_audio_dataset
+from .arguments import AudioDataArguments, CodecArguments, load_audio_splits, load_feature_extractor
+from .audio_io import audio_identities, decode_audio
 from .folder_lock import LOCK_FILE, FolderInUseError, FolderLock, FolderNotWritableError, check_writable_folder
 
 
@@ -664,17 +664,7 @@ def main(argv=None):
     claim_output_folder(run_args.output_dir, flag="--output_dir")  # before any work; held until the process ends
     feature_extractor = load_feature_extractor(codec_args)
     feature_extractor.to(run_args.device or process_state().device)
-    dsd = load_audio_dataset(
-        data_args.dataset_name,
-        data_args.dataset_config_name,
-        data_args.data_dir,
-        data_args.train_file,
-        data_args.validation_file,
-        data_args.audio_column_name,
-        codec_args.cache_dir,
-        token=codec_args.token,
-        trust_remote_code=codec_args.trust_remote_code,
-    )
+    dsd = load_audio_splits(data_args, codec_args)
     out = pretokenize(
         dsd,
         feature_extractor,

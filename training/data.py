@@ -170,12 +170,8 @@ def prepare_code_datasets(
         ValueError: no audio column, not a tokenized dataset, a missing or empty split, or a --codebook_index the
         codec does not produce.
     """
-    from tokenization.tokenize_dataset import (
-        load_audio_dataset,
-        load_tokenized_dataset,
-        pretokenize,
-        read_tokenization_info,
-    )
+    from tokenization.arguments import load_audio_splits
+    from tokenization.tokenize_dataset import load_tokenized_dataset, pretokenize, read_tokenization_info
 
     need_train = training_args.do_train if need_train is None else need_train
     need_eval = training_args.do_eval if need_eval is None else need_eval
@@ -207,17 +203,7 @@ def prepare_code_datasets(
         f"the codec {feature_extractor.codec_name_or_path} at {feature_extractor.bandwidth} kbps",
     )
     with training_args.main_process_first(desc="loading the audio dataset"):
-        source = load_audio_dataset(
-            data_args.dataset_name,
-            data_args.dataset_config_name,
-            data_args.data_dir,
-            data_args.train_file,
-            data_args.validation_file,
-            data_args.audio_column_name,
-            model_args.cache_dir,
-            token=model_args.token,
-            trust_remote_code=model_args.trust_remote_code,
-        )
+        source = load_audio_splits(data_args, model_args)
     raw = _select_splits(source, data_args, training_args, need_train, need_eval)
     if check_splits is not None:
         check_splits(raw)
