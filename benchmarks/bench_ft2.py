@@ -17,11 +17,8 @@ memory (activations, gradients, optimizer state), not the weights.
 """
 
 import argparse
-import gc
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from peak_memory import in_fresh_process, print_step_peak_bytes  # noqa: E402
 from transformers import TrainingArguments  # noqa: E402
 
 from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel  # noqa: E402
@@ -110,32 +108,14 @@ def make_step(trainer, model, optimizer, batch):
     return step
 
 
-def proc_status_bytes(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def memory_of(args):
     """In a fresh process: peak RSS minus RSS before one step of one variant."""
     with tempfile.TemporaryDirectory() as tmp:
-        step = make_step(*build(args, args._memory_of, tmp))
-        gc.collect()
-        with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM: building the models does not count
-            f.write("5")
-        before = proc_status_bytes("VmRSS")
-        step()
-        print(json.dumps({"peak_delta_bytes": proc_status_bytes("VmHWM") - before}))
+        print_step_peak_bytes(make_step(*build(args, args._memory_of, tmp)))
 
 
 def measure_memory(variant):
-    argv = sys.argv[1:] + ["--_memory_of", variant]
-    out = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), *argv], capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_delta_bytes"]
+    return in_fresh_process(os.path.abspath(__file__), sys.argv[1:] + ["--_memory_of", variant])
 
 
 def main(argv=None):

@@ -21,11 +21,8 @@ workspace). Linux only. Time and memory are measured separately so that neither 
 """
 
 import argparse
-import gc
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -34,6 +31,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from peak_memory import in_fresh_process, print_step_peak_bytes  # noqa: E402
 from transformers import RoFormerConfig, RoFormerModel  # noqa: E402
 
 from modeling_audioformer import AudioFormerConfig, AudioFormerModel  # noqa: E402
@@ -127,36 +125,18 @@ def make_step(model, mode, batch, optimizer_step):
     return step
 
 
-def proc_status_bytes(field):
-    """`VmRSS` (resident now) or `VmHWM` (peak resident since the last reset) of this process, from /proc."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def memory_of(args):
     """In a fresh process: peak RSS minus RSS before one step of one model in one mode."""
     name, mode = args._memory_of.split(":")
     models, batch = build(args)
     model = models[name]
     del models
-    step = make_step(model, mode, batch, args.optimizer_step)
-    gc.collect()
-    with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM so that building the models does not count
-        f.write("5")
-    before = proc_status_bytes("VmRSS")
-    step()
-    print(json.dumps({"peak_delta_bytes": proc_status_bytes("VmHWM") - before}))
+    print_step_peak_bytes(make_step(model, mode, batch, args.optimizer_step))
 
 
 def measure_memory(args, name, mode):
     argv = [a for a in sys.argv[1:] if a != "--compile"] + ["--_memory_of", f"{name}:{mode}"]
-    out = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), *argv], capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_delta_bytes"]
+    return in_fresh_process(os.path.abspath(__file__), argv)
 
 
 def main(argv=None):
