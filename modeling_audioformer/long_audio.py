@@ -262,7 +262,7 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
         from transformers.pipelines.audio_utils import ffmpeg_read
 
         if isinstance(inputs, str) and inputs.startswith(("http://", "https://")):
-            import httpx
+            from huggingface_hub.utils import httpx  # as transformers' own pipeline: the client the Hub library ships
 
             inputs = httpx.get(inputs, follow_redirects=True).content
         elif isinstance(inputs, str):

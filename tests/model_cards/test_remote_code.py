@@ -341,7 +341,7 @@ def test_published_folder_is_self_contained(hub_home):
         assert (folder / f"{module}.py").is_file(), auto_class
     # What transformers checks before running remote code (imports guarded by try/except are optional), beyond the
     # standard library: torch, numpy, transformers and what transformers itself depends on.
-    allowed = {"torch", "numpy", "transformers", "huggingface_hub", "httpx"}
+    allowed = {"torch", "numpy", "transformers", "huggingface_hub"}
     for code in folder.glob("*.py"):
         third_party = set(get_imports(code)) - set(sys.stdlib_module_names)
         assert third_party <= allowed, f"{code.name} imports {sorted(third_party - allowed)}"
