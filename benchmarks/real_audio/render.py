@@ -114,12 +114,17 @@ def render_instrument(family: str, num_segments: int, seconds: float, rng, workd
     audio = audio.mean(axis=1)
     n = int(seconds * SAMPLE_RATE)
     step = int(period * SAMPLE_RATE)
-    return [np.pad(audio[k * step : k * step + n], (0, max(0, n - len(audio[k * step : k * step + n])))) for k in range(num_segments)]
+    return [
+        np.pad(audio[k * step : k * step + n], (0, max(0, n - len(audio[k * step : k * step + n]))))
+        for k in range(num_segments)
+    ]
 
 
 def sox_to_array(args: list[str], seconds: float, workdir: str) -> np.ndarray:
     path = os.path.join(workdir, "sox.wav")
-    subprocess.run(["sox", "-V1", *args[:1], "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", path, *args[1:]], check=True)
+    subprocess.run(
+        ["sox", "-V1", *args[:1], "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", path, *args[1:]], check=True
+    )
     audio, _ = sf.read(path, dtype="float32")
     n = int(seconds * SAMPLE_RATE)
     return np.pad(audio[:n], (0, max(0, n - len(audio))))
@@ -201,7 +206,9 @@ def render(output_dir: str, counts: dict[str, int], seconds: float, seed: int) -
     with open(os.path.join(pretrain, "metadata.jsonl"), "a") as f:
         for line in open(os.path.join(output_dir, "labelled/train/metadata.jsonl")):
             row = json.loads(line)
-            shutil.copyfile(os.path.join(output_dir, "labelled/train", row["file_name"]), os.path.join(pretrain, row["file_name"]))
+            shutil.copyfile(
+                os.path.join(output_dir, "labelled/train", row["file_name"]), os.path.join(pretrain, row["file_name"])
+            )
             f.write(json.dumps({"file_name": row["file_name"]}) + "\n")
 
 

@@ -77,7 +77,11 @@ EXPERIMENTS = {
         "mlm",
         ["--learning_rate", "2e-3", "--num_train_epochs", "12", "--layerwise_lr_decay", "0.75", *SMALL_DATA],
     ),
-    "ft1_mlm_long_lr2e-3": ("FT1 from MLM (24 epochs), lr 2e-3", "mlm_long", ["--learning_rate", "2e-3", "--num_train_epochs", "12"]),
+    "ft1_mlm_long_lr2e-3": (
+        "FT1 from MLM (24 epochs), lr 2e-3",
+        "mlm_long",
+        ["--learning_rate", "2e-3", "--num_train_epochs", "12"],
+    ),
     "ft1_mlm_long_lr2e-3_aug": (
         "FT1 from MLM (24 epochs), lr 2e-3 + masking + LLRD 0.75",
         "mlm_long",
@@ -314,7 +318,9 @@ def main(argv=None):
     selected = args.only if args.only is not None else list(EXPERIMENTS)
     if "linear_probe_mlm_long" not in results and any(EXPERIMENTS[n][1] == "mlm_long" for n in selected):
         val, test, c = linear_probe(work, names, "mlm_long")
-        record("linear_probe_mlm_long", "linear probe on MLM (24 epochs) features + logistic regression", val, test, C=c)
+        record(
+            "linear_probe_mlm_long", "linear probe on MLM (24 epochs) features + logistic regression", val, test, C=c
+        )
     for name in selected:
         for seed in args.seeds:
             key = f"{name}_seed{seed}"
