@@ -157,7 +157,7 @@ def render_tone(seconds: float, rng, workdir: str) -> np.ndarray:
     sweep = rng.choice(["-", ":", "+"])  # linear, square and exponential sweeps: sirens and chirps
     gate = f"{rng.uniform(1, 8):.2f}"
     return sox_to_array(
-        ["-n", "synth", str(seconds), shape, f"{low}{sweep}{high}", "tremolo", gate, str(int(rng.integers(0, 100)))],
+        ["-n", "synth", str(seconds), shape, f"{low}{sweep}{high}", "tremolo", gate, str(int(rng.integers(1, 100)))],
         seconds,
         workdir,
     )
@@ -216,9 +216,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--train", type=int, default=320)
-    parser.add_argument("--validation", type=int, default=80)
-    parser.add_argument("--test", type=int, default=200)
-    parser.add_argument("--unlabelled", type=int, default=640)
+    parser.add_argument("--validation", type=int, default=200)
+    parser.add_argument("--test", type=int, default=400)
+    parser.add_argument("--unlabelled", type=int, default=3000)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
