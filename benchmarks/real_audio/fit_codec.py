@@ -10,10 +10,10 @@ EnCodec, but with a frozen random encoder instead of a trained one.
 
 What it is not: EnCodec. The encoder is not trained, the decoder is random (the codes cannot be turned back into
 audio), and the codes are coarser descriptions of the sound than EnCodec's. The real weights cannot be downloaded
-where this benchmark was written; with them, save `AudioFormerFeatureExtractor(codec_name_or_path=
-"facebook/encodec_24khz", max_duration=4.0)` as `<work_dir>/codec` and `run.py` uses it instead of fitting this one. The
-random tiny codec of the tests (`training/tiny_codec.py`) is not fitted to any audio: its codes carry almost no
-class information, which is why this one exists.
+where this benchmark was written; with them, save
+`AudioFormerFeatureExtractor(codec_name_or_path="facebook/encodec_24khz", max_duration=4.0)` as `<work_dir>/codec`
+and `run.py` uses it instead of fitting this one. The random tiny codec of the tests (`training/tiny_codec.py`) is
+not fitted to any audio: its codes carry almost no class information, which is why this one exists.
 
     python benchmarks/real_audio/fit_codec.py --audio_dir real_audio/audio/pretrain/train --output_dir real_audio/codec
 """

@@ -114,12 +114,17 @@ def render_instrument(family: str, num_segments: int, seconds: float, rng, workd
     audio = audio.mean(axis=1)
     n = int(seconds * SAMPLE_RATE)
     step = int(period * SAMPLE_RATE)
-    return [np.pad(audio[k * step : k * step + n], (0, max(0, n - len(audio[k * step : k * step + n])))) for k in range(num_segments)]
+    return [
+        np.pad(audio[k * step : k * step + n], (0, max(0, n - len(audio[k * step : k * step + n]))))
+        for k in range(num_segments)
+    ]
 
 
 def sox_to_array(args: list[str], seconds: float, workdir: str) -> np.ndarray:
     path = os.path.join(workdir, "sox.wav")
-    subprocess.run(["sox", "-V1", *args[:1], "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", path, *args[1:]], check=True)
+    subprocess.run(
+        ["sox", "-V1", *args[:1], "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", path, *args[1:]], check=True
+    )
     audio, _ = sf.read(path, dtype="float32")
     n = int(seconds * SAMPLE_RATE)
     return np.pad(audio[:n], (0, max(0, n - len(audio))))
@@ -152,7 +157,7 @@ def render_tone(seconds: float, rng, workdir: str) -> np.ndarray:
     sweep = rng.choice(["-", ":", "+"])  # linear, square and exponential sweeps: sirens and chirps
     gate = f"{rng.uniform(1, 8):.2f}"
     return sox_to_array(
-        ["-n", "synth", str(seconds), shape, f"{low}{sweep}{high}", "tremolo", gate, str(int(rng.integers(0, 100)))],
+        ["-n", "synth", str(seconds), shape, f"{low}{sweep}{high}", "tremolo", gate, str(int(rng.integers(1, 100)))],
         seconds,
         workdir,
     )
@@ -201,7 +206,9 @@ def render(output_dir: str, counts: dict[str, int], seconds: float, seed: int) -
     with open(os.path.join(pretrain, "metadata.jsonl"), "a") as f:
         for line in open(os.path.join(output_dir, "labelled/train/metadata.jsonl")):
             row = json.loads(line)
-            shutil.copyfile(os.path.join(output_dir, "labelled/train", row["file_name"]), os.path.join(pretrain, row["file_name"]))
+            shutil.copyfile(
+                os.path.join(output_dir, "labelled/train", row["file_name"]), os.path.join(pretrain, row["file_name"])
+            )
             f.write(json.dumps({"file_name": row["file_name"]}) + "\n")
 
 
@@ -209,9 +216,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--train", type=int, default=320)
-    parser.add_argument("--validation", type=int, default=80)
-    parser.add_argument("--test", type=int, default=200)
-    parser.add_argument("--unlabelled", type=int, default=640)
+    parser.add_argument("--validation", type=int, default=200)
+    parser.add_argument("--test", type=int, default=400)
+    parser.add_argument("--unlabelled", type=int, default=3000)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
