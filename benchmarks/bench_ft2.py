@@ -18,16 +18,15 @@ memory (activations, gradients, optimizer state), not the weights.
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 import torch
 
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from interleaved_timing import medians, time_interleaved  # noqa: E402
 from peak_memory import in_fresh_process, print_step_peak_bytes  # noqa: E402
 from transformers import TrainingArguments  # noqa: E402
 
@@ -133,19 +132,9 @@ def main(argv=None):
     )
     with tempfile.TemporaryDirectory() as tmp:
         steps = {variant: make_step(*build(args, variant, os.path.join(tmp, variant))) for variant in VARIANTS}
-        for step in steps.values():  # warm-up
-            step()
-        times = {v: [] for v in VARIANTS}
-        cpu_times = {v: [] for v in VARIANTS}
-        for _ in range(args.repeats):
-            for variant, step in steps.items():
-                start, cpu_start = time.perf_counter(), time.process_time()
-                step()
-                times[variant].append(time.perf_counter() - start)
-                cpu_times[variant].append(time.process_time() - cpu_start)
+        times, cpu_times = time_interleaved(steps, args.repeats)
         del steps
-    result = {v: statistics.median(times[v]) for v in VARIANTS}
-    result.update({v + "_cpu": statistics.median(cpu_times[v]) for v in VARIANTS})
+    result = medians(times, cpu_times)
     for v in VARIANTS:
         print(f"  {v} wall: " + " ".join(f"{t:.3f}" for t in times[v]) + " s", flush=True)
     line = (

@@ -22,15 +22,14 @@ workspace). Linux only. Time and memory are measured separately so that neither 
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from interleaved_timing import medians, time_interleaved  # noqa: E402
 from peak_memory import in_fresh_process, print_step_peak_bytes  # noqa: E402
 from transformers import RoFormerConfig, RoFormerModel  # noqa: E402
 
@@ -157,18 +156,8 @@ def main(argv=None):
     results = {}
     for mode in args.modes.split(","):
         steps = {name: make_step(model, mode, batch, args.optimizer_step) for name, model in models.items()}
-        for step in steps.values():  # warm-up (allocator, compile, lazy init)
-            step()
-        times = {name: [] for name in steps}
-        cpu_times = {name: [] for name in steps}
-        for _ in range(args.repeats):
-            for name, step in steps.items():
-                start, cpu_start = time.perf_counter(), time.process_time()
-                step()
-                times[name].append(time.perf_counter() - start)
-                cpu_times[name].append(time.process_time() - cpu_start)
-        results[mode] = {name: statistics.median(t) for name, t in times.items()}
-        results[mode].update({name + "_cpu": statistics.median(t) for name, t in cpu_times.items()})
+        times, cpu_times = time_interleaved(steps, args.repeats)
+        results[mode] = medians(times, cpu_times)
         for name, t in times.items():
             print(
                 f"  {mode} {name} wall: "
