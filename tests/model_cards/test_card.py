@@ -111,23 +111,11 @@ def test_files_to_upload_checks_the_folder(classifier_dir):
         files_to_upload(classifier_dir)
 
 
-class FakeApi:
-    def __init__(self):
-        self.calls = []
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def upload_folder(self, **kwargs):
-        self.calls.append(("upload_folder", kwargs))
-        return "commit-info"
-
-
-def test_publish_uploads_with_the_hub_api(classifier_dir):
+def test_publish_uploads_with_the_hub_api(classifier_dir, fake_hub_api):
     write_model_card(str(classifier_dir), task="audio-classification")
-    api = FakeApi()
-    assert publish(classifier_dir, "org/audioformer-tiny", private=True, token="hf_x", api=api) == "commit-info"
-    (name, repo_id, kwargs), (name2, upload) = api.calls
+    api = fake_hub_api()
+    assert publish(classifier_dir, "org/audioformer-tiny", private=True, token="hf_x", api=api) == "commit-2"
+    (name, repo_id, kwargs), (name2, upload, _) = api.calls
     assert (name, repo_id, name2) == ("create_repo", "org/audioformer-tiny", "upload_folder")
     assert kwargs["private"] is True and kwargs["exist_ok"] is True
     assert upload["repo_id"] == "org/audioformer-tiny" and Path(upload["folder_path"]) == classifier_dir
@@ -135,7 +123,7 @@ def test_publish_uploads_with_the_hub_api(classifier_dir):
     widget = ModelCard.load(classifier_dir / "README.md").data.to_dict()["widget"][0]
     assert widget["src"] == "https://huggingface.co/org/audioformer-tiny/resolve/main/example.wav"
     with pytest.raises(ValueError, match="org/name"):
-        publish(classifier_dir, "no-slash", api=FakeApi())
+        publish(classifier_dir, "no-slash", api=fake_hub_api())
 
 
 def test_cli(classifier_dir, monkeypatch, capsys):

@@ -383,26 +383,10 @@ def test_link_space(tmp_path):
     assert text.count(SPACE_LINK) == 1 and "spaces/org/y-demo" in text and "x-demo" not in text
 
 
-class FakeApi:
-    """HfApi stand-in: records calls, and the files of each uploaded folder (a temporary one for the Space)."""
-
-    def __init__(self):
-        self.calls = []
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def upload_folder(self, **kwargs):
-        folder = Path(kwargs["folder_path"])
-        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-        self.calls.append(("upload_folder", kwargs, files))
-        return f"commit-{len(self.calls)}"
-
-
-def test_publish_with_a_space(classifier_dir, tmp_path):
+def test_publish_with_a_space(classifier_dir, tmp_path, fake_hub_api):
     folder = tmp_path / "out"
     shutil.copytree(classifier_dir, folder)
-    api = FakeApi()
+    api = fake_hub_api()
     assert publish(folder, "org/tiny", private=True, token="hf_x", space_id="org/tiny-demo", api=api) == "commit-2"
     (
         (create, repo_id, kwargs),
@@ -418,10 +402,10 @@ def test_publish_with_a_space(classifier_dir, tmp_path):
     # the card that went up links to the Space, once, even when published again
     card = ModelCard(model_files["README.md"].decode())
     assert "(https://huggingface.co/spaces/org/tiny-demo)" in card.text
-    publish(folder, "org/tiny", space_id="org/tiny-demo", api=FakeApi())
+    publish(folder, "org/tiny", space_id="org/tiny-demo", api=fake_hub_api())
     assert (folder / "README.md").read_text().count(SPACE_LINK) == 1
     with pytest.raises(ValueError, match="space_id"):
-        publish(folder, "org/tiny", space_id="no-slash", api=FakeApi())
+        publish(folder, "org/tiny", space_id="no-slash", api=fake_hub_api())
 
 
 def test_cli_dry_run_lists_the_space_files(classifier_dir, capsys):
