@@ -31,14 +31,19 @@ from dataclasses import dataclass, field
 
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments, set_seed
 
-from model_cards.card import write_model_card
-from model_cards.publish import publish_from_training_args
-from modeling_audioformer import AudioFormerForAudioClassification
-from training.arguments import DataTrainingArguments, ModelArguments, parse_args
-from training.augmentation import AugmentationEpochCallback, AugmentedCollator, CodeAugmentation, add_clip_index
-from training.collators import DataCollatorForCodeClassification
-from training.data import check_max_positions, max_code_length, num_codebooks_of, prepare_code_datasets
-from training.evaluation import (
+from audioformer.model_cards.card import write_model_card
+from audioformer.model_cards.publish import publish_from_training_args
+from audioformer.modeling_audioformer import AudioFormerForAudioClassification
+from audioformer.training.arguments import DataTrainingArguments, ModelArguments, parse_args
+from audioformer.training.augmentation import (
+    AugmentationEpochCallback,
+    AugmentedCollator,
+    CodeAugmentation,
+    add_clip_index,
+)
+from audioformer.training.collators import DataCollatorForCodeClassification
+from audioformer.training.data import check_max_positions, max_code_length, num_codebooks_of, prepare_code_datasets
+from audioformer.training.evaluation import (
     EvaluationArguments,
     calibrate_if_needed,
     check_test_source,
@@ -46,11 +51,11 @@ from training.evaluation import (
     prepare_test_dataset,
     split_names,
 )
-from training.labels import LOSSES, LabelSpace
-from training.loading import load_config, load_model
-from training.metrics import ClassificationMetrics, keep_logits
-from training.optimization import freeze_backbone
-from training.runs import (
+from audioformer.training.labels import LOSSES, LabelSpace
+from audioformer.training.loading import load_config, load_model
+from audioformer.training.metrics import ClassificationMetrics, keep_logits
+from audioformer.training.optimization import freeze_backbone
+from audioformer.training.runs import (
     claim_output_dir,
     finish_run,
     log_process,
@@ -58,8 +63,8 @@ from training.runs import (
     setup_logging,
     training_args_summary,
 )
-from training.sampling import inverse_frequency_weights
-from training.trainer import AudioClassificationTrainer, check_mpc_settings, load_positive_models
+from audioformer.training.sampling import inverse_frequency_weights
+from audioformer.training.trainer import AudioClassificationTrainer, check_mpc_settings, load_positive_models
 
 
 logger = logging.getLogger(__name__)
@@ -150,7 +155,7 @@ def is_demo(argv: list[str]) -> bool:
 
 def demo_argv(argv: list[str]) -> list[str]:
     """Writes the demo data and codec; returns the demo's flags followed by the user's (which win)."""
-    from training.demo_data import DEMO_NOTE, demo_classification_flags
+    from audioformer.training.demo_data import DEMO_NOTE, demo_classification_flags
 
     demo_dir = ClassificationArguments.demo_dir
     for i, arg in enumerate(argv):

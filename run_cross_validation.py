@@ -23,8 +23,8 @@ import sys
 from transformers import HfArgumentParser
 
 import run_classification
-from training.arguments import parse_args
-from training.cross_validation import (
+from audioformer.training.arguments import parse_args
+from audioformer.training.cross_validation import (
     CrossValidationArguments,
     config_to_argv,
     fold_names,
@@ -33,8 +33,8 @@ from training.cross_validation import (
     write_fold,
     write_summary,
 )
-from training.data import prepare_code_datasets
-from training.labels import LabelSpace
+from audioformer.training.data import prepare_code_datasets
+from audioformer.training.labels import LabelSpace
 
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ Masked-LM pretraining of AudioFormer on EnCodec codes (paper sections 3.2 and 4.
     accelerate launch --num_processes 8 run_mlm.py configs/mlm_audioset2m_c1.json     # DDP
 
 Raw audio is tokenized once (cached, see `training/data.py`); or pass `--tokenized_dataset` made by
-`python -m tokenization.tokenize_dataset`. The output folder holds a safetensors checkpoint, its config (with
+`python -m audioformer.tokenization.tokenize_dataset`.
+The output folder holds a safetensors checkpoint, its config (with
 `auto_map`), the feature extractor and a model card.
 """
 
@@ -21,15 +22,15 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from model_cards.card import write_model_card
-from model_cards.publish import publish_from_training_args
-from modeling_audioformer import AudioFormerForMaskedLM
-from training.arguments import DataTrainingArguments, ModelArguments, parse_args
-from training.checkpointing import AtomicCheckpointTrainer
-from training.collators import IGNORE_INDEX, CollatorEpochCallback, DataCollatorForCodeMLM
-from training.data import check_max_positions, max_code_length, num_codebooks_of, prepare_code_datasets
-from training.loading import load_config, load_model
-from training.runs import (
+from audioformer.model_cards.card import write_model_card
+from audioformer.model_cards.publish import publish_from_training_args
+from audioformer.modeling_audioformer import AudioFormerForMaskedLM
+from audioformer.training.arguments import DataTrainingArguments, ModelArguments, parse_args
+from audioformer.training.checkpointing import AtomicCheckpointTrainer
+from audioformer.training.collators import IGNORE_INDEX, CollatorEpochCallback, DataCollatorForCodeMLM
+from audioformer.training.data import check_max_positions, max_code_length, num_codebooks_of, prepare_code_datasets
+from audioformer.training.loading import load_config, load_model
+from audioformer.training.runs import (
     claim_output_dir,
     finish_run,
     log_process,

@@ -28,10 +28,10 @@ import os
 import torch
 from torch import nn
 
-from modeling_audioformer import AudioFormerModel
-from modeling_audioformer.modeling_audioformer import codes_and_mask
-from tokenization import AudioFormerFeatureExtractor
-from tokenization.feature_extraction_audioformer import resample_poly
+from audioformer.modeling_audioformer import AudioFormerModel
+from audioformer.modeling_audioformer.modeling_audioformer import codes_and_mask
+from audioformer.tokenization import AudioFormerFeatureExtractor
+from audioformer.tokenization.feature_extraction_audioformer import resample_poly
 
 
 HEAR_SAMPLE_RATES = (16000, 22050, 44100, 48000)

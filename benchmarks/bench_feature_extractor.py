@@ -4,7 +4,7 @@ Speed of audio -> codes.
 1. AudioFormerFeatureExtractor on 8 x 10 s clips (one batched codec call) against a per-clip loop over
    `EncodecModel.encode(clip, bandwidth=3.0)`, for the tiny seeded codec and a full-size randomly initialised
    EnCodec 24 kHz (default `EncodecConfig`, the architecture of facebook/encodec_24khz, codebooks seeded).
-2. The pre-tokenizer (`python -m tokenization.tokenize_dataset`) on a few hundred short clips with 1 and 2
+2. The pre-tokenizer (`python -m audioformer.tokenization.tokenize_dataset`) on a few hundred short clips with 1 and 2
    processes (`accelerate launch --multi_gpu --num_processes 2`; on a CPU-only machine the processes join a
    gloo group). Wall time includes process start-up.
 
@@ -29,8 +29,8 @@ sys.path.insert(0, REPO)
 
 from transformers import EncodecConfig, EncodecModel  # noqa: E402
 
-from tokenization import AudioFormerFeatureExtractor  # noqa: E402
-from training.tiny_codec import build_tiny_codec, seed_audio, seed_codebooks  # noqa: E402
+from audioformer.tokenization import AudioFormerFeatureExtractor  # noqa: E402
+from audioformer.training.tiny_codec import build_tiny_codec, seed_audio, seed_codebooks  # noqa: E402
 
 
 def full_size_codec(seed=0) -> EncodecModel:
@@ -112,7 +112,7 @@ def bench_pretokenizer(fe_dir, num_clips, tmp):
     env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
     args = [
         "-m",
-        "tokenization.tokenize_dataset",
+        "audioformer.tokenization.tokenize_dataset",
         "--feature_extractor_name",
         fe_dir,
         "--data_dir",

@@ -30,8 +30,8 @@ from interleaved_timing import medians, time_interleaved  # noqa: E402
 from peak_memory import in_fresh_process, print_step_peak_bytes  # noqa: E402
 from transformers import TrainingArguments  # noqa: E402
 
-from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel  # noqa: E402
-from training.trainer import AudioClassificationTrainer  # noqa: E402
+from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel  # noqa: E402
+from audioformer.training.trainer import AudioClassificationTrainer  # noqa: E402
 
 
 PAD_ID = 1

@@ -33,7 +33,7 @@ from interleaved_timing import medians, time_interleaved  # noqa: E402
 from peak_memory import in_fresh_process, print_step_peak_bytes  # noqa: E402
 from transformers import RoFormerConfig, RoFormerModel  # noqa: E402
 
-from modeling_audioformer import AudioFormerConfig, AudioFormerModel  # noqa: E402
+from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerModel  # noqa: E402
 
 
 PAD_ID = 1

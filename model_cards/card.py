@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 from string import Template
 
-from modeling_audioformer import long_audio
-from modeling_audioformer.configuration_audioformer import DEFAULT_CODEC
+from audioformer.modeling_audioformer import long_audio
+from audioformer.modeling_audioformer.configuration_audioformer import DEFAULT_CODEC
 
 from .plots import plot_per_class_ap, plot_training_curve
 
@@ -109,8 +109,8 @@ def widget_example(output_dir, top_k: int = 5) -> dict | None:
         import torch
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-        import tokenization  # noqa: F401  registers AudioFormerFeatureExtractor with AutoFeatureExtractor
-        from modeling_audioformer.long_audio import score_waveform
+        import audioformer.tokenization  # noqa: F401  registers AudioFormerFeatureExtractor with AutoFeatureExtractor
+        from audioformer.modeling_audioformer.long_audio import score_waveform
 
         fe = AutoFeatureExtractor.from_pretrained(output_dir)
         model = AutoModelForAudioClassification.from_pretrained(output_dir).eval()
@@ -132,7 +132,7 @@ def widget_example(output_dir, top_k: int = 5) -> dict | None:
 def save_code_tokenizer(output_dir) -> None:
     """Saves the code-id tokenizer (`AudioFormerTokenizer`, with its remote code) for `AutoTokenizer` and the
     `fill-mask` / `feature-extraction` pipelines."""
-    from tokenization import AudioFormerTokenizer
+    from audioformer.tokenization import AudioFormerTokenizer
 
     AudioFormerTokenizer().save_pretrained(output_dir)
 
@@ -142,7 +142,8 @@ SPACE_LINK = "**Try it in your browser:**"
 
 def link_space(output_dir, space_id: str) -> bool:
     """
-    Puts a line linking the model's Space (`python -m model_cards.publish ... --space_id`) under the summary of
+    Puts a line linking the model's Space (`python -m audioformer.model_cards.publish ... --space_id`) under the
+    summary of
     the card (`README.md` in `output_dir`), or updates the one there; False when there is no card.
     """
     readme = Path(output_dir) / "README.md"
@@ -175,7 +176,7 @@ def complete_auto_map(output_dir) -> dict:
     `AutoTokenizer` when their code is there, and the project's audio-classification pipeline (`custom_pipelines`)
     when `long_audio.py` is; returns the auto_map.
     """
-    from modeling_audioformer.modeling_audioformer import AUTO_MAP
+    from audioformer.modeling_audioformer.modeling_audioformer import AUTO_MAP
 
     path = Path(output_dir) / "config.json"
     config = _read_json(path)

@@ -2,7 +2,8 @@
 Publishing a saved AudioFormer output folder to the Hugging Face Hub: safetensors weights, config, remote code, card;
 never pickles, never Trainer checkpoints.
 
-    python -m model_cards.publish OUTPUT_DIR --repo_id ORG/NAME [--space_id ORG/SPACE] [--private] [--token TOKEN]
+    python -m audioformer.model_cards.publish OUTPUT_DIR --repo_id ORG/NAME [--space_id ORG/SPACE] [--private] \
+        [--token TOKEN]
         [--dry_run]
 
 With `--space_id`, it also creates or updates a Gradio Space that runs the model on uploaded or recorded audio
@@ -14,7 +15,7 @@ import logging
 import re
 from pathlib import Path
 
-from modeling_audioformer.pickle_detection import describe_pickle
+from audioformer.modeling_audioformer.pickle_detection import describe_pickle
 
 from .card import EXAMPLE_AUDIO, complete_auto_map, link_space
 
@@ -153,7 +154,7 @@ def publish_from_training_args(training_args, output_dir: str | None = None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m model_cards.publish",
+        prog="python -m audioformer.model_cards.publish",
         description="Upload a saved AudioFormer output folder (safetensors only) to the Hugging Face Hub.",
     )
     parser.add_argument("output_dir", help="folder written by run_mlm.py / run_classification.py")

@@ -1,8 +1,8 @@
 """
 Try an AudioFormer checkpoint in a browser: a Gradio page for a saved output folder or a Hub id, on CPU, offline.
 
-    python -m model_cards.space demo_output               # then open http://127.0.0.1:7860
-    python -m model_cards.space ORG/NAME --port 8080      # a published checkpoint
+    python -m audioformer.model_cards.space demo_output               # then open http://127.0.0.1:7860
+    python -m audioformer.model_cards.space ORG/NAME --port 8080      # a published checkpoint
 
 A classifier's page takes an uploaded or recorded clip and shows its top-k labels with their scores. A recording
 longer than the model's window (the feature extractor's `max_duration`) is scored in windows with
@@ -11,7 +11,8 @@ longer than the model's window (the feature extractor's `max_duration`) is score
 checkpoint's page shows the clip's codes and how many of a random 25% of them the model restores. Bad input (no
 audio, a file that is not audio, a recording over the page's length limit) gets a message in the page.
 
-This file is also published, as `audioformer_space.py`, in the checkpoint's Space (`python -m model_cards.publish
+This file is also published, as `audioformer_space.py`, in the checkpoint's Space
+(`python -m audioformer.model_cards.publish
 ... --space_id`), so it imports only gradio (and pandas, which gradio needs), numpy, torch, transformers,
 huggingface_hub, soundfile and long_audio.
 """
@@ -28,8 +29,8 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClas
 
 
 try:  # in the AudioFormer project: its own classes, registered with the Auto classes on import
-    import tokenization  # noqa: F401
-    from modeling_audioformer import long_audio
+    import audioformer.tokenization  # noqa: F401
+    from audioformer.modeling_audioformer import long_audio
 
     TRUST_REMOTE_CODE = False
 except ImportError:  # in a Space: the checkpoint's own code (Hub remote code); long_audio.py lies beside this file
@@ -159,7 +160,8 @@ def _check_duration(name: str, seconds: float, max_seconds: float):
         raise BadAudio(
             f"{name} is {format_duration(seconds)} long; this page scores recordings of up to "
             f"{format_duration(max_seconds)}. Cut it shorter, or score it in Python with "
-            "`long_audio.classify_long_audio`, which has no length limit (locally, `python -m model_cards.space` "
+            "`long_audio.classify_long_audio`, which has no length limit "
+            "(locally, `python -m audioformer.model_cards.space` "
             "takes `--max_minutes`)."
         )
 
@@ -499,7 +501,7 @@ def build_demo(name_or_path: str, top_k: int = TOP_K, max_minutes: float = MAX_M
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m model_cards.space",
+        prog="python -m audioformer.model_cards.space",
         description="Serve a Gradio page that runs an AudioFormer checkpoint on uploaded or recorded audio.",
     )
     parser.add_argument("model", help="a folder saved by run_classification.py / run_mlm.py, or a Hub id ORG/NAME")

@@ -1,5 +1,5 @@
 """The Gradio page of the AudioFormer checkpoint $model_id, written by the AudioFormer project's `python -m
-model_cards.publish ... --space_id` (the page itself is `audioformer_space.py`)."""
+audioformer.model_cards.publish ... --space_id` (the page itself is `audioformer_space.py`)."""
 
 from audioformer_space import build_demo
 

@@ -1,6 +1,7 @@
 """
 The Hugging Face Space of a published AudioFormer checkpoint: its files (`space_files`, `write_space`) and their
-upload (`publish_space`). `python -m model_cards.publish OUTPUT_DIR --repo_id ORG/NAME --space_id ORG/NAME-demo`
+upload (`publish_space`).
+`python -m audioformer.model_cards.publish OUTPUT_DIR --repo_id ORG/NAME --space_id ORG/NAME-demo`
 calls it after uploading the model.
 
 A Space holds:
@@ -21,7 +22,7 @@ import tempfile
 from pathlib import Path
 from string import Template
 
-from modeling_audioformer import long_audio
+from audioformer.modeling_audioformer import long_audio
 
 from . import space
 

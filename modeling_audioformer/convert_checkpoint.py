@@ -9,7 +9,8 @@ Accepted sources:
 
 Pickled files are read with `torch.load(weights_only=True)` only: tensors and plain containers, no code.
 
-    python -m modeling_audioformer.convert_checkpoint last.ckpt converted/ --task mlm --num_attention_heads 12
+    python -m audioformer.modeling_audioformer.convert_checkpoint last.ckpt converted/ --task mlm \
+        --num_attention_heads 12
 """
 
 import argparse
@@ -293,7 +294,7 @@ def convert(
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m modeling_audioformer.convert_checkpoint",
+        prog="python -m audioformer.modeling_audioformer.convert_checkpoint",
         description="Convert a RoFormer / Lightning checkpoint to an AudioFormer folder.",
     )
     parser.add_argument("source", help="checkpoint file (.safetensors, .pt, .ckpt, .bin) or transformers folder")

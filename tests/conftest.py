@@ -45,7 +45,7 @@ def free_port() -> int:
 def tiny_codec_dir(tmp_path_factory):
     """A folder holding a tiny seeded EncodecModel (seed 0) and a matching AudioFormerFeatureExtractor
     (max_duration 2 s) saved with save_pretrained."""
-    from training.tiny_codec import build_tiny_feature_extractor
+    from audioformer.training.tiny_codec import build_tiny_feature_extractor
 
     path = tmp_path_factory.mktemp("tiny_codec")
     build_tiny_feature_extractor(path, seed=0, max_duration=2.0)
@@ -55,7 +55,7 @@ def tiny_codec_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_feature_extractor(tiny_codec_dir):
     """AudioFormerFeatureExtractor over the tiny codec, codec loaded (max_duration 2 s = 150 frames)."""
-    from tokenization import AudioFormerFeatureExtractor
+    from audioformer.tokenization import AudioFormerFeatureExtractor
 
     fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
     _ = fe.codec
@@ -82,13 +82,13 @@ def lock_holder():
     import subprocess
     import sys
 
-    import tokenization.folder_lock
+    import audioformer.tokenization.folder_lock
 
     started = []
 
     def start(folder):
         process = subprocess.Popen(
-            [sys.executable, "-c", _HOLD_LOCK, tokenization.folder_lock.__file__, os.fspath(folder)],
+            [sys.executable, "-c", _HOLD_LOCK, audioformer.tokenization.folder_lock.__file__, os.fspath(folder)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

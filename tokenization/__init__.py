@@ -3,7 +3,8 @@ Audio -> EnCodec code ids for AudioFormer.
 
 - `AudioFormerFeatureExtractor` (feature_extraction_audioformer.py): raw audio -> `input_ids` (B, 4, frames + 2).
 - `AudioFormerTokenizer` (tokenization_audioformer.py): ids <-> readable tokens (`<c12>`, `<MASK>`), for fill-mask.
-- `tokenize_dataset.py`: pre-tokenizes a whole audio dataset once (`python -m tokenization.tokenize_dataset`).
+- `tokenize_dataset.py`: pre-tokenizes a whole audio dataset once
+  (`python -m audioformer.tokenization.tokenize_dataset`).
 - `tiny_codec.py`: a tiny seeded EnCodec for tests and demos; `convert_encodec.py`: Meta checkpoint -> transformers.
 """
 
@@ -18,7 +19,7 @@ AudioFormerTokenizer.register_for_auto_class("AutoTokenizer")
 try:  # the config lives in modeling_audioformer; registration is skipped if that package is unavailable
     from transformers import AutoFeatureExtractor, AutoTokenizer
 
-    from modeling_audioformer.configuration_audioformer import AudioFormerConfig
+    from audioformer.modeling_audioformer.configuration_audioformer import AudioFormerConfig
 
     AutoFeatureExtractor.register(AudioFormerConfig, AudioFormerFeatureExtractor, exist_ok=True)
     AutoTokenizer.register(AudioFormerConfig, slow_tokenizer_class=AudioFormerTokenizer, exist_ok=True)

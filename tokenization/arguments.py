@@ -1,5 +1,6 @@
 """
-The codec and audio-data flags, shared by the pre-tokenizer (`python -m tokenization.tokenize_dataset`) and the
+The codec and audio-data flags, shared by the pre-tokenizer
+(`python -m audioformer.tokenization.tokenize_dataset`) and the
 training scripts (which extend them in `training/arguments.py`), so that a flag means the same thing everywhere.
 
     parser = HfArgumentParser((CodecArguments, AudioDataArguments))
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 import datasets
 
-from modeling_audioformer.configuration_audioformer import DEFAULT_CODEC
+from audioformer.modeling_audioformer.configuration_audioformer import DEFAULT_CODEC
 
 from .audio_io import load_audio_dataset
 from .feature_extraction_audioformer import AudioFormerFeatureExtractor

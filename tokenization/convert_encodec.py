@@ -2,7 +2,8 @@
 Convert a checkpoint of Meta's `encodec` package (e.g. `encodec_24khz-d7cc33bc.th`) to transformers'
 `EncodecModel` (transformers 5.x no longer ships its conversion script).
 
-    python -m tokenization.convert_encodec --checkpoint encodec_24khz-d7cc33bc.th --output_dir encodec_24khz_hf
+    python -m audioformer.tokenization.convert_encodec --checkpoint encodec_24khz-d7cc33bc.th \
+        --output_dir encodec_24khz_hf
 
 The renames are few: `encoder.model.` -> `encoder.layers.`, `.conv.conv.` / `.convtr.convtr.` -> `.conv.`,
 weight-norm `weight_g` / `weight_v` -> `parametrizations.weight.original0` / `original1`, and

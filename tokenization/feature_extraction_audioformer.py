@@ -32,7 +32,7 @@ from transformers.utils import PaddingStrategy, TensorType, cached_file
 
 
 try:  # this project: the contract lives in the model package
-    from modeling_audioformer.configuration_audioformer import (
+    from audioformer.modeling_audioformer.configuration_audioformer import (
         BOA_TOKEN_ID,
         CODE_OFFSET,
         DEFAULT_CODEC,

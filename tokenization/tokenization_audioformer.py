@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizer
 
 
 try:  # this project: the contract lives in the model package
-    from modeling_audioformer.configuration_audioformer import (
+    from audioformer.modeling_audioformer.configuration_audioformer import (
         BOA_TOKEN_ID,
         CODE_OFFSET,
         CODEBOOK_SIZE,

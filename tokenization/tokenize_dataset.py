@@ -1,10 +1,11 @@
 """
 Pre-tokenize an audio dataset once: audio -> EnCodec code ids, saved as a `datasets` dataset on disk.
 
-    python -m tokenization.tokenize_dataset --feature_extractor_name <fe> --data_dir <audiofolder> --output_dir <out> \
+    python -m audioformer.tokenization.tokenize_dataset --feature_extractor_name <fe> --data_dir <audiofolder> \
+        --output_dir <out> \
         [--dataset_name ...] [--train_file a.csv --validation_file b.csv] [--preprocessing_batch_size 8]
-    accelerate launch --num_processes 4 -m tokenization.tokenize_dataset ...   # each process takes its own shards
-    accelerate launch --multi_gpu --num_processes 2 -m tokenization.tokenize_dataset ...  # CPU-only machine (gloo)
+    accelerate launch --num_processes 4 -m audioformer.tokenization.tokenize_dataset ...  # own shards each
+    accelerate launch --multi_gpu --num_processes 2 -m audioformer.tokenization.tokenize_dataset ...  # CPU (gloo)
 
 Output (what the training scripts read, `load_tokenized_dataset(output_dir)` or `datasets.load_from_disk`):
 

@@ -11,7 +11,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from tokenization.arguments import AudioDataArguments, CodecArguments
+from audioformer.tokenization.arguments import AudioDataArguments, CodecArguments
 
 
 @dataclass
@@ -51,7 +51,9 @@ class DataTrainingArguments(AudioDataArguments):
 
     tokenized_dataset: str | None = field(
         default=None,
-        metadata={"help": "Output folder of `python -m tokenization.tokenize_dataset` (skips tokenizing)."},
+        metadata={
+            "help": "Output folder of `python -m audioformer.tokenization.tokenize_dataset` (skips tokenizing)."
+        },
     )
     train_split_name: str = field(default="train", metadata={"help": "Training split of the source."})
     eval_split_name: str = field(default="validation", metadata={"help": "Evaluation split of the source."})

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from modeling_audioformer.configuration_audioformer import (
+from audioformer.modeling_audioformer.configuration_audioformer import (
     BOA_TOKEN_ID,
     EOA_TOKEN_ID,
     MASK_TOKEN_ID,

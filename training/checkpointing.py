@@ -24,7 +24,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from modeling_audioformer import AudioFormerModel
+from audioformer.modeling_audioformer import AudioFormerModel
 
 
 logger = logging.getLogger(__name__)

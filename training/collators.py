@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from modeling_audioformer.configuration_audioformer import (
+from audioformer.modeling_audioformer.configuration_audioformer import (
     BOA_TOKEN_ID,
     CODE_OFFSET,
     CODEBOOK_SIZE,

@@ -108,7 +108,8 @@ def _check_tokenized(dataset_dict, path):
         if "input_ids" not in ds.column_names:
             raise ValueError(
                 f"{path} (split '{split}') has no 'input_ids' column (columns: {ds.column_names}): it is not the "
-                "output of `python -m tokenization.tokenize_dataset`. Pass raw audio with --dataset_name / "
+                "output of `python -m audioformer.tokenization.tokenize_dataset`. Pass raw audio with "
+                "--dataset_name / "
                 "--data_dir / --train_file instead."
             )
 
@@ -118,7 +119,7 @@ def _split_key(ds, audio_column_name) -> list:
     for in-memory data (audiofolders, whose fingerprints are random) the audio paths themselves."""
     if ds.cache_files:
         return [len(ds), ds._fingerprint]
-    from tokenization.audio_io import audio_name
+    from audioformer.tokenization.audio_io import audio_name
 
     names = hashlib.sha256("\n".join(audio_name(v) for v in ds[audio_column_name]).encode()).hexdigest()
     return [len(ds), names]
@@ -170,8 +171,8 @@ def prepare_code_datasets(
         ValueError: no audio column, not a tokenized dataset, a missing or empty split, or a --codebook_index the
         codec does not produce.
     """
-    from tokenization.arguments import load_audio_splits
-    from tokenization.tokenize_dataset import load_tokenized_dataset, pretokenize, read_tokenization_info
+    from audioformer.tokenization.arguments import load_audio_splits
+    from audioformer.tokenization.tokenize_dataset import load_tokenized_dataset, pretokenize, read_tokenization_info
 
     need_train = training_args.do_train if need_train is None else need_train
     need_eval = training_args.do_eval if need_eval is None else need_eval

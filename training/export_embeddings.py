@@ -1,10 +1,13 @@
 """
 Frozen features for scikit-learn probes: the pooled embedding of every clip of a pre-tokenized dataset.
 
-    python -m tokenization.tokenize_dataset --feature_extractor_name CKPT --data_dir data/esc50 --output_dir codes
-    python -m training.export_embeddings --model_name_or_path CKPT --tokenized_dataset codes --output_dir emb
+    python -m audioformer.tokenization.tokenize_dataset --feature_extractor_name CKPT --data_dir data/esc50 \
+        --output_dir codes
+    python -m audioformer.training.export_embeddings --model_name_or_path CKPT --tokenized_dataset codes \
+        --output_dir emb
     # several models (e.g. one per codebook, C1..C4) are concatenated, as in the HEAR module:
-    python -m training.export_embeddings --model_name_or_path c1 c2 c3 c4 --tokenized_dataset codes --output_dir emb
+    python -m audioformer.training.export_embeddings --model_name_or_path c1 c2 c3 c4 \
+        --tokenized_dataset codes --output_dir emb
 
 The embedding of a clip is the mean of a layer's hidden states over its `<BOA>`..`<EOA>` positions: with the default
 `--layer -1` the feature FT1's classifier reads (`pooled_output`, paper 4.2). Each model reads its own codebook row
@@ -23,8 +26,8 @@ import datasets
 import numpy as np
 import torch
 
-from modeling_audioformer import AudioFormerModel
-from modeling_audioformer.modeling_audioformer import codes_and_mask, masked_mean
+from audioformer.modeling_audioformer import AudioFormerModel
+from audioformer.modeling_audioformer.modeling_audioformer import codes_and_mask, masked_mean
 
 from .collators import pad_code_rows
 
@@ -73,7 +76,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", nargs="+", required=True, help="One checkpoint, or one per codebook.")
     parser.add_argument(
-        "--tokenized_dataset", required=True, help="Output of `python -m tokenization.tokenize_dataset`."
+        "--tokenized_dataset", required=True, help="Output of `python -m audioformer.tokenization.tokenize_dataset`."
     )
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--splits", nargs="*", default=None, help="Splits to export (default: all).")
@@ -84,7 +87,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from tokenization.tokenize_dataset import load_tokenized_dataset, read_tokenization_info
+    from audioformer.tokenization.tokenize_dataset import load_tokenized_dataset, read_tokenization_info
 
     source = load_tokenized_dataset(args.tokenized_dataset)
     if isinstance(source, datasets.Dataset):

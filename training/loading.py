@@ -3,7 +3,7 @@
 import logging
 import os
 
-import tokenization.arguments
+import audioformer.tokenization.arguments
 
 from .arguments import ModelArguments
 
@@ -57,7 +57,7 @@ def load_config(model_args: ModelArguments, num_codebooks: int | None = None, **
     (e.g. num_labels, id2label). Raises a ValueError naming the field if the result is inconsistent (e.g. a
     codebook index the codec does not produce).
     """
-    from modeling_audioformer import AudioFormerConfig
+    from audioformer.modeling_audioformer import AudioFormerConfig
 
     common = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
     if model_args.model_name_or_path:
@@ -108,7 +108,7 @@ def load_feature_extractor(model_args: ModelArguments, tokenized_info: dict | No
     settings = None
     if tokenized_info is not None:
         settings = dict(tokenized_info["feature_extractor"], codec_name_or_path=tokenized_info["codec_name_or_path"])
-    return tokenization.arguments.load_feature_extractor(model_args, saved=saved, settings=settings)
+    return audioformer.tokenization.arguments.load_feature_extractor(model_args, saved=saved, settings=settings)
 
 
 def _has_preprocessor_config(model_args) -> bool:

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from modeling_audioformer.losses import mpc_loss
-from modeling_audioformer.modeling_audioformer import AudioFormerModel, codes_and_mask, masked_mean
+from audioformer.modeling_audioformer.losses import mpc_loss
+from audioformer.modeling_audioformer.modeling_audioformer import AudioFormerModel, codes_and_mask, masked_mean
 
 from .augmentation import CLIP_INDEX_COLUMN
 from .checkpointing import AtomicCheckpointTrainer

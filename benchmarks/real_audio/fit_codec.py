@@ -28,8 +28,8 @@ import torch
 from sklearn.cluster import MiniBatchKMeans
 from transformers import EncodecModel
 
-from tokenization import AudioFormerFeatureExtractor
-from training.tiny_codec import tiny_codec_config
+from audioformer.tokenization import AudioFormerFeatureExtractor
+from audioformer.training.tiny_codec import tiny_codec_config
 
 
 def codec_config():

@@ -14,7 +14,7 @@ instances with different `--only` can run side by side):
    synthetic tones), multi-label.
 2. `fit_codec.py`: a 24 kHz EnCodec-shaped codec whose 4 codebooks are fitted by k-means on the unlabelled and
    training audio (not validation or test).
-3. `python -m tokenization.tokenize_dataset` on the labelled and the pretraining audio.
+3. `python -m audioformer.tokenization.tokenize_dataset` on the labelled and the pretraining audio.
 4. `run_mlm.py`: MLM pretraining (`PRETRAINING`) of a 4-layer, hidden-128 AudioFormer on codebook C1 of the
    unlabelled + training clips (no labels): 20 epochs, then 20 more from there.
 5. The rows of the table (`PROBES`, `EXPERIMENTS`), each scored by mAP on the test clips (macro average precision
@@ -165,7 +165,7 @@ def prepare(work: str) -> None:
     for part in ("labelled", "pretrain"):
         if not os.path.exists(os.path.join(codes, part, "dataset_dict.json")):
             run(
-                [sys.executable, "-m", "tokenization.tokenize_dataset", "--feature_extractor_name", codec,
+                [sys.executable, "-m", "audioformer.tokenization.tokenize_dataset", "--feature_extractor_name", codec,
                  "--data_dir", os.path.join(audio, part), "--output_dir", os.path.join(codes, part)],
                 os.path.join(work, f"tokenize_{part}.log"),
             )  # fmt: skip
@@ -182,7 +182,7 @@ def pretrain(work: str, spec: str) -> str:
     if epochs == 0 and not os.path.exists(os.path.join(out, "model.safetensors")):
         import torch
 
-        from modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM
+        from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM
 
         torch.manual_seed(seed)
         config = AudioFormerConfig(
@@ -279,7 +279,8 @@ def linear_probe(work: str, names: list[str], model: str) -> tuple[float, float,
     if not os.path.exists(os.path.join(emb, "dataset_dict.json")):
         os.makedirs(os.path.dirname(emb), exist_ok=True)
         run(
-            [sys.executable, "-m", "training.export_embeddings", "--model_name_or_path", pretrain(work, model),
+            [sys.executable, "-m", "audioformer.training.export_embeddings",
+             "--model_name_or_path", pretrain(work, model),
              "--tokenized_dataset", os.path.join(work, "codes", "labelled"), "--output_dir", emb],
             emb + ".log",
         )  # fmt: skip
@@ -293,9 +294,9 @@ def test_map(run_dir: str, work: str, names: list[str]) -> tuple[float, float]:
     """(validation mAP, test mAP) of a fine-tuned model (the checkpoint chosen on validation)."""
     import torch
 
-    import modeling_audioformer  # noqa: F401
-    from modeling_audioformer import AudioFormerForAudioClassification
-    from training.collators import pad_code_rows
+    import audioformer.modeling_audioformer  # noqa: F401
+    from audioformer.modeling_audioformer import AudioFormerForAudioClassification
+    from audioformer.training.collators import pad_code_rows
 
     model = AudioFormerForAudioClassification.from_pretrained(run_dir).eval()
     order = [model.config.id2label[i] for i in range(len(names))]

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import audioformer_hear
-from modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM, AudioFormerModel
-from modeling_audioformer.modeling_audioformer import masked_mean
-from tokenization import AudioFormerFeatureExtractor
-from tokenization.feature_extraction_audioformer import resample_poly
+from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM, AudioFormerModel
+from audioformer.modeling_audioformer.modeling_audioformer import masked_mean
+from audioformer.tokenization import AudioFormerFeatureExtractor
+from audioformer.tokenization.feature_extraction_audioformer import resample_poly
 
 
 @pytest.fixture(scope="module")

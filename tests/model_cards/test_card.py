@@ -8,11 +8,15 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-import modeling_audioformer  # noqa: F401
-from model_cards.card import complete_auto_map, write_model_card
-from model_cards.publish import files_to_upload, main, publish
-from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerForMaskedLM
-from tokenization import AudioFormerFeatureExtractor
+import audioformer.modeling_audioformer  # noqa: F401
+from audioformer.model_cards.card import complete_auto_map, write_model_card
+from audioformer.model_cards.publish import files_to_upload, main, publish
+from audioformer.modeling_audioformer import (
+    AudioFormerConfig,
+    AudioFormerForAudioClassification,
+    AudioFormerForMaskedLM,
+)
+from audioformer.tokenization import AudioFormerFeatureExtractor
 
 
 TINY = dict(

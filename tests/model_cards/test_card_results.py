@@ -6,11 +6,11 @@ import soundfile as sf
 import torch
 from huggingface_hub import ModelCard
 
-import modeling_audioformer  # noqa: F401
-from model_cards.card import write_model_card
-from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
-from modeling_audioformer.long_audio import score_description
-from tokenization import AudioFormerFeatureExtractor
+import audioformer.modeling_audioformer  # noqa: F401
+from audioformer.model_cards.card import write_model_card
+from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
+from audioformer.modeling_audioformer.long_audio import score_description
+from audioformer.tokenization import AudioFormerFeatureExtractor
 
 
 TINY = dict(

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from model_cards.publish import files_to_upload
+from audioformer.model_cards.publish import files_to_upload
 
 
 @pytest.mark.parametrize("name", ["model.pth.tar", "weights.joblib", "arr.npy", "data.pkl.gz", "sub/notes.txt"])

@@ -49,10 +49,10 @@ def build_published_folder(
     path: Path, codec_dir: str, problem_type: str = "single_label_classification", max_duration: float = 2.0
 ) -> Path:
     """A tiny classifier + a feature extractor naming the codec by its Hub id, saved and carded like a run's output."""
-    import modeling_audioformer  # noqa: F401
-    from model_cards.card import write_model_card
-    from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
-    from tokenization import AudioFormerFeatureExtractor
+    import audioformer.modeling_audioformer  # noqa: F401
+    from audioformer.model_cards.card import write_model_card
+    from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
+    from audioformer.tokenization import AudioFormerFeatureExtractor
 
     config = AudioFormerConfig(
         hidden_size=32,
@@ -79,10 +79,10 @@ def build_published_folder(
 
 def build_pretraining_folder(path: Path) -> Path:
     """A tiny MLM checkpoint with its feature extractor and card, as `run_mlm.py` writes it."""
-    import modeling_audioformer  # noqa: F401
-    from model_cards.card import write_model_card
-    from modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM
-    from tokenization import AudioFormerFeatureExtractor
+    import audioformer.modeling_audioformer  # noqa: F401
+    from audioformer.model_cards.card import write_model_card
+    from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM
+    from audioformer.tokenization import AudioFormerFeatureExtractor
 
     config = AudioFormerConfig(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=256
@@ -215,8 +215,8 @@ def test_published_folder_loads_without_the_project(hub_home, tmp_path, tiny_cod
     assert out["codec_hidden"] == json.loads((Path(tiny_codec_dir) / "config.json").read_text())["hidden_size"]
 
     # independent reference: the project's own classes on the local folder give the same codes and logits
-    from modeling_audioformer import AudioFormerForAudioClassification
-    from tokenization import AudioFormerFeatureExtractor
+    from audioformer.modeling_audioformer import AudioFormerForAudioClassification
+    from audioformer.tokenization import AudioFormerFeatureExtractor
 
     fe = AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, max_duration=2.0)
     inputs = fe(wav, sampling_rate=24000)
@@ -251,7 +251,7 @@ def test_published_folder_loads_without_the_project(hub_home, tmp_path, tiny_cod
 
         decoded = ffmpeg_read((tmp_path / "clip.wav").read_bytes(), fe.sampling_rate)
         expect(out["from_file"], model(**fe(decoded, sampling_rate=fe.sampling_rate)).logits[0].softmax(-1))
-    from modeling_audioformer.long_audio import classify_long_audio
+    from audioformer.modeling_audioformer.long_audio import classify_long_audio
 
     long_audio = np.load(tmp_path / "long.npy")
     expect(out["long_mean"], classify_long_audio(model, fe, long_audio, 16000, long_audio="mean"))
@@ -259,8 +259,8 @@ def test_published_folder_loads_without_the_project(hub_home, tmp_path, tiny_cod
     # fill-mask and feature-extraction: the tokenizer came from the folder's remote code too
     assert out["classes"][6].startswith("transformers_modules.") and out["classes"][6].endswith("AudioFormerTokenizer")
     assert out["classes"][7].endswith("AudioFormerModel")
-    from modeling_audioformer import AudioFormerForMaskedLM
-    from tokenization import AudioFormerTokenizer
+    from audioformer.modeling_audioformer import AudioFormerForMaskedLM
+    from audioformer.tokenization import AudioFormerTokenizer
 
     (mlm_folder,) = (hf_home / "hub" / "models--org--audioformer-mlm-tiny" / "snapshots").iterdir()
     mlm = AudioFormerForMaskedLM.from_pretrained(mlm_folder).eval()
@@ -292,9 +292,8 @@ def test_installed_project_needs_no_trust_remote_code(hub_home, monkeypatch, tin
         pipeline,
     )
 
-    import modeling_audioformer
-    import tokenization
-    from modeling_audioformer.long_audio import CUSTOM_PIPELINES, AudioFormerAudioClassificationPipeline
+    from audioformer import modeling_audioformer, tokenization
+    from audioformer.modeling_audioformer.long_audio import CUSTOM_PIPELINES, AudioFormerAudioClassificationPipeline
 
     assert json.loads((folder / "config.json").read_text())["custom_pipelines"] == CUSTOM_PIPELINES
     config = AutoConfig.from_pretrained(folder)

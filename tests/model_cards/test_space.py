@@ -24,25 +24,25 @@ import torch
 from huggingface_hub import ModelCard, SpaceCard
 from transformers import pipeline
 
-import modeling_audioformer  # noqa: F401
-from model_cards import space
-from model_cards.card import SPACE_LINK, link_space, write_model_card
-from model_cards.publish import main as publish_main
-from model_cards.publish import publish
-from model_cards.space_repo import GRADIO_VERSION, space_files, write_space
-from modeling_audioformer import (
+import audioformer.modeling_audioformer  # noqa: F401
+from audioformer.model_cards import space
+from audioformer.model_cards.card import SPACE_LINK, link_space, write_model_card
+from audioformer.model_cards.publish import main as publish_main
+from audioformer.model_cards.publish import publish
+from audioformer.model_cards.space_repo import GRADIO_VERSION, space_files, write_space
+from audioformer.modeling_audioformer import (
     AudioFormerConfig,
     AudioFormerForAudioClassification,
     AudioFormerForMaskedLM,
     AudioFormerModel,
     long_audio,
 )
-from modeling_audioformer.long_audio import (
+from audioformer.modeling_audioformer.long_audio import (
     AudioFormerAudioClassificationPipeline,
     classify_long_audio,
     split_audio,
 )
-from tokenization import AudioFormerFeatureExtractor
+from audioformer.tokenization import AudioFormerFeatureExtractor
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -230,7 +230,7 @@ def test_bad_input_gets_a_message(classifier, tmp_path, caplog):
         assert expected in message and labels is None and plot is None, (path, message)
     assert "Traceback" not in caplog.text
 
-    with caplog.at_level(logging.ERROR, logger="model_cards.space"):
+    with caplog.at_level(logging.ERROR, logger="audioformer.model_cards.space"):
         broken = space.Checkpoint("broken", "classifier", classifier.config, classifier.feature_extractor, None, None)
         message, labels, _ = space.classifier_outputs(broken, write_clip(tmp_path / "clip.wav", 0.5))
     assert message.startswith("**Something went wrong") and labels is None
@@ -525,7 +525,8 @@ def wait_until_serving(proc: subprocess.Popen, url: str, timeout: float = 180.0)
 
 @pytest.fixture
 def served_page(classifier_dir, tmp_path):
-    """`python -m model_cards.space` on the tiny classifier, on a free local port; stopped after the test."""
+    """`python -m audioformer.model_cards.space` on the tiny classifier, on a free local port; stopped after the
+    test."""
     port = free_local_port()
     env = {
         **os.environ,
@@ -533,7 +534,16 @@ def served_page(classifier_dir, tmp_path):
         "GRADIO_ANALYTICS_ENABLED": "False",
         "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),  # where the server keeps uploads and recordings
     }
-    command = [sys.executable, "-m", "model_cards.space", classifier_dir, "--port", str(port), "--top_k", str(TOP_K)]
+    command = [
+        sys.executable,
+        "-m",
+        "audioformer.model_cards.space",
+        classifier_dir,
+        "--port",
+        str(port),
+        "--top_k",
+        str(TOP_K),
+    ]
     proc = subprocess.Popen(
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

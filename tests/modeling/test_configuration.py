@@ -3,7 +3,7 @@
 import pytest
 from transformers import AutoConfig, RoFormerConfig
 
-from modeling_audioformer import AudioFormerConfig
+from audioformer.modeling_audioformer import AudioFormerConfig
 
 
 def test_defaults_are_the_papers():

@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from modeling_audioformer import (
+from audioformer.modeling_audioformer import (
     AudioFormerConfig,
     AudioFormerForAudioClassification,
     AudioFormerForMaskedLM,

@@ -8,9 +8,13 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForMaskedLM, RoFormerConfig, RoFormerForMaskedLM, RoFormerModel
 
-import modeling_audioformer  # noqa: F401
-from modeling_audioformer import AudioFormerForAudioClassification, AudioFormerForMaskedLM, AudioFormerModel
-from modeling_audioformer.convert_checkpoint import convert, main
+import audioformer.modeling_audioformer  # noqa: F401
+from audioformer.modeling_audioformer import (
+    AudioFormerForAudioClassification,
+    AudioFormerForMaskedLM,
+    AudioFormerModel,
+)
+from audioformer.modeling_audioformer.convert_checkpoint import convert, main
 
 
 SIZES = dict(

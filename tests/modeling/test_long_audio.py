@@ -8,17 +8,17 @@ import pytest
 import torch
 from transformers import pipeline
 
-import modeling_audioformer  # noqa: F401  registers the Auto classes
-import tokenization  # noqa: F401
-from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
-from modeling_audioformer.long_audio import (
+import audioformer.modeling_audioformer  # noqa: F401  registers the Auto classes
+import audioformer.tokenization  # noqa: F401
+from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
+from audioformer.modeling_audioformer.long_audio import (
     AudioFormerAudioClassificationPipeline,
     classify_long_audio,
     score_description,
     scores_from_logits,
     sliding_windows,
 )
-from tokenization import AudioFormerFeatureExtractor
+from audioformer.tokenization import AudioFormerFeatureExtractor
 
 
 LABELS = ["dog", "rain", "siren", "speech"]
@@ -181,7 +181,7 @@ def test_file_path(folders, reference, tmp_path):
 
 def test_endpoint_handler(folders, reference, tmp_path):
     """model_cards/handler.py, as Inference Endpoints call it, on a folder carded by write_model_card."""
-    from model_cards.card import write_model_card
+    from audioformer.model_cards.card import write_model_card
 
     folder = tmp_path / "served"
     shutil.copytree(folders["multi"], folder)
@@ -206,7 +206,7 @@ def test_calibrated_scores_are_sigmoid_of_logit_minus_threshold(folders, referen
     """A calibrated checkpoint (thresholds folded into the classifier) scores sigmoid(logit - threshold) on every
     path, transformers' stock pipeline included: 0.5 = at the threshold. The expected scores come from the same
     model before calibration (the "multi" folder) and the thresholds, not from the library's scoring."""
-    from model_cards.card import write_model_card
+    from audioformer.model_cards.card import write_model_card
 
     sr = 24000  # the codec's rate: transformers' stock pipeline takes a plain array at that rate
     wav = wav_at(sr, 1.0, seed=6)
@@ -271,7 +271,7 @@ def test_score_description_says_what_the_scores_mean():
 
 def test_many_windows_run_a_few_at_a_time(folders):
     """A long recording has hundreds of windows: codec and model must not see them all in one batch."""
-    from modeling_audioformer.long_audio import WINDOW_BATCH_SIZE
+    from audioformer.modeling_audioformer.long_audio import WINDOW_BATCH_SIZE
 
     sr = 16000
     wav = wav_at(sr, 2.5, seed=5)

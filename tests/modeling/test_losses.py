@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from modeling_audioformer.losses import bce_loss, lsep_loss, mpc_loss
+from audioformer.modeling_audioformer.losses import bce_loss, lsep_loss, mpc_loss
 
 
 def naive_lsep(logits, labels):

@@ -16,7 +16,7 @@ from transformers import (
     RoFormerModel,
 )
 
-from modeling_audioformer import (
+from audioformer.modeling_audioformer import (
     AudioFormerConfig,
     AudioFormerForAudioClassification,
     AudioFormerForMaskedLM,
@@ -108,7 +108,7 @@ def attention(request):
 
 
 def test_default_attention_is_chosen_once_by_the_machine(monkeypatch):
-    from modeling_audioformer import modeling_audioformer as module
+    from audioformer.modeling_audioformer import modeling_audioformer as module
 
     assert build(AudioFormerModel).config._attn_implementation == "sdpa_per_clip"  # this machine has no accelerator
     monkeypatch.setattr(module, "has_accelerator", lambda: True)
@@ -234,7 +234,7 @@ def test_codebook_shape_errors():
 
 
 def test_auto_round_trips(tmp_path):
-    import modeling_audioformer  # noqa: F401  (registers the Auto classes)
+    import audioformer.modeling_audioformer  # noqa: F401  (registers the Auto classes)
 
     input_ids, attention_mask = padded_batch()
     cases = [

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modeling_audioformer.pickle_detection import describe_pickle
+from audioformer.modeling_audioformer.pickle_detection import describe_pickle
 
 
 OBJECT = {"weights": [1.0, 2.0], "name": "x"}
@@ -79,7 +79,7 @@ def test_describe_pickle(tmp_path):
 
 def test_converter_names_a_pickle_disguised_as_safetensors(tmp_path):
     """Defect: a pickle named .safetensors gave a raw `SafetensorError: header too large`."""
-    from modeling_audioformer.convert_checkpoint import load_source
+    from audioformer.modeling_audioformer.convert_checkpoint import load_source
 
     torch.save({"embeddings.word_embeddings.weight": torch.zeros(4, 2)}, tmp_path / "model.safetensors")
     with pytest.raises(ValueError, match=r"named .safetensors but its content is a torch.save archive .*not loaded"):

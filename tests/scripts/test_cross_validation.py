@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-import modeling_audioformer  # noqa: F401 - registers the Auto classes
+import audioformer.modeling_audioformer  # noqa: F401 - registers the Auto classes
 import run_cross_validation
-from modeling_audioformer import AudioFormerForAudioClassification
-from training.collators import pad_code_rows
-from training.cross_validation import config_to_argv, summarize, without_flags
+from audioformer.modeling_audioformer import AudioFormerForAudioClassification
+from audioformer.training.collators import pad_code_rows
+from audioformer.training.cross_validation import config_to_argv, summarize, without_flags
 
 
 TINY_OVERRIDES = (
@@ -25,8 +25,8 @@ TINY_OVERRIDES = (
 @pytest.fixture(scope="module")
 def esc_like(tmp_path_factory):
     """An ESC-50-like CSV: `filename` (relative to the CSV), `category`, `fold` (1..3, 10 clips each)."""
-    from training.demo_data import write_demo_audiofolder
-    from training.tiny_codec import build_tiny_feature_extractor
+    from audioformer.training.demo_data import write_demo_audiofolder
+    from audioformer.training.tiny_codec import build_tiny_feature_extractor
 
     root = tmp_path_factory.mktemp("cv")
     build_tiny_feature_extractor(root / "codec", seed=0, max_duration=1.0)

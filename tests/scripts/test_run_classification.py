@@ -23,10 +23,14 @@ from safetensors.torch import load_file
 from sklearn.metrics import average_precision_score, f1_score
 from transformers import AutoModelForAudioClassification, RoFormerConfig, RoFormerModel
 
-import modeling_audioformer  # noqa: F401 - registers the Auto classes
+import audioformer.modeling_audioformer  # noqa: F401 - registers the Auto classes
 import run_classification
-from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerForMaskedLM
-from training.collators import pad_code_rows
+from audioformer.modeling_audioformer import (
+    AudioFormerConfig,
+    AudioFormerForAudioClassification,
+    AudioFormerForMaskedLM,
+)
+from audioformer.training.collators import pad_code_rows
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,8 +70,8 @@ COMMON = [
 def workdir(tmp_path_factory):
     """Tiny codec, a multi-label demo audiofolder (train / validation / test), the same clips relabelled with a rare
     class, and three tiny MLM checkpoints (codebooks C1, C2, C3)."""
-    from training.demo_data import write_demo_audiofolder
-    from training.tiny_codec import build_tiny_feature_extractor
+    from audioformer.training.demo_data import write_demo_audiofolder
+    from audioformer.training.tiny_codec import build_tiny_feature_extractor
 
     root = tmp_path_factory.mktemp("run_classification")
     build_tiny_feature_extractor(root / "codec", seed=0, max_duration=1.0)
@@ -441,7 +445,7 @@ RECORDING_SCRIPT = """
 import json, os, sys
 
 import run_classification
-from training.trainer import AudioClassificationTrainer
+from audioformer.training.trainer import AudioClassificationTrainer
 
 original = AudioClassificationTrainer.compute_loss
 

@@ -137,8 +137,8 @@ def test_single_process_trains_and_saves_a_loadable_checkpoint(single_run, tiny_
     import torch
     from transformers import AutoFeatureExtractor, AutoModelForMaskedLM
 
-    import modeling_audioformer  # noqa: F401 - registers the Auto classes
-    from modeling_audioformer import AudioFormerForMaskedLM
+    import audioformer.modeling_audioformer  # noqa: F401 - registers the Auto classes
+    from audioformer.modeling_audioformer import AudioFormerForMaskedLM
 
     out = single_run["out"]
     assert os.path.isfile(os.path.join(out, "model.safetensors"))
@@ -279,7 +279,7 @@ def test_kill_during_a_checkpoint_save_then_resume_last(single_run, tiny_codec_d
 
 def test_output_dir_checked_before_any_work(tiny_codec_dir, audio_dir, tmp_path, lock_holder):
     """Defect: a read-only --output_dir was found at the first save, after the training (the model was lost)."""
-    from tokenization.folder_lock import FolderInUseError, FolderNotWritableError
+    from audioformer.tokenization.folder_lock import FolderInUseError, FolderNotWritableError
 
     (tmp_path / "a_file").write_text("")
     cache = tmp_path / "tokenized"
@@ -326,7 +326,7 @@ def test_two_processes(single_run, tiny_codec_dir, audio_dir, tmp_path, free_por
     assert abs(losses[0][1] - math.log(1028)) < 0.5, losses
     from transformers import AutoModelForMaskedLM
 
-    import modeling_audioformer  # noqa: F401
+    import audioformer.modeling_audioformer  # noqa: F401
 
     assert AutoModelForMaskedLM.from_pretrained(out).config.codebook_index == 1
 
@@ -444,8 +444,8 @@ def test_label_only_and_empty_datasets(tiny_codec_dir, single_run, tmp_path):
 
 
 def test_config_overrides_and_json_file(tmp_path):
-    from modeling_audioformer import AudioFormerConfig
-    from training.loading import apply_config_overrides
+    from audioformer.modeling_audioformer import AudioFormerConfig
+    from audioformer.training.loading import apply_config_overrides
 
     config = apply_config_overrides(AudioFormerConfig(), "hidden_size=64,num_attention_heads=4,hidden_act=relu")
     assert (config.hidden_size, config.embedding_size, config.num_attention_heads) == (64, 64, 4)
@@ -458,8 +458,8 @@ def test_config_overrides_and_json_file(tmp_path):
     # The shipped configs parse (paper recipe and demo).
     from transformers import HfArgumentParser, TrainingArguments
 
+    from audioformer.training.arguments import ModelArguments, parse_args
     from run_mlm import MLMDataArguments
-    from training.arguments import ModelArguments, parse_args
 
     parser = HfArgumentParser((ModelArguments, MLMDataArguments, TrainingArguments))
     demo = os.path.join(REPO, "configs", "mlm_tiny_demo.yaml")  # a YAML file as the only argument
@@ -486,9 +486,9 @@ def test_max_duration_cuts_pretokenized_codes():
     """--max_duration on codes tokenized with a longer one: the collator cuts them, so the length check must too."""
     import datasets
 
-    from modeling_audioformer import AudioFormerConfig
-    from training.arguments import ModelArguments
-    from training.data import check_max_positions, max_code_length
+    from audioformer.modeling_audioformer import AudioFormerConfig
+    from audioformer.training.arguments import ModelArguments
+    from audioformer.training.data import check_max_positions, max_code_length
 
     class Codec:  # the two numbers max_code_length reads from the feature extractor
         sampling_rate, hop_length = 24000, 320

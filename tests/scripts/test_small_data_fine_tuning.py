@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 import run_classification
-from modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM, AudioFormerModel
-from training import export_embeddings
-from training.collators import pad_code_rows
+from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM, AudioFormerModel
+from audioformer.training import export_embeddings
+from audioformer.training.collators import pad_code_rows
 
 
 TINY = dict(
@@ -23,8 +23,8 @@ TINY = dict(
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """Tiny codec, a multi-label demo audiofolder (20 + 10 clips of 1 s) and two tiny MLM checkpoints (C1, C2)."""
-    from training.demo_data import write_demo_audiofolder
-    from training.tiny_codec import build_tiny_feature_extractor
+    from audioformer.training.demo_data import write_demo_audiofolder
+    from audioformer.training.tiny_codec import build_tiny_feature_extractor
 
     root = tmp_path_factory.mktemp("small_data")
     build_tiny_feature_extractor(root / "codec", seed=0, max_duration=1.0)

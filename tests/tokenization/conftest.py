@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training.tiny_codec import seed_audio
+from audioformer.training.tiny_codec import seed_audio
 
 
 def _write_wav(path, seconds, sr, seed, channels=1, subtype="PCM_16"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tokenization.audio_io import audio_identities, decode_audio, load_audio_dataset
+from audioformer.tokenization.audio_io import audio_identities, decode_audio, load_audio_dataset
 
 
 def test_load_audiofolder(audiofolder):

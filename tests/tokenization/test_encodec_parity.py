@@ -17,9 +17,9 @@ import torch
 import transformers  # noqa: F401  (import before the torchaudio placeholder)
 from transformers import EncodecConfig, EncodecModel
 
-from tokenization import AudioFormerFeatureExtractor
-from tokenization.convert_encodec import convert_encodec_state_dict
-from training.tiny_codec import seed_audio
+from audioformer.tokenization import AudioFormerFeatureExtractor
+from audioformer.tokenization.convert_encodec import convert_encodec_state_dict
+from audioformer.training.tiny_codec import seed_audio
 
 
 def _import_encodec():

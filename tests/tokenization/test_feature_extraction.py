@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from tokenization import AudioFormerFeatureExtractor
-from tokenization.feature_extraction_audioformer import resample_poly
-from training.tiny_codec import build_tiny_codec, seed_audio
+from audioformer.tokenization import AudioFormerFeatureExtractor
+from audioformer.tokenization.feature_extraction_audioformer import resample_poly
+from audioformer.training.tiny_codec import build_tiny_codec, seed_audio
 
 
 SR = 24000
@@ -204,7 +204,7 @@ def test_ambiguous_arrays_raise(tiny_feature_extractor, shape, message):
 
 
 def test_integer_pcm_scaling():
-    from tokenization.feature_extraction_audioformer import _to_float_tensor
+    from audioformer.tokenization.feature_extraction_audioformer import _to_float_tensor
 
     cases = [
         (np.array([-32768, 0, 16384, 32767], np.int16), [-1.0, 0.0, 0.5, 32767 / 32768]),
@@ -453,7 +453,7 @@ def test_auto_feature_extractor(tiny_codec_dir):
 
 
 def test_registered_for_audioformer_config():
-    configuration = pytest.importorskip("modeling_audioformer.configuration_audioformer")
+    configuration = pytest.importorskip("audioformer.modeling_audioformer.configuration_audioformer")
     from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING
 
     assert FEATURE_EXTRACTOR_MAPPING[configuration.AudioFormerConfig] is AudioFormerFeatureExtractor
@@ -476,7 +476,7 @@ def test_to_device(tiny_codec_dir):
 def test_code_tokenizer_round_trip(tmp_path):
     from transformers import AutoTokenizer, DataCollatorForLanguageModeling
 
-    from tokenization import AudioFormerTokenizer
+    from audioformer.tokenization import AudioFormerTokenizer
 
     tok = AudioFormerTokenizer()
     assert len(tok) == 1028
@@ -532,9 +532,9 @@ def test_trainer_with_the_feature_extractor_as_processing_class(tiny_codec_dir, 
         TrainingArguments,
     )
 
-    import modeling_audioformer  # noqa: F401  (registers the Auto classes)
-    from modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM
-    from tokenization.audio_io import decode_audio, load_audio_dataset
+    import audioformer.modeling_audioformer  # noqa: F401  (registers the Auto classes)
+    from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM
+    from audioformer.tokenization.audio_io import decode_audio, load_audio_dataset
 
     rng = np.random.default_rng(0)
     for split, count in (("train", 4), ("validation", 3)):

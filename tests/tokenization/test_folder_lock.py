@@ -5,8 +5,8 @@ import socket
 
 import pytest
 
-from tokenization import folder_lock
-from tokenization.folder_lock import (
+from audioformer.tokenization import folder_lock
+from audioformer.tokenization.folder_lock import (
     LOCK_FILE,
     FolderInUseError,
     FolderLock,

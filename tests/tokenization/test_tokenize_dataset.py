@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from tokenization import AudioFormerFeatureExtractor
-from tokenization import tokenize_dataset as td
-from tokenization.audio_io import decode_audio, load_audio_dataset
+from audioformer.tokenization import AudioFormerFeatureExtractor
+from audioformer.tokenization import tokenize_dataset as td
+from audioformer.tokenization.audio_io import decode_audio, load_audio_dataset
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -139,7 +139,7 @@ def test_cli(audiofolder, tiny_codec_dir, tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "tokenization.tokenize_dataset",
+        "audioformer.tokenization.tokenize_dataset",
         "--feature_extractor_name",
         tiny_codec_dir,
         "--data_dir",
@@ -159,8 +159,8 @@ def test_cli(audiofolder, tiny_codec_dir, tmp_path):
 _TWO_PROCESS_SCRIPT = r"""
 import json, os, sys
 import datasets
-from tokenization import AudioFormerFeatureExtractor
-from tokenization import tokenize_dataset as td
+from audioformer.tokenization import AudioFormerFeatureExtractor
+from audioformer.tokenization import tokenize_dataset as td
 
 fe_dir, data_dir, bad_dir, out = sys.argv[1:5]
 # 1. the CLI, each process taking its own shards
@@ -367,7 +367,7 @@ def test_a_truncated_file_is_listed_in_failures(tiny_feature_extractor, tmp_path
 
 
 def test_a_folder_in_use_by_another_run_is_refused(tiny_feature_extractor, tmp_path, lock_holder):
-    from tokenization.folder_lock import FolderInUseError
+    from audioformer.tokenization.folder_lock import FolderInUseError
 
     ds = _clips(tmp_path / "A", [1])
     holder = lock_holder(tmp_path / "out")
@@ -380,7 +380,7 @@ def test_a_folder_in_use_by_another_run_is_refused(tiny_feature_extractor, tmp_p
 
 _BLOCK_ON_SECOND_SHARD = r"""
 import os, sys, time
-from tokenization import tokenize_dataset as td
+from audioformer.tokenization import tokenize_dataset as td
 
 real, calls = td._tokenize_shard, []
 
@@ -419,7 +419,7 @@ def test_two_concurrent_pretokenizers(audiofolder, tiny_codec_dir, tmp_path):
         return process
 
     def cli():
-        cmd = [sys.executable, "-m", "tokenization.tokenize_dataset", *argv]
+        cmd = [sys.executable, "-m", "audioformer.tokenization.tokenize_dataset", *argv]
         return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
 
     first = start_blocking("first")

@@ -6,15 +6,20 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from modeling_audioformer.configuration_audioformer import BOA_TOKEN_ID, EOA_TOKEN_ID, MASK_TOKEN_ID, PAD_TOKEN_ID
-from training.augmentation import (
+from audioformer.modeling_audioformer.configuration_audioformer import (
+    BOA_TOKEN_ID,
+    EOA_TOKEN_ID,
+    MASK_TOKEN_ID,
+    PAD_TOKEN_ID,
+)
+from audioformer.training.augmentation import (
     CLIP_INDEX_COLUMN,
     AugmentationEpochCallback,
     AugmentedCollator,
     CodeAugmentation,
     add_clip_index,
 )
-from training.collators import DataCollatorForCodeClassification
+from audioformer.training.collators import DataCollatorForCodeClassification
 
 
 def clip(num_frames: int, seed: int, num_codebooks: int = 4) -> list[list[int]]:

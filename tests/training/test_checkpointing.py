@@ -8,13 +8,13 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM
-from tokenization import folder_lock
-from tokenization.folder_lock import FolderInUseError, FolderNotWritableError
-from training.arguments import ModelArguments
-from training.checkpointing import AtomicCheckpointTrainer, checkpoint_bytes, find_resume_checkpoint
-from training.collators import DataCollatorForCodeMLM
-from training.runs import claim_output_dir, resolve_checkpoint
+from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM
+from audioformer.tokenization import folder_lock
+from audioformer.tokenization.folder_lock import FolderInUseError, FolderNotWritableError
+from audioformer.training.arguments import ModelArguments
+from audioformer.training.checkpointing import AtomicCheckpointTrainer, checkpoint_bytes, find_resume_checkpoint
+from audioformer.training.collators import DataCollatorForCodeMLM
+from audioformer.training.runs import claim_output_dir, resolve_checkpoint
 
 
 TINY = "hidden_size=16,num_hidden_layers=1,num_attention_heads=2,intermediate_size=32"

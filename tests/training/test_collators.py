@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.collators import (
+from audioformer.training.collators import (
     DataCollatorForCodeClassification,
     DataCollatorForCodeMLM,
     pad_code_rows,
@@ -221,7 +221,7 @@ def test_seeded_masks_change_with_epoch_and_seed_and_keep_the_rate():
 def test_epoch_callback():
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
-    from training.collators import CollatorEpochCallback
+    from audioformer.training.collators import CollatorEpochCallback
 
     collator = DataCollatorForCodeMLM(seed=0)
     callback = CollatorEpochCallback(collator)

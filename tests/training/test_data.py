@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 from transformers import TrainingArguments
 
-from training.arguments import DataTrainingArguments, ModelArguments
-from training.data import prepare_code_datasets
+from audioformer.training.arguments import DataTrainingArguments, ModelArguments
+from audioformer.training.data import prepare_code_datasets
 
 
 def write_clip(path, seed, seconds):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.demo_data import demo_classification_flags, make_demo_clips, write_demo_audiofolder
-from training.tiny_codec import build_tiny_codec
+from audioformer.training.demo_data import demo_classification_flags, make_demo_clips, write_demo_audiofolder
+from audioformer.training.tiny_codec import build_tiny_codec
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_demo_codes_are_the_same_with_1_and_2_threads(tmp_path, threads):
     threads (its float32 twin differs on ~0.1% of codes, from near-ties in the codebook search)."""
     import soundfile as sf
 
-    from tokenization import AudioFormerFeatureExtractor
+    from audioformer.tokenization import AudioFormerFeatureExtractor
 
     flags = demo_classification_flags(str(tmp_path / "demo"))
     fe = AudioFormerFeatureExtractor.from_pretrained(flags[flags.index("--feature_extractor_name") + 1])

@@ -5,8 +5,8 @@ import json
 import pytest
 from transformers import TrainingArguments
 
-from training.arguments import DataTrainingArguments
-from training.evaluation import EvaluationArguments, check_test_source, source_has_split, split_names
+from audioformer.training.arguments import DataTrainingArguments
+from audioformer.training.evaluation import EvaluationArguments, check_test_source, source_has_split, split_names
 
 
 def test_the_test_split_is_never_the_validation_split(tmp_path):

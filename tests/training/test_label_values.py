@@ -4,7 +4,7 @@ they used to become class names silently ("0.5", "{'x': 1}", "['a']") or, for a 
 import datasets
 import pytest
 
-from training.labels import read_labels
+from audioformer.training.labels import read_labels
 
 
 def test_values_that_are_no_label():

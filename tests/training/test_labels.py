@@ -3,8 +3,8 @@
 import datasets
 import pytest
 
-from modeling_audioformer import AudioFormerConfig
-from training.labels import LabelSpace, encode_labels, read_labels
+from audioformer.modeling_audioformer import AudioFormerConfig
+from audioformer.training.labels import LabelSpace, encode_labels, read_labels
 
 
 def test_label_errors_name_rows():
@@ -60,7 +60,7 @@ def test_empty_label_lists_are_counted_and_reported(caplog):
             "test": datasets.Dataset.from_dict({"l": [[], ["b"]]}),
         }
     )
-    with caplog.at_level("WARNING", logger="training.labels"):
+    with caplog.at_level("WARNING", logger="audioformer.training.labels"):
         labels = LabelSpace.from_datasets(splits, "l")
     assert labels.empty_label_lists == {"train": 2, "test": 1}
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -72,6 +72,6 @@ def test_empty_label_lists_are_counted_and_reported(caplog):
     )
     assert encoded["train"]["label_ids"] == [[0], [], [0, 1], []]
     caplog.clear()
-    with caplog.at_level("WARNING", logger="training.labels"):
+    with caplog.at_level("WARNING", logger="audioformer.training.labels"):
         assert LabelSpace.from_datasets(splits, "l", warn=False).empty_label_lists == {"train": 2, "test": 1}
     assert not caplog.records

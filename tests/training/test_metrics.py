@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score
 
-from training.metrics import load_metric
+from audioformer.training.metrics import load_metric
 
 
 def fixed_multilabel(seed=0, num_clips=40, num_classes=7):
@@ -58,7 +58,7 @@ def test_accuracy():
 
 def test_bad_shapes_and_names():
     with pytest.raises(ValueError, match="same shape"):
-        from training.metrics.mean_average_precision.mean_average_precision import mean_average_precision
+        from audioformer.training.metrics.mean_average_precision.mean_average_precision import mean_average_precision
 
         mean_average_precision(np.zeros((3, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="Unknown metric"):
@@ -68,7 +68,7 @@ def test_bad_shapes_and_names():
 def test_classification_metrics():
     from transformers import EvalPrediction
 
-    from training.metrics import ClassificationMetrics
+    from audioformer.training.metrics import ClassificationMetrics
 
     scores, targets = fixed_multilabel(seed=2)
     scores, targets = scores[:, :3], targets[:, :3]
@@ -92,7 +92,7 @@ def brute_force_f1(scores, targets, candidates):
 
 def test_calibrated_thresholds_maximise_each_class_f1():
     """Against a brute-force search with scikit-learn's F1 over every cut between distinct scores."""
-    from training.metrics import calibrate_thresholds
+    from audioformer.training.metrics import calibrate_thresholds
 
     scores, targets = fixed_multilabel(seed=2, num_clips=60)
     thresholds = calibrate_thresholds(scores, targets)
@@ -116,7 +116,7 @@ def test_calibrated_thresholds_maximise_each_class_f1():
 
 def test_thresholds_follow_a_shift_of_the_logits():
     """An LSEP model's logits have no absolute scale; calibrated thresholds move with them."""
-    from training.metrics import calibrate_thresholds
+    from audioformer.training.metrics import calibrate_thresholds
 
     scores, targets = fixed_multilabel(seed=3)
     shift = np.arange(7) * 5.0 - 12.0
@@ -132,7 +132,7 @@ def test_thresholds_follow_a_shift_of_the_logits():
 def test_f1_metrics_only_with_thresholds():
     from transformers import EvalPrediction
 
-    from training.metrics import ClassificationMetrics
+    from audioformer.training.metrics import ClassificationMetrics
 
     scores, targets = fixed_multilabel(seed=4)
     prediction = EvalPrediction(predictions=scores, label_ids=targets.astype(np.float32))

@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
-from training.optimization import freeze_backbone, layerwise_lr_groups
-from training.trainer import AudioClassificationTrainer
+from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
+from audioformer.training.optimization import freeze_backbone, layerwise_lr_groups
+from audioformer.training.trainer import AudioClassificationTrainer
 
 
 def tiny_classifier(**overrides):

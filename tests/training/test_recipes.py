@@ -10,8 +10,8 @@ import yaml
 
 import run_classification
 import run_cross_validation
-from training.arguments import parse_args
-from training.cross_validation import CrossValidationArguments
+from audioformer.training.arguments import parse_args
+from audioformer.training.cross_validation import CrossValidationArguments
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.sampling import WeightedClipSampler, inverse_frequency_weights
+from audioformer.training.sampling import WeightedClipSampler, inverse_frequency_weights
 
 
 def test_inverse_frequency_weights():

@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel
-from training.sampling import WeightedClipSampler
-from training.trainer import AudioClassificationTrainer, check_positive_models, load_positive_models
+from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel
+from audioformer.training.sampling import WeightedClipSampler
+from audioformer.training.trainer import AudioClassificationTrainer, check_positive_models, load_positive_models
 
 
 def naive_mpc(features, tau):
@@ -188,7 +188,7 @@ def test_positive_model_checks(tmp_path):
         check_positive_models([other], anchor.config)
 
     # load_positive_models drops an MLM head and can re-assign the row.
-    from modeling_audioformer import AudioFormerForMaskedLM
+    from audioformer.modeling_audioformer import AudioFormerForMaskedLM
 
     torch.manual_seed(3)
     mlm = AudioFormerForMaskedLM(AudioFormerConfig(**TINY))

@@ -1,7 +1,7 @@
 """Local `evaluate` modules (loaded by path, so they work offline): `mean_average_precision`, `multilabel_f1`,
 `accuracy`; and per-class decision thresholds calibrated on a validation split (`thresholds.py`).
 
-    from training.metrics import load_metric
+    from audioformer.training.metrics import load_metric
     load_metric("mean_average_precision").compute(predictions=scores, references=multi_hot)
 
     compute_metrics = ClassificationMetrics(multi_label=True, id2label=config.id2label)   # for Trainer
