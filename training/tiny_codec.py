@@ -55,13 +55,17 @@ def seed_codebooks(codec: EncodecModel, seed: int = 0, num_clips: int = 8, secon
 
     Computed in float64, then stored in the codec's dtype: in float32 the encoder's sums differ in the last bit
     between thread counts, which flipped near-tied nearest-code searches here and changed the later codebooks, so
-    the "same" seeded codec gave other codes with 1 and 2 threads (1.3% of the demo's codes).
+    the "same" seeded codec gave other codes with 1 and 2 threads (1.3% of the demo's codes). On some CPUs (Intel
+    Xeon here) float64 convolutions differ in the last bit too, so the seeding also runs on one thread.
     """
     dtype = next(codec.parameters()).dtype
+    threads = torch.get_num_threads()
     codec.double()
+    torch.set_num_threads(1)  # float64 sums still differ in the last bit between thread counts on some CPUs
     try:
         _seed_codebooks(codec, seed, num_clips, seconds)
     finally:
+        torch.set_num_threads(threads)
         codec.to(dtype)
 
 
@@ -121,7 +125,7 @@ def build_tiny_feature_extractor(
     Saves a tiny codec (in `dtype`) and an `AudioFormerFeatureExtractor` pointing at it into `save_directory`
     (`config.json` + `model.safetensors` + `preprocessor_config.json`); returns the feature extractor.
     """
-    from tokenization.feature_extraction_audioformer import AudioFormerFeatureExtractor
+    from audioformer.tokenization.feature_extraction_audioformer import AudioFormerFeatureExtractor
 
     save_directory = os.fspath(save_directory)
     build_tiny_codec(seed=seed, save_directory=save_directory, dtype=dtype)
