@@ -423,9 +423,11 @@ def test_cli_dry_run_lists_the_space_files(classifier_dir, capsys):
 SPACE_SCRIPT = textwrap.dedent("""
     import importlib.abc, json, sys
 
+    PROJECT = ("audioformer", "modeling_audioformer", "tokenization", "model_cards", "training")
+
     class Blocker(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("modeling_audioformer", "tokenization", "model_cards", "training"):
+            if name.split(".")[0] in PROJECT:
                 raise ModuleNotFoundError(f"No module named {name!r} (blocked: no AudioFormer project here)")
             return None
 
