@@ -65,7 +65,8 @@ from transformers import HfArgumentParser
 
 from .arguments import AudioDataArguments, CodecArguments, load_audio_splits, load_feature_extractor
 from .audio_io import audio_identities, decode_audio
-from .folder_lock import LOCK_FILE, FolderInUseError, FolderLock, FolderNotWritableError, check_writable_folder
+from .folder_lock import LOCK_FILE
+from .processes import claim_output_folder, process_state, shutdown, wait_for_everyone_or_raise
 
 
 logger = logging.getLogger(__name__)
@@ -76,43 +77,6 @@ WRITTEN_COLUMNS = ("input_ids", "length", SOURCE_COLUMN)
 IF_INPUTS_CHANGED = ("raise", "retokenize")
 INFO_FILE = "tokenization_info.json"
 INPUTS_DIR = "_inputs"
-# Errors shared across processes keep their type (a ValueError is bad input, the folder errors name another run).
-_SHARED_ERRORS = {cls.__name__: cls for cls in (ValueError, FolderInUseError, FolderNotWritableError)}
-
-
-def process_state():
-    """The accelerate process state. Without a GPU, processes started by `accelerate launch --multi_gpu` (or
-    torchrun) join a gloo (MULTI_CPU) group instead of each running alone."""
-    from accelerate import PartialState
-
-    if PartialState._shared_state:
-        return PartialState()
-    return PartialState(cpu=not torch.cuda.is_available())
-
-
-def wait_for_everyone_or_raise(state, error: Exception | None = None):
-    """
-    `state.wait_for_everyone()` that also shares failures. Every process calls it with the exception it caught
-    since the last call (or None); if any process failed, every process raises the same error (a ValueError for
-    bad input, the folder lock's errors as themselves, else a RuntimeError) instead of the others waiting at the
-    next barrier until the timeout.
-    """
-    message = None if error is None else (type(error).__name__, str(error))
-    if state.num_processes > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-        messages = [None] * state.num_processes
-        torch.distributed.all_gather_object(messages, message)
-        failed = [(rank, m) for rank, m in enumerate(messages) if m is not None]
-    else:  # one process (or a backend without torch.distributed): nothing to share
-        if error is not None:
-            raise error
-        state.wait_for_everyone()
-        return
-    if not failed:
-        return
-    rank, (kind, text) = failed[0]
-    if kind in _SHARED_ERRORS:
-        raise _SHARED_ERRORS[kind](text) from error
-    raise RuntimeError(f"Pre-tokenization failed on process {rank}: {kind}: {text}") from error
 
 
 def inputs_digest(identities) -> str:
@@ -462,24 +426,6 @@ def pretokenize(
             lock.release()
 
 
-def claim_output_folder(output_dir, state=None, flag: str = "The tokenized-dataset folder") -> FolderLock | None:
-    """Locks `output_dir` for this run on the main process and checks that it can be written; every process raises
-    the same error (`FolderInUseError` naming the other run, `FolderNotWritableError`). Returns the main process's
-    lock (None elsewhere)."""
-    state = state or process_state()
-    lock, error = None, None
-    try:
-        if state.is_main_process:
-            lock = FolderLock(output_dir, purpose="pre-tokenizing audio").acquire()
-            check_writable_folder(output_dir, flag=flag)
-    except Exception as err:
-        error = err
-        if lock is not None:
-            lock.release()
-    wait_for_everyone_or_raise(state, error)
-    return lock
-
-
 def _pretokenize_locked(
     splits,
     is_dict,
@@ -678,14 +624,6 @@ def main(argv=None):
     )
     if process_state().is_main_process:
         logger.info("wrote %s: %s", run_args.output_dir, out)
-
-
-def shutdown():
-    """Leaves the process group cleanly: a gloo group left to the interpreter's exit can abort the process
-    ("terminate called without an active exception") after all the work is done."""
-    state = process_state()
-    state.wait_for_everyone()
-    state.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import sys
 import datasets
 
 from audioformer.tokenization.folder_lock import FolderLock, check_writable_folder, held_lock
-from audioformer.tokenization.tokenize_dataset import process_state, wait_for_everyone_or_raise
+from audioformer.tokenization.processes import process_state, wait_for_everyone_or_raise
 
 from .checkpointing import checkpoint_bytes, checkpoint_problem, find_resume_checkpoint
 from .loading import load_config
