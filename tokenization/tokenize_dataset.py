@@ -175,18 +175,27 @@ def _drop_stale_shards(work_dir, num_shards, identities, split_name):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _pretokenize_split(
-    dataset,
-    feature_extractor,
-    split_dir,
-    work_dir,
-    audio_column_name,
-    batch_size,
-    keep_columns,
-    num_shards,
-    show_progress,
-    state,
-):
+@dataclass(frozen=True)
+class PretokenizeSettings:
+    """How `pretokenize` works, checked once where it enters (see `pretokenize` for each field)."""
+
+    audio_column_name: str = "audio"
+    batch_size: int = 8
+    keep_columns: bool = True
+    num_shards: int | None = None
+    resume: bool = True
+    show_progress: bool = True
+    if_inputs_changed: str = "raise"
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
+        if self.if_inputs_changed not in IF_INPUTS_CHANGED:
+            raise ValueError(f"if_inputs_changed must be one of {IF_INPUTS_CHANGED}, got {self.if_inputs_changed!r}.")
+
+
+def _pretokenize_split(dataset, feature_extractor, split_dir, work_dir, num_shards, settings, state):
+    audio_column_name = settings.audio_column_name
     num_shards = min(num_shards, max(1, len(dataset)))
     names = _shard_names(num_shards)
     error = None
@@ -195,7 +204,7 @@ def _pretokenize_split(
         todo = [i for i in mine if not os.path.isdir(os.path.join(work_dir, names[i]))]
         rows = sum(len(range(*_shard_range(len(dataset), num_shards, i))) for i in todo)
         progress = None
-        if show_progress:
+        if settings.show_progress:
             from tqdm.auto import tqdm
 
             progress = tqdm(total=rows, desc=f"tokenizing (rank {state.process_index})", position=state.process_index)
@@ -206,8 +215,8 @@ def _pretokenize_split(
                 shard,
                 feature_extractor,
                 audio_column_name,
-                batch_size,
-                keep_columns,
+                settings.batch_size,
+                settings.keep_columns,
                 progress,
                 [identity[0] for identity in identities],
             )
@@ -381,6 +390,9 @@ def pretokenize(
         ValueError: bad arguments, another codec, other input files (with "raise"), or a folder that is not a
             pre-tokenizer output.
     """
+    settings = PretokenizeSettings(
+        audio_column_name, batch_size, keep_columns, num_shards, resume, show_progress, if_inputs_changed
+    )
     state = process_state()
     is_dict = isinstance(dataset, datasets.DatasetDict)
     splits = dataset if is_dict else {None: dataset}
@@ -399,57 +411,29 @@ def pretokenize(
                 f"The dataset{f' split {split!r}' if split else ''} already has column(s) {clash}, which the "
                 "tokenized output writes; rename them or drop the other columns (keep_columns=False / --drop_columns)."
             )
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    if if_inputs_changed not in IF_INPUTS_CHANGED:
-        raise ValueError(f"if_inputs_changed must be one of {IF_INPUTS_CHANGED}, got {if_inputs_changed!r}.")
     output_dir = os.fspath(output_dir)
 
     lock = claim_output_folder(output_dir, state)
     try:
-        return _pretokenize_locked(
-            splits,
-            is_dict,
-            feature_extractor,
-            output_dir,
-            audio_column_name,
-            batch_size,
-            keep_columns,
-            num_shards,
-            resume,
-            show_progress,
-            if_inputs_changed,
-            state,
-        )
+        return _pretokenize_locked(splits, is_dict, feature_extractor, output_dir, settings, state)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _pretokenize_locked(
-    splits,
-    is_dict,
-    feature_extractor,
-    output_dir,
-    audio_column_name,
-    batch_size,
-    keep_columns,
-    num_shards,
-    resume,
-    show_progress,
-    if_inputs_changed,
-    state,
-):
-    settings = {
+def _pretokenize_locked(splits, is_dict, feature_extractor, output_dir, settings: PretokenizeSettings, state):
+    """`pretokenize` while the main process holds the folder lock."""
+    audio_column_name, if_inputs_changed = settings.audio_column_name, settings.if_inputs_changed
+    made_with = {
         "feature_extractor": {
             k: v for k, v in feature_extractor.to_dict().items() if k not in ("codec_name_or_path", "codec_batch_size")
         },
         "codec_name_or_path": feature_extractor.codec_name_or_path,
         "codec_sha256": codec_digest(feature_extractor) if state.is_main_process else None,
         "audio_column_name": audio_column_name,
-        "keep_columns": keep_columns,
+        "keep_columns": settings.keep_columns,
     }
-    settings = json.loads(json.dumps(settings))
+    made_with = json.loads(json.dumps(made_with))
     info_path = os.path.join(output_dir, INFO_FILE)
     failures_path = os.path.join(output_dir, "failures.json")
     info, error = {}, None
@@ -458,11 +442,11 @@ def _pretokenize_locked(
             _check_ours(output_dir)
             info = _read_json(info_path, default={})
             previous = {k: v for k, v in info.items() if k != "splits"}
-            if info and not resume:
+            if info and not settings.resume:
                 _clear_output(output_dir)
                 info = {}
-            elif info and previous != settings:
-                differences = "; ".join(_settings_differences(previous, settings))
+            elif info and previous != made_with:
+                differences = "; ".join(_settings_differences(previous, made_with))
                 if if_inputs_changed == "raise":
                     raise ValueError(
                         f"{output_dir} holds codes made with another codec or settings ({differences}); use another "
@@ -473,7 +457,7 @@ def _pretokenize_locked(
                 )
                 _clear_output(output_dir)
                 info = {}
-            info = dict(settings, splits=info.get("splits", {}))
+            info = dict(made_with, splits=info.get("splits", {}))
             _write_json(info_path, info)
     except Exception as err:
         error = err
@@ -484,7 +468,7 @@ def _pretokenize_locked(
         name = split if is_dict else "data"
         done_marker = os.path.join(output_dir, f".done-{name}")
         work_dir = os.path.join(output_dir, "_work", name)
-        shards = num_shards or max(state.num_processes, math.ceil(len(ds) / ROWS_PER_SHARD))
+        shards = settings.num_shards or max(state.num_processes, math.ceil(len(ds) / ROWS_PER_SHARD))
         identities = None
         try:
             if state.is_main_process:
@@ -515,18 +499,7 @@ def _pretokenize_locked(
         wait_for_everyone_or_raise(state, error)
         if os.path.isfile(done_marker):
             continue
-        failures = _pretokenize_split(
-            ds,
-            feature_extractor,
-            split_dir,
-            work_dir,
-            audio_column_name,
-            batch_size,
-            keep_columns,
-            shards,
-            show_progress,
-            state,
-        )
+        failures = _pretokenize_split(ds, feature_extractor, split_dir, work_dir, shards, settings, state)
         try:
             if state.is_main_process:
                 # the report is saved with the split, so a resumed run still reports the splits finished before
