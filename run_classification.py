@@ -17,7 +17,7 @@ Fine-tune AudioFormer for audio classification (paper 3.3): FT1, and FT2 with mu
     # FT2: add the frozen models pretrained on C2..C4
     ... --mpc_positive_models <pretrained-C2> <pretrained-C3> <pretrained-C4> --mpc_alpha 0.95 --mpc_temperature 0.05
 
-    python run_classification.py configs/ft_as20k_ft1.json          # the paper's recipes, see configs/
+    python run_classification.py configs/ft_as20k_ft1.yaml          # the paper's recipes, see configs/
 
 Data flags, codec and model flags are `run_mlm.py`'s (`training/data.py`); raw audio is tokenized once and cached.
 The evaluation protocol (validation vs. test split, decision thresholds) is `training/evaluation.py`. The output

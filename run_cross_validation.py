@@ -3,7 +3,7 @@
 K-fold cross-validation with run_classification.py, in one command (ESC-50: 5 folds, mean and standard deviation of
 the test accuracy, as the literature reports it).
 
-    python run_cross_validation.py configs/ft_esc50_ft1.json
+    python run_cross_validation.py configs/ft_esc50_ft1.yaml
     python run_cross_validation.py --train_file data/esc50/esc50.csv --audio_column_name filename \
         --label_column_name category --fold_column fold --model_name_or_path outputs/audioformer-mlm-c1 \
         --max_duration 5 --do_train --do_eval --output_dir outputs/esc50 ...   # any run_classification flag

@@ -8,7 +8,7 @@ Masked-LM pretraining of AudioFormer on EnCodec codes (paper sections 3.2 and 4.
     python run_mlm.py configs/mlm_tiny_demo.yaml                       # all flags in one .json / .yaml file
     python run_mlm.py --data_dir clips/ --config_overrides "hidden_size=64,num_hidden_layers=2" \
         --codebook_index 0 --output_dir out --do_train --do_eval
-    accelerate launch --num_processes 8 run_mlm.py configs/mlm_audioset2m_c1.json     # DDP
+    accelerate launch --num_processes 8 run_mlm.py configs/mlm_audioset2m_c1.yaml     # DDP
 
 Raw audio is tokenized once (cached, see `training/data.py`); or pass `--tokenized_dataset` made by
 `python -m audioformer.tokenization.tokenize_dataset`.

@@ -4,7 +4,7 @@ Fine-tuning augmentation on code ids: masking a share of the input codes, and ma
 Audio transformers fine-tuned on few labels overfit within a few epochs; hiding part of the input is the cheapest
 regulariser they use. On codes it is direct: a hidden code becomes `<MASK>` (id 1027), the token the model met in
 masked-LM pretraining (paper 3.2). The authors' own fine-tuning scripts masked 10% of the input codes on FSD50K
-(`configs/ft_fsd50k_*.json` say so); the paper's other recipes use no augmentation, and everything here is off by
+(`configs/ft_fsd50k_*.yaml` say so); the paper's other recipes use no augmentation, and everything here is off by
 default.
 
 - `code_mask_probability`: each code token becomes `<MASK>` with this probability (independently).

@@ -638,7 +638,7 @@ def test_demo_detection():
     assert run_classification.is_demo([])
     assert run_classification.is_demo(["--output_dir", "x"])
     assert not run_classification.is_demo(["--data_dir=x"])
-    assert not run_classification.is_demo(["configs/ft_as20k_ft1.json"])
+    assert not run_classification.is_demo(["configs/ft_as20k_ft1.yaml"])
 
 
 def test_test_split_must_not_be_the_validation_split(workdir):

@@ -15,7 +15,7 @@ from audioformer.training.cross_validation import CrossValidationArguments
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FT_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "ft_*.json")))
+FT_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "ft_*.yaml")))
 MLM_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "mlm_*")))
 
 
@@ -64,11 +64,26 @@ def test_fine_tuning_recipes_select_on_validation_and_test_once(path):
         assert data_args.eval_split_name == "validation" and data_args.validation_split_percentage > 0
     if "fsd50k" in name:
         assert data_args.eval_split_name == "validation"
-    if name.endswith("_ft2.json") and "stage2" not in name:  # AS-2M's stage 2 is FT1 in the paper
+    if name.endswith("_ft2.yaml") and "stage2" not in name:  # AS-2M's stage 2 is FT1 in the paper
         assert len(cls_args.mpc_positive_models) == 3 and cls_args.mpc_alpha == 0.95
         assert cls_args.mpc_temperature == 0.05
 
 
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*"))), ids=os.path.basename)
+def test_recipes_say_what_they_are_for(path):
+    """A YAML header names the script, the paper's number it targets (or that there is none) and the command."""
+    assert path.endswith(".yaml"), "recipes are YAML, so that they can carry their header comment"
+    with open(path) as f:
+        header = [line[1:].strip() for line in f.read().splitlines() if line.startswith("#")]
+    assert len(header) >= 2 and header[0], "a first comment line says what the recipe reproduces"
+    run = next((line for line in header if line.startswith("Script: ")), None)
+    assert run is not None, "a 'Script: <script>. Run: <command>' line"
+    script, command = run[len("Script: ") :].split(". Run: ")
+    assert os.path.isfile(os.path.join(REPO, script)), script
+    assert script in command and command.endswith(f"configs/{os.path.basename(path)}")
+    assert "Table" in header[0] or "no paper number" in header[0] or "paper" in header[0]
+
+
 def test_every_fine_tuning_recipe_is_covered():
     names = {os.path.basename(p) for p in FT_CONFIGS}
-    assert {"ft_as20k_ft1.json", "ft_esc50_ft1.json", "ft_fsd50k_ft1.json", "ft_as2m_stage1_ft1.json"} <= names
+    assert {"ft_as20k_ft1.yaml", "ft_esc50_ft1.yaml", "ft_fsd50k_ft1.yaml", "ft_as2m_stage1_ft1.yaml"} <= names
