@@ -4,12 +4,10 @@ from a finished run (config, metrics, hyper-parameters, curves) and writes `READ
 `handler.py`) into `output_dir`. `run_mlm.py` and `run_classification.py` call it after `trainer.save_model`.
 """
 
-import json
 import logging
 import math
 import os
 import re
-import shutil
 from pathlib import Path
 from string import Template
 
@@ -17,17 +15,16 @@ from audioformer.modeling_audioformer import long_audio
 from audioformer.modeling_audioformer.configuration_audioformer import DEFAULT_CODEC
 
 from .plots import plot_per_class_ap, plot_training_curve
+from .remote_code import read_folder_json, write_remote_code
+from .widget import widget_example
 
 
 logger = logging.getLogger(__name__)
 
 CARD_DIR = Path(__file__).resolve().parent
 CARD_TEMPLATE = CARD_DIR / "audioformer_card.md"
-HANDLER_FILE = CARD_DIR / "handler.py"
-LONG_AUDIO_FILE = Path(long_audio.__file__)
 
 TASKS = ("audio-classification", "fill-mask")
-EXAMPLE_AUDIO = "example.wav"
 
 
 # Trainer bookkeeping numbers that are not results.
@@ -38,11 +35,6 @@ SPLIT_ROLES = {
     "eval": "validation: the split the best checkpoint (and any decision thresholds) was selected on, so optimistic",
     "test": "test: evaluated once, at the end, with the selected model",
 }
-
-
-def _read_json(path) -> dict:
-    path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def result_metrics(metrics: dict | None) -> dict:
@@ -88,55 +80,6 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _example_waveform(sampling_rate: int, seconds: float = 3.0):
-    """A seeded mixture of two tones and a little noise: a clip anyone can regenerate."""
-    import numpy as np
-
-    t = np.arange(int(seconds * sampling_rate)) / sampling_rate
-    rng = np.random.default_rng(0)
-    wav = 0.4 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1250 * t) + 0.05 * rng.standard_normal(t.size)
-    return wav.astype(np.float32)
-
-
-def widget_example(output_dir, top_k: int = 5) -> dict | None:
-    """
-    Writes `example.wav` into `output_dir` and returns the widget entry `{"src", "example_title", "output"}` with
-    the model's top-k scores on it, or None when the model or its codec cannot be loaded here (the card then has no
-    widget). The hosted widget does not run remote-code models, so these outputs are what the page shows.
-    """
-    try:
-        import soundfile as sf
-        import torch
-        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-
-        import audioformer.tokenization  # noqa: F401  registers AudioFormerFeatureExtractor with AutoFeatureExtractor
-        from audioformer.modeling_audioformer.long_audio import score_waveform
-
-        fe = AutoFeatureExtractor.from_pretrained(output_dir)
-        model = AutoModelForAudioClassification.from_pretrained(output_dir).eval()
-        wav = _example_waveform(fe.sampling_rate)
-        with torch.no_grad():
-            scores = score_waveform(model, fe, wav, fe.sampling_rate)
-        sf.write(Path(output_dir) / EXAMPLE_AUDIO, wav, fe.sampling_rate)
-    except Exception as err:  # a card must never fail a finished training run
-        logger.warning("No widget example on the card (%s: %s)", type(err).__name__, err)
-        return None
-    top = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
-    return {
-        "src": EXAMPLE_AUDIO,
-        "example_title": "Two tones and noise (synthetic, 3 s)",
-        "output": [{"label": label, "score": round(score, 4)} for label, score in top],
-    }
-
-
-def save_code_tokenizer(output_dir) -> None:
-    """Saves the code-id tokenizer (`AudioFormerTokenizer`, with its remote code) for `AutoTokenizer` and the
-    `fill-mask` / `feature-extraction` pipelines."""
-    from audioformer.tokenization import AudioFormerTokenizer
-
-    AudioFormerTokenizer().save_pretrained(output_dir)
-
-
 SPACE_LINK = "**Try it in your browser:**"
 
 
@@ -167,37 +110,6 @@ def link_space(output_dir, space_id: str) -> bool:
         lines[at:at] = ["", link]
     readme.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return True
-
-
-def complete_auto_map(output_dir) -> dict:
-    """
-    Adds every AudioFormer Auto class whose code file is in the folder to `config.json` (the models' own
-    `save_pretrained` already writes them all; folders saved otherwise may lack some), `AutoFeatureExtractor` and
-    `AutoTokenizer` when their code is there, and the project's audio-classification pipeline (`custom_pipelines`)
-    when `long_audio.py` is; returns the auto_map.
-    """
-    from audioformer.modeling_audioformer.modeling_audioformer import AUTO_MAP
-
-    path = Path(output_dir) / "config.json"
-    config = _read_json(path)
-    if config.get("model_type") != "audioformer":
-        return config.get("auto_map", {})
-    auto_map = dict(config.get("auto_map") or {})
-    for auto_class, ref in AUTO_MAP.items():
-        if (Path(output_dir) / (ref.split(".")[0] + ".py")).is_file():
-            auto_map.setdefault(auto_class, ref)
-    if (Path(output_dir) / "feature_extraction_audioformer.py").is_file():
-        auto_map.setdefault("AutoFeatureExtractor", "feature_extraction_audioformer.AudioFormerFeatureExtractor")
-    if (Path(output_dir) / "tokenization_audioformer.py").is_file():
-        auto_map.setdefault("AutoTokenizer", ["tokenization_audioformer.AudioFormerTokenizer", None])
-    custom_pipelines = dict(config.get("custom_pipelines") or {})
-    if (Path(output_dir) / "long_audio.py").is_file():
-        custom_pipelines.update(long_audio.CUSTOM_PIPELINES)
-    if auto_map != config.get("auto_map") or custom_pipelines != (config.get("custom_pipelines") or {}):
-        config["auto_map"] = auto_map
-        config["custom_pipelines"] = custom_pipelines
-        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return auto_map
 
 
 def _metadata(task, config, by_split, split_names, dataset_name, base_model, widget) -> str:
@@ -346,21 +258,15 @@ def write_model_card(
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise ValueError(f"output_dir {str(output_dir)!r} is not a folder: save the model there first.")
-    config = _read_json(output_dir / "config.json")
-    fe_config = _read_json(output_dir / "preprocessor_config.json")
+    config = read_folder_json(output_dir / "config.json")
+    fe_config = read_folder_json(output_dir / "preprocessor_config.json")
     by_split = results_by_split(metrics)
     split_names = {**DEFAULT_SPLIT_NAMES, **(split_names or {})}
     multi_label = config.get("problem_type") == "multi_label_classification"
     max_duration = float(fe_config.get("max_duration", 10.0))
 
-    save_code_tokenizer(output_dir)
-    widget = None
-    if task == "audio-classification":
-        shutil.copyfile(HANDLER_FILE, output_dir / "handler.py")
-        shutil.copyfile(LONG_AUDIO_FILE, output_dir / "long_audio.py")
-    complete_auto_map(output_dir)
-    if task == "audio-classification":
-        widget = widget_example(output_dir)
+    write_remote_code(output_dir, classifier=task == "audio-classification")
+    widget = widget_example(output_dir) if task == "audio-classification" else None
 
     figures = []
     if per_class_ap and plot_per_class_ap(per_class_ap, output_dir / "per_class_ap.png"):

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from audioformer.modeling_audioformer.pickle_detection import describe_pickle
 
-from .card import EXAMPLE_AUDIO, complete_auto_map, link_space
+from .card import link_space
+from .remote_code import complete_auto_map
+from .widget import EXAMPLE_AUDIO
 
 
 logger = logging.getLogger(__name__)

@@ -9,8 +9,9 @@ import torch
 from huggingface_hub import ModelCard
 
 import audioformer.modeling_audioformer  # noqa: F401
-from audioformer.model_cards.card import complete_auto_map, write_model_card
+from audioformer.model_cards.card import write_model_card
 from audioformer.model_cards.publish import files_to_upload, main, publish
+from audioformer.model_cards.remote_code import complete_auto_map
 from audioformer.modeling_audioformer import (
     AudioFormerConfig,
     AudioFormerForAudioClassification,
