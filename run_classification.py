@@ -59,6 +59,7 @@ from audioformer.training.runs import (
     claim_output_dir,
     finish_run,
     log_process,
+    pin_memory_follows_device,
     resolve_checkpoint,
     setup_logging,
     training_args_summary,
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None):
     model_args, data_args, cls_args, eval_args, training_args = parse_args(argument_parser(), argv)
 
     setup_logging(training_args, logger)
+    pin_memory_follows_device(training_args)
     log_process(training_args, logger)
     if cls_args.early_stopping_patience is not None:
         if training_args.eval_strategy == "no":

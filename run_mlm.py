@@ -34,6 +34,7 @@ from audioformer.training.runs import (
     claim_output_dir,
     finish_run,
     log_process,
+    pin_memory_follows_device,
     resolve_checkpoint,
     setup_logging,
     training_args_summary,
@@ -77,6 +78,7 @@ def main(argv=None):
     parser = HfArgumentParser((ModelArguments, MLMDataArguments, TrainingArguments))
     model_args, data_args, training_args = parse_args(parser, argv)
     setup_logging(training_args, logger)
+    pin_memory_follows_device(training_args)
     log_process(training_args, logger)
     # Fails on bad masking flags before the data is touched.
     masking_flags = dict(

@@ -36,6 +36,13 @@ def setup_logging(training_args, script_logger: logging.Logger):
     transformers.utils.logging.enable_explicit_format()
 
 
+def pin_memory_follows_device(training_args) -> None:
+    """Pinned host memory only speeds up copies to an accelerator; on a CPU-only run torch's DataLoader warns about
+    it at every epoch and evaluation, so it is switched off there."""
+    if training_args.device.type == "cpu":
+        training_args.dataloader_pin_memory = False
+
+
 def log_process(training_args, script_logger: logging.Logger):
     """One line per process, the same in both scripts: rank, world size, device, distribution and precision; the
     full training arguments at info level."""
