@@ -1,6 +1,8 @@
 """Shared test fixtures. Everything is built locally: no test downloads anything."""
 
+import os
 import socket
+import sys
 
 import pytest
 import torch
@@ -39,6 +41,48 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """`tiny_config(**overrides)`: an AudioFormerConfig of the tiny model (`tiny_codec.TINY_MODEL`), with overrides."""
+    from audioformer.modeling_audioformer import AudioFormerConfig
+    from audioformer.training.tiny_codec import TINY_MODEL
+
+    return lambda **overrides: AudioFormerConfig(**{**TINY_MODEL, **overrides})
+
+
+def launch_command(script, *args, num_processes: int = 2, port: int, num_machines: int = 1, machine_rank: int = 0):
+    """`accelerate launch` of `script` (a path, or `-m module`) on CPU processes: without a GPU, `--multi_gpu`
+    starts torch.distributed workers that join a gloo group (MULTI_CPU); run it with ACCELERATE_USE_CPU set."""
+    script = list(script) if isinstance(script, (list, tuple)) else [os.fspath(script)]
+    machines = ["--num_machines", str(num_machines)]
+    if num_machines > 1:
+        machines += ["--machine_rank", str(machine_rank), "--main_process_ip", "127.0.0.1"]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(num_processes),
+        *machines,
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(port),
+        *script,
+        *map(str, args),
+    ]
+
+
+@pytest.fixture
+def launch(free_port):
+    """`launch(script, *args, num_processes=2)`: the `accelerate launch` command line (see `launch_command`) on
+    this test's free port."""
+    return lambda script, *args, **kwargs: launch_command(script, *args, port=kwargs.pop("port", free_port), **kwargs)
 
 
 @pytest.fixture(scope="session")

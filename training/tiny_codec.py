@@ -18,6 +18,12 @@ import torch
 from transformers import EncodecConfig, EncodecModel
 
 
+# A tiny AudioFormer (2 layers x 32, 4 heads) to go with the tiny codec: the model most tests build.
+TINY_MODEL = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=256
+)
+
+
 def tiny_codec_config(**overrides) -> EncodecConfig:
     """EncodecConfig of the tiny codec: 24 kHz, hop 8*5*4*2 = 320, codebook 1024, bandwidths (1.5, 3, 6)."""
     kwargs = dict(
@@ -134,4 +140,4 @@ def build_tiny_feature_extractor(
     return fe
 
 
-__all__ = ["build_tiny_codec", "build_tiny_feature_extractor", "tiny_codec_config", "seed_audio"]
+__all__ = ["TINY_MODEL", "build_tiny_codec", "build_tiny_feature_extractor", "tiny_codec_config", "seed_audio"]

@@ -18,17 +18,13 @@ from audioformer.modeling_audioformer import (
     AudioFormerForMaskedLM,
 )
 from audioformer.tokenization import AudioFormerFeatureExtractor
-
-
-TINY = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=256
-)
+from audioformer.training.tiny_codec import TINY_MODEL
 
 
 @pytest.fixture
 def classifier_dir(tmp_path, tiny_codec_dir):
     config = AudioFormerConfig(
-        **TINY,
+        **TINY_MODEL,
         num_labels=3,
         problem_type="multi_label_classification",
         id2label={0: "dog", 1: "rain", 2: "siren"},
@@ -85,8 +81,8 @@ def test_card_snippet_runs(classifier_dir):
     assert scope["scores"].shape == (1, 3)
 
 
-def test_fill_mask_card_and_complete_auto_map(tmp_path):
-    AudioFormerForMaskedLM(AudioFormerConfig(**TINY)).save_pretrained(tmp_path)
+def test_fill_mask_card_and_complete_auto_map(tmp_path, tiny_config):
+    AudioFormerForMaskedLM(tiny_config()).save_pretrained(tmp_path)
     path = write_model_card(str(tmp_path), task="fill-mask", metrics={"eval_loss": 5.5, "eval_accuracy": 0.1})
     data = ModelCard.load(path).data.to_dict()
     assert data["pipeline_tag"] == "fill-mask" and "widget" not in data

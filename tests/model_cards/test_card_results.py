@@ -11,18 +11,16 @@ from audioformer.model_cards.card import write_model_card
 from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification
 from audioformer.modeling_audioformer.long_audio import score_description
 from audioformer.tokenization import AudioFormerFeatureExtractor
+from audioformer.training.tiny_codec import TINY_MODEL
 
 
-TINY = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=256
-)
 LABELS = ["dog", "rain", "siren"]
 THRESHOLDS = [1.5, -0.75, 0.25]
 
 
 def classifier(path, codec_dir, thresholds=None):
     config = AudioFormerConfig(
-        **TINY,
+        **TINY_MODEL,
         problem_type="multi_label_classification",
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},

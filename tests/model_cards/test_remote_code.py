@@ -25,6 +25,8 @@ import pytest
 import torch
 from transformers.dynamic_module_utils import get_imports, get_relative_imports
 
+from audioformer.training.tiny_codec import TINY_MODEL
+
 
 REPO_ID = "org/audioformer-tiny"
 MLM_REPO_ID = "org/audioformer-mlm-tiny"
@@ -55,11 +57,7 @@ def build_published_folder(
     from audioformer.tokenization import AudioFormerFeatureExtractor
 
     config = AudioFormerConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=256,
+        **TINY_MODEL,
         num_labels=len(LABELS),
         problem_type=problem_type,
         id2label=dict(enumerate(LABELS)),
@@ -84,9 +82,7 @@ def build_pretraining_folder(path: Path) -> Path:
     from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM
     from audioformer.tokenization import AudioFormerFeatureExtractor
 
-    config = AudioFormerConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=256
-    )
+    config = AudioFormerConfig(**TINY_MODEL)
     torch.manual_seed(1)
     AudioFormerForMaskedLM(config).save_pretrained(path)
     AudioFormerFeatureExtractor(codec_name_or_path=CODEC_ID, max_duration=2.0).save_pretrained(path)

@@ -43,12 +43,10 @@ from audioformer.modeling_audioformer.long_audio import (
     split_audio,
 )
 from audioformer.tokenization import AudioFormerFeatureExtractor
+from audioformer.training.tiny_codec import TINY_MODEL
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TINY = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=256
-)
 LABELS = ["chirp", "clicks", "high_tone", "low_tone", "noise_band", "silence"]
 TOP_K = 3
 WINDOW = 1.0  # the test checkpoints' max_duration, seconds
@@ -56,7 +54,7 @@ WINDOW = 1.0  # the test checkpoints' max_duration, seconds
 
 def save_checkpoint(path: Path, codec_dir: str, model_class, task: str | None = None, **config_kwargs) -> str:
     """A tiny AudioFormer saved like a run's output: weights, config, feature extractor (1 s window) and card."""
-    config = AudioFormerConfig(**TINY, **config_kwargs)
+    config = AudioFormerConfig(**TINY_MODEL, **config_kwargs)
     torch.manual_seed(0)
     model = model_class(config)
     if hasattr(model, "classifier"):  # spread the scores, so the top-k order is clear-cut

@@ -19,6 +19,7 @@ from audioformer.modeling_audioformer.long_audio import (
     sliding_windows,
 )
 from audioformer.tokenization import AudioFormerFeatureExtractor
+from audioformer.training.tiny_codec import TINY_MODEL
 
 
 LABELS = ["dog", "rain", "siren", "speech"]
@@ -29,11 +30,7 @@ THRESHOLDS = [2.0, -1.5, 0.25, 4.0]  # logit units, one per label
 
 def make_folder(path, codec_dir, problem_type, decision_thresholds=None):
     config = AudioFormerConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=256,
+        **TINY_MODEL,
         num_labels=len(LABELS),
         problem_type=problem_type,
         id2label=dict(enumerate(LABELS)),

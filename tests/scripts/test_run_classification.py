@@ -467,7 +467,7 @@ run_classification.main()
 """
 
 
-def test_ft2_multi_label_weighted_two_processes(workdir, free_port):
+def test_ft2_multi_label_weighted_two_processes(workdir, launch):
     """`accelerate launch` with two CPU processes (gloo): FT2, multi-label, weighted sampling, on data where 4 of 20
     training clips hold the rare class. Each rank's batches are recorded: the ranks train on different clips, and
     the rare class is drawn about half the time (inverse-frequency weights), not a fifth of it."""
@@ -486,23 +486,7 @@ def test_ft2_multi_label_weighted_two_processes(workdir, free_port):
     )
     max_steps = 5
     cmd = (
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            str(free_port),
-            str(script),
-        ]
+        launch(script)
         + data_flags(workdir, "imbalanced")
         + COMMON
         + [

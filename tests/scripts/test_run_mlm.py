@@ -56,30 +56,15 @@ def write_clips(directory, num_clips, seed):
         f.write("\n".join(json.dumps(r) for r in rows))
 
 
-def run_script(args, num_processes=1, timeout=300, port=None):
+def run_script(args, launch=None, timeout=300):
+    """run_mlm.py in one process, or in two CPU processes through the `launch` fixture."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=REPO, OMP_NUM_THREADS="1")
-    if num_processes == 1:
-        cmd = [sys.executable, os.path.join(REPO, "run_mlm.py"), *args]
+    script = os.path.join(REPO, "run_mlm.py")
+    if launch is None:
+        cmd = [sys.executable, script, *args]
     else:
         env["ACCELERATE_USE_CPU"] = "1"
-        cmd = [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(num_processes),
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            str(port),
-            os.path.join(REPO, "run_mlm.py"),
-            *args,
-        ]
+        cmd = launch(script, *args)
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
@@ -293,7 +278,7 @@ def test_output_dir_checked_before_any_work(tiny_codec_dir, audio_dir, tmp_path,
     assert not cache.exists()  # nothing was tokenized
 
 
-def test_two_processes(single_run, tiny_codec_dir, audio_dir, tmp_path, free_port):
+def test_two_processes(single_run, tiny_codec_dir, audio_dir, tmp_path, launch):
     out = str(tmp_path / "ddp")
     output = run_script(
         [
@@ -314,8 +299,7 @@ def test_two_processes(single_run, tiny_codec_dir, audio_dir, tmp_path, free_por
             "no",
             *COMMON,
         ],
-        num_processes=2,
-        port=free_port,
+        launch=launch,
     )
     assert (
         "Process rank: 0, world size: 2" in output and "Process rank: 1, world size: 2" in output

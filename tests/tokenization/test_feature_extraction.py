@@ -12,7 +12,7 @@ import torch
 
 from audioformer.tokenization import AudioFormerFeatureExtractor
 from audioformer.tokenization.feature_extraction_audioformer import resample_poly
-from audioformer.training.tiny_codec import build_tiny_codec, seed_audio
+from audioformer.training.tiny_codec import TINY_MODEL, build_tiny_codec, seed_audio
 
 
 SR = 24000
@@ -546,9 +546,7 @@ def test_trainer_with_the_feature_extractor_as_processing_class(tiny_codec_dir, 
                 sf.write(tmp_path / "data" / split / label / f"{i}.wav", audio.astype(np.float32), 16000)
     checkpoint = tmp_path / "pretrained"  # --model_name_or_path: a pretraining checkpoint with its feature extractor
     torch.manual_seed(0)
-    config = AudioFormerConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=256
-    )
+    config = AudioFormerConfig(**TINY_MODEL)
     AudioFormerForMaskedLM(config).save_pretrained(checkpoint)
     AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir).save_pretrained(checkpoint)
 

@@ -190,7 +190,7 @@ td.shutdown()
 
 
 @pytest.mark.slow
-def test_accelerate_launch_two_processes(audiofolder, tiny_codec_dir, tmp_path, free_port):
+def test_accelerate_launch_two_processes(audiofolder, tiny_codec_dir, tmp_path, launch):
     pytest.importorskip("accelerate")
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -198,28 +198,7 @@ def test_accelerate_launch_two_processes(audiofolder, tiny_codec_dir, tmp_path, 
         (bad / f"{i}.wav").write_bytes(b"not audio")
     script = tmp_path / "two_processes.py"
     script.write_text(_TWO_PROCESS_SCRIPT)
-    # Without a GPU, `--multi_gpu` starts torch.distributed workers that join a gloo group (MULTI_CPU).
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(free_port),
-        str(script),
-        tiny_codec_dir,
-        audiofolder,
-        str(bad),
-        str(tmp_path),
-    ]
+    cmd = launch(script, tiny_codec_dir, audiofolder, str(bad), str(tmp_path))
     proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, "\n".join(x for x in proc.stderr.splitlines() if "[rank" in x)[-3000:]
     assert "tokenizing (rank 1)" in proc.stderr  # a second process really took shards
