@@ -22,15 +22,10 @@ import time
 import numpy as np
 import soundfile as sf
 import torch
+from transformers import EncodecConfig, EncodecModel
 
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from transformers import EncodecConfig, EncodecModel  # noqa: E402
-
-from audioformer.tokenization import AudioFormerFeatureExtractor  # noqa: E402
-from audioformer.training.tiny_codec import build_tiny_codec, seed_audio, seed_codebooks  # noqa: E402
+from audioformer.tokenization import AudioFormerFeatureExtractor
+from audioformer.training.tiny_codec import build_tiny_codec, seed_audio, seed_codebooks
 
 
 def full_size_codec(seed=0) -> EncodecModel:
@@ -109,7 +104,7 @@ def write_clips(folder, num_clips):
 def bench_pretokenizer(fe_dir, num_clips, tmp):
     data = os.path.join(tmp, "audio")
     write_clips(data, num_clips)
-    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
     args = [
         "-m",
         "audioformer.tokenization.tokenize_dataset",

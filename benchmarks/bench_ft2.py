@@ -22,16 +22,12 @@ import sys
 import tempfile
 
 import torch
+from interleaved_timing import medians, time_interleaved
+from peak_memory import in_fresh_process, print_step_peak_bytes
+from transformers import TrainingArguments
 
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from interleaved_timing import medians, time_interleaved  # noqa: E402
-from peak_memory import in_fresh_process, print_step_peak_bytes  # noqa: E402
-from transformers import TrainingArguments  # noqa: E402
-
-from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel  # noqa: E402
-from audioformer.training.trainer import AudioClassificationTrainer  # noqa: E402
+from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel
+from audioformer.training.trainer import AudioClassificationTrainer
 
 
 PAD_ID = 1

@@ -25,15 +25,11 @@ import os
 import sys
 
 import torch
+from interleaved_timing import medians, time_interleaved
+from peak_memory import in_fresh_process, print_step_peak_bytes
+from transformers import RoFormerConfig, RoFormerModel
 
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from interleaved_timing import medians, time_interleaved  # noqa: E402
-from peak_memory import in_fresh_process, print_step_peak_bytes  # noqa: E402
-from transformers import RoFormerConfig, RoFormerModel  # noqa: E402
-
-from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerModel  # noqa: E402
+from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerModel
 
 
 PAD_ID = 1

@@ -138,7 +138,7 @@ def run(cmd: list[str], log: str) -> None:
     """Runs a stage as a subprocess of this checkout (its output in `log`); stops with the log's tail on failure."""
     print("$", " ".join(cmd), flush=True)
     threads = str(THREADS)
-    env = dict(os.environ, PYTHONPATH=REPO, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads)
     # Appended (O_APPEND), not truncated: a second launch that the folder's lock refuses must not clobber the log
     # of the run that holds it.
@@ -331,7 +331,6 @@ def main(argv=None):
         parser.error(f"unknown rows {unknown}; the rows are: {', '.join(rows)}")
     global THREADS
     THREADS = args.threads
-    sys.path.insert(0, REPO)
     work = os.path.abspath(args.work_dir)
     prepare(work)
 
