@@ -43,6 +43,7 @@ from audioformer.training.augmentation import (
 )
 from audioformer.training.collators import DataCollatorForCodeClassification
 from audioformer.training.data import check_max_positions, max_code_length, num_codebooks_of, prepare_code_datasets
+from audioformer.training.demo_data import DEMO_NOTE, demo_classification_flags
 from audioformer.training.evaluation import (
     EvaluationArguments,
     calibrate_if_needed,
@@ -156,8 +157,6 @@ def is_demo(argv: list[str]) -> bool:
 
 def demo_argv(argv: list[str]) -> list[str]:
     """Writes the demo data and codec; returns the demo's flags followed by the user's (which win)."""
-    from audioformer.training.demo_data import DEMO_NOTE, demo_classification_flags
-
     demo_dir = ClassificationArguments.demo_dir
     for i, arg in enumerate(argv):
         if arg == "--demo_dir" and i + 1 < len(argv):

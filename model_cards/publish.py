@@ -19,6 +19,7 @@ from audioformer.modeling_audioformer.pickle_detection import describe_pickle
 
 from .card import link_space
 from .remote_code import complete_auto_map
+from .space_repo import check_repo_id, publish_space, space_files, space_url
 from .widget import EXAMPLE_AUDIO
 
 
@@ -107,8 +108,6 @@ def publish(
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id or ""):
         raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}.")
     if space_id is not None:
-        from .space_repo import check_repo_id
-
         check_repo_id(space_id, "space_id")
     folder = Path(folder)
     files = files_to_upload(folder)
@@ -128,8 +127,6 @@ def publish(
         token=token,
     )
     if space_id is not None:
-        from .space_repo import publish_space
-
         publish_space(space_id, repo_id, private=private, token=token, api=api)
     return info
 
@@ -174,8 +171,6 @@ def main(argv=None):
         for name in files_to_upload(args.output_dir):
             print(name)
         if args.space_id:
-            from .space_repo import check_repo_id, space_files, space_url
-
             print(f"Space {check_repo_id(args.space_id, 'space_id')} ({space_url(args.space_id)}):")
             for name in sorted(space_files(args.repo_id)):
                 print(f"  {name}")

@@ -16,6 +16,10 @@ import os
 
 import datasets
 
+from audioformer.tokenization.arguments import load_audio_splits
+from audioformer.tokenization.audio_io import audio_name
+from audioformer.tokenization.tokenize_dataset import load_tokenized_dataset, pretokenize, read_tokenization_info
+
 from .arguments import DataTrainingArguments, ModelArguments
 from .loading import load_feature_extractor
 
@@ -119,7 +123,6 @@ def _split_key(ds, audio_column_name) -> list:
     for in-memory data (audiofolders, whose fingerprints are random) the audio paths themselves."""
     if ds.cache_files:
         return [len(ds), ds._fingerprint]
-    from audioformer.tokenization.audio_io import audio_name
 
     names = hashlib.sha256("\n".join(audio_name(v) for v in ds[audio_column_name]).encode()).hexdigest()
     return [len(ds), names]
@@ -171,9 +174,6 @@ def prepare_code_datasets(
         ValueError: no audio column, not a tokenized dataset, a missing or empty split, or a --codebook_index the
         codec does not produce.
     """
-    from audioformer.tokenization.arguments import load_audio_splits
-    from audioformer.tokenization.tokenize_dataset import load_tokenized_dataset, pretokenize, read_tokenization_info
-
     need_train = training_args.do_train if need_train is None else need_train
     need_eval = training_args.do_eval if need_eval is None else need_eval
     if not need_train and not need_eval:

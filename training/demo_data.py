@@ -22,6 +22,8 @@ import shutil
 import numpy as np
 import torch
 
+from .tiny_codec import build_tiny_feature_extractor
+
 
 DEMO_CLASSES = ("low_tone", "high_tone", "chirp", "noise_band", "clicks")
 DEMO_NOTE = (
@@ -161,8 +163,6 @@ def demo_classification_flags(demo_dir: str = "demo_data", output_dir: str = "de
     and the best checkpoint are chosen on 20 validation clips; the reported accuracy is on 40 test clips, evaluated
     once at the end.
     """
-    from .tiny_codec import build_tiny_feature_extractor
-
     # Absolute, since the saved feature extractor keeps this path to find its codec. Float64, so that the codes, and
     # the demo's number, are the same with any thread count (float32 codes differ at near-ties).
     codec_dir = os.path.abspath(os.path.join(demo_dir, "tiny_codec"))

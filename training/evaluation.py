@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass, field
 
 from .arguments import DataTrainingArguments
+from .data import prepare_code_datasets
+from .metrics import calibrate_thresholds, keep_logits
 
 
 logger = logging.getLogger(__name__)
@@ -86,8 +88,6 @@ def prepare_test_dataset(model_args, data_args, training_args, eval_args: Evalua
     Returns:
         a `datasets.Dataset` with `input_ids`, `length` and the source's other columns.
     """
-    from .data import prepare_code_datasets
-
     check_test_source(data_args, eval_args)
     changes = dict(validation_split_percentage=0, max_eval_samples=eval_args.max_test_samples)
     if eval_args.test_file is not None:
@@ -150,8 +150,6 @@ def calibrate_decision_thresholds(trainer, validation_dataset) -> list[float]:
     Returns:
         `(C,)` thresholds in logit units, as floats for `config.decision_thresholds`.
     """
-    from .metrics import calibrate_thresholds, keep_logits
-
     prediction = trainer.predict(validation_dataset, metric_key_prefix="calibration")
     thresholds = calibrate_thresholds(keep_logits(prediction.predictions), prediction.label_ids)
     logger.info(

@@ -28,6 +28,7 @@ import torch
 
 from audioformer.modeling_audioformer import AudioFormerModel
 from audioformer.modeling_audioformer.modeling_audioformer import codes_and_mask, masked_mean
+from audioformer.tokenization.tokenize_dataset import load_tokenized_dataset, read_tokenization_info
 
 from .collators import pad_code_rows
 
@@ -86,8 +87,6 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    from audioformer.tokenization.tokenize_dataset import load_tokenized_dataset, read_tokenization_info
 
     source = load_tokenized_dataset(args.tokenized_dataset)
     if isinstance(source, datasets.Dataset):

@@ -4,6 +4,7 @@ import logging
 import os
 
 import audioformer.tokenization.arguments
+from audioformer.modeling_audioformer import AudioFormerConfig
 
 from .arguments import ModelArguments
 
@@ -57,8 +58,6 @@ def load_config(model_args: ModelArguments, num_codebooks: int | None = None, **
     (e.g. num_labels, id2label). Raises a ValueError naming the field if the result is inconsistent (e.g. a
     codebook index the codec does not produce).
     """
-    from audioformer.modeling_audioformer import AudioFormerConfig
-
     common = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
     if model_args.model_name_or_path:
         config = AudioFormerConfig.from_pretrained(model_args.model_name_or_path, **common)

@@ -17,6 +17,8 @@ import os
 import torch
 from transformers import EncodecConfig, EncodecModel
 
+from audioformer.tokenization.feature_extraction_audioformer import AudioFormerFeatureExtractor
+
 
 # A tiny AudioFormer (2 layers x 32, 4 heads) to go with the tiny codec: the model most tests build.
 TINY_MODEL = dict(
@@ -131,8 +133,6 @@ def build_tiny_feature_extractor(
     Saves a tiny codec (in `dtype`) and an `AudioFormerFeatureExtractor` pointing at it into `save_directory`
     (`config.json` + `model.safetensors` + `preprocessor_config.json`); returns the feature extractor.
     """
-    from audioformer.tokenization.feature_extraction_audioformer import AudioFormerFeatureExtractor
-
     save_directory = os.fspath(save_directory)
     build_tiny_codec(seed=seed, save_directory=save_directory, dtype=dtype)
     fe = AudioFormerFeatureExtractor(codec_name_or_path=save_directory, max_duration=max_duration, **fe_kwargs)
