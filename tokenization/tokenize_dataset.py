@@ -42,7 +42,7 @@ interrupted run restarted with the same arguments redoes only unfinished shards.
 max(number of processes, rows / 1024): resume with the same number of processes, or fix `--num_shards`.
 If any process fails (e.g. no clip of a split is readable), every process raises the same error.
 
-The codec and audio flags are those of the training scripts (`tokenization/arguments.py`): `--feature_extractor_name`
+The codec and audio flags are those of the training scripts (`tokenization/audio_arguments.py`): `--feature_extractor_name`
 or `--codec_name_or_path` / `--bandwidth` / `--max_duration`, `--preprocessing_batch_size`, and `--overwrite_cache`
 (start over instead of resuming).
 
@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from transformers import HfArgumentParser
 
-from .arguments import AudioDataArguments, CodecArguments, load_audio_splits, load_feature_extractor
+from .audio_arguments import AudioDataArguments, CodecArguments, load_audio_splits, load_feature_extractor
 from .audio_io import audio_identities, decode_audio
 from .folder_lock import LOCK_FILE
 from .processes import claim_output_folder, process_state, shutdown, wait_for_everyone_or_raise
@@ -561,7 +561,7 @@ def load_tokenized_dataset(path):
 
 @dataclass
 class PretokenizeArguments:
-    """Where the codes go and how the work is split (the codec and audio flags are `tokenization.arguments`')."""
+    """Where the codes go and how the work is split (the codec and audio flags are `tokenization.audio_arguments`')."""
 
     output_dir: str = field(metadata={"help": "Folder the tokenized dataset is written to (and resumed from)."})
     num_shards: int | None = field(

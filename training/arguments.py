@@ -1,7 +1,7 @@
 """
 The flags of `run_mlm.py` and `run_classification.py`: which model, codec and data, parsed with `HfArgumentParser`
 from the command line or from one .json / .yaml file. The codec and audio flags are the pre-tokenizer's
-(`tokenization/arguments.py`), extended here.
+(`tokenization/audio_arguments.py`), extended here.
 
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
     model_args, data_args, training_args = parse_args(parser)
@@ -11,7 +11,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from audioformer.tokenization.arguments import AudioDataArguments, CodecArguments
+from audioformer.tokenization.audio_arguments import AudioDataArguments, CodecArguments
 
 
 @dataclass

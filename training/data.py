@@ -16,7 +16,7 @@ import os
 
 import datasets
 
-from audioformer.tokenization.arguments import load_audio_splits
+from audioformer.tokenization.audio_arguments import load_audio_splits
 from audioformer.tokenization.audio_io import audio_name
 from audioformer.tokenization.tokenize_dataset import load_tokenized_dataset, pretokenize, read_tokenization_info
 

@@ -3,7 +3,7 @@
 import logging
 import os
 
-import audioformer.tokenization.arguments
+import audioformer.tokenization.audio_arguments
 from audioformer.modeling_audioformer import AudioFormerConfig
 
 from .arguments import ModelArguments
@@ -95,7 +95,7 @@ def load_model(model_class, model_args: ModelArguments, config, **kwargs):
 
 def load_feature_extractor(model_args: ModelArguments, tokenized_info: dict | None = None):
     """
-    The run's AudioFormerFeatureExtractor (`tokenization.arguments.load_feature_extractor`): --feature_extractor_name,
+    The run's AudioFormerFeatureExtractor (`tokenization.audio_arguments.load_feature_extractor`): --feature_extractor_name,
     else the one saved with --model_name_or_path, else the settings a pre-tokenized dataset was made with, else a new
     one on --codec_name_or_path.
     """
@@ -107,7 +107,7 @@ def load_feature_extractor(model_args: ModelArguments, tokenized_info: dict | No
     settings = None
     if tokenized_info is not None:
         settings = dict(tokenized_info["feature_extractor"], codec_name_or_path=tokenized_info["codec_name_or_path"])
-    return audioformer.tokenization.arguments.load_feature_extractor(model_args, saved=saved, settings=settings)
+    return audioformer.tokenization.audio_arguments.load_feature_extractor(model_args, saved=saved, settings=settings)
 
 
 def _has_preprocessor_config(model_args) -> bool:
