@@ -42,9 +42,9 @@ interrupted run restarted with the same arguments redoes only unfinished shards.
 max(number of processes, rows / 1024): resume with the same number of processes, or fix `--num_shards`.
 If any process fails (e.g. no clip of a split is readable), every process raises the same error.
 
-The codec and audio flags are those of the training scripts (`tokenization/audio_arguments.py`): `--feature_extractor_name`
-or `--codec_name_or_path` / `--bandwidth` / `--max_duration`, `--preprocessing_batch_size`, and `--overwrite_cache`
-(start over instead of resuming).
+The codec and audio flags are those of the training scripts (`tokenization/audio_arguments.py`):
+`--feature_extractor_name` or `--codec_name_or_path` / `--bandwidth` / `--max_duration`, `--preprocessing_batch_size`,
+and `--overwrite_cache` (start over instead of resuming).
 
 Clips are encoded `batch_size` at a time with `padding="longest"`; the codec is causal, so a clip's codes do not
 depend on its batch (exactly so in float64; in float32 a near-tie can flip a code, ~1e-4 of codes measured).

@@ -21,7 +21,7 @@ from audioformer.tokenization.audio_io import audio_name
 from audioformer.tokenization.tokenize_dataset import load_tokenized_dataset, pretokenize, read_tokenization_info
 
 from .arguments import DataTrainingArguments, ModelArguments
-from .loading import load_feature_extractor
+from .loading import load_run_feature_extractor
 
 
 logger = logging.getLogger(__name__)
@@ -189,14 +189,14 @@ def prepare_code_datasets(
             source = datasets.DatasetDict({data_args.train_split_name: source})
         _check_tokenized(source, path)
         info = read_tokenization_info(path)
-        feature_extractor = load_feature_extractor(model_args, tokenized_info=info)
+        feature_extractor = load_run_feature_extractor(model_args, tokenized_info=info)
         code_datasets = _select_splits(source, data_args, training_args, need_train, need_eval)
         _check_codebook_index(model_args, num_codebooks_of(code_datasets), f"--tokenized_dataset {path}")
         if check_splits is not None:
             check_splits(code_datasets)
         return code_datasets, feature_extractor
 
-    feature_extractor = load_feature_extractor(model_args)
+    feature_extractor = load_run_feature_extractor(model_args)
     # Raises before anything is tokenized (and loads the codec, which tokenizing needs anyway).
     _check_codebook_index(
         model_args,

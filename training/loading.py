@@ -3,8 +3,8 @@
 import logging
 import os
 
-import audioformer.tokenization.audio_arguments
 from audioformer.modeling_audioformer import AudioFormerConfig
+from audioformer.tokenization.audio_arguments import load_feature_extractor
 
 from .arguments import ModelArguments
 
@@ -93,11 +93,11 @@ def load_model(model_class, model_args: ModelArguments, config, **kwargs):
     return model_class(config)
 
 
-def load_feature_extractor(model_args: ModelArguments, tokenized_info: dict | None = None):
+def load_run_feature_extractor(model_args: ModelArguments, tokenized_info: dict | None = None):
     """
-    The run's AudioFormerFeatureExtractor (`tokenization.audio_arguments.load_feature_extractor`): --feature_extractor_name,
-    else the one saved with --model_name_or_path, else the settings a pre-tokenized dataset was made with, else a new
-    one on --codec_name_or_path.
+    The run's AudioFormerFeatureExtractor (through `tokenization.audio_arguments.load_feature_extractor`):
+    --feature_extractor_name, else the one saved with --model_name_or_path, else the settings a pre-tokenized dataset
+    was made with, else a new one on --codec_name_or_path.
     """
     saved = (
         model_args.model_name_or_path
@@ -107,7 +107,7 @@ def load_feature_extractor(model_args: ModelArguments, tokenized_info: dict | No
     settings = None
     if tokenized_info is not None:
         settings = dict(tokenized_info["feature_extractor"], codec_name_or_path=tokenized_info["codec_name_or_path"])
-    return audioformer.tokenization.audio_arguments.load_feature_extractor(model_args, saved=saved, settings=settings)
+    return load_feature_extractor(model_args, saved=saved, settings=settings)
 
 
 def _has_preprocessor_config(model_args) -> bool:
