@@ -47,8 +47,9 @@ ROFORMER_FIELDS = (
     "layer_norm_eps",
     "rotary_value",
 )
-# The code-id contract (DESIGN.md, paper 4.2). Taken from an AudioFormer config.json, never from a RoFormer one, whose
-# pad_token_id (0 by default) is a text-tokenizer id: as AudioFormer's it would make <BOA> padding.
+# The code-id contract (configuration_audioformer.py, paper 4.2). Taken from an AudioFormer config.json, never from
+# a RoFormer one, whose pad_token_id (0 by default) is a text-tokenizer id: as AudioFormer's it would make <BOA>
+# padding.
 TOKEN_ID_FIELDS = ("bos_token_id", "pad_token_id", "eos_token_id", "mask_token_id")
 
 

@@ -5,7 +5,10 @@ Audio -> EnCodec code ids for AudioFormer.
 - `AudioFormerTokenizer` (tokenization_audioformer.py): ids <-> readable tokens (`<c12>`, `<MASK>`), for fill-mask.
 - `tokenize_dataset.py`: pre-tokenizes a whole audio dataset once
   (`python -m audioformer.tokenization.tokenize_dataset`).
-- `tiny_codec.py`: a tiny seeded EnCodec for tests and demos; `convert_encodec.py`: Meta checkpoint -> transformers.
+- `audio_io.py`: decoding and listing audio; `audio_arguments.py`: the codec and audio flags; `processes.py`: the
+  processes of a multi-process run; `folder_lock.py`: one run per output folder.
+- `convert_encodec.py`: Meta's EnCodec checkpoint -> transformers. (The tiny seeded test codec is
+  `audioformer.training.tiny_codec`.)
 """
 
 from .feature_extraction_audioformer import AudioFormerFeatureExtractor
