@@ -28,6 +28,9 @@ LONG_AUDIO_FILE = Path(long_audio.__file__)
 
 TASKS = ("audio-classification", "fill-mask")
 EXAMPLE_AUDIO = "example.wav"
+# What an Inference Endpoint installs from the repository's requirements.txt besides its image: the feature extractor
+# resamples with python-soxr; the handler decodes WAV, FLAC and OGG with soundfile (without ffmpeg).
+ENDPOINT_REQUIREMENTS = "soxr>=0.5,<2\nsoundfile>=0.12\n"
 
 
 # Trainer bookkeeping numbers that are not results.
@@ -327,7 +330,8 @@ def write_model_card(
     """
     Writes `README.md` (Hub metadata + text) into the saved model folder `output_dir`, plus where possible
     `per_class_ap.png` / `training_curve.png`, `example.wav` (widget example), the code-id tokenizer and, for audio
-    classification, `handler.py` (Inference Endpoints) and `long_audio.py` (the pipeline `config.json` declares).
+    classification, `handler.py` and `requirements.txt` (Inference Endpoints) and `long_audio.py` (the pipeline
+    `config.json` declares).
     Returns the README path.
 
     Args:
@@ -358,6 +362,7 @@ def write_model_card(
     if task == "audio-classification":
         shutil.copyfile(HANDLER_FILE, output_dir / "handler.py")
         shutil.copyfile(LONG_AUDIO_FILE, output_dir / "long_audio.py")
+        (output_dir / "requirements.txt").write_text(ENDPOINT_REQUIREMENTS)
     complete_auto_map(output_dir)
     if task == "audio-classification":
         widget = widget_example(output_dir)
