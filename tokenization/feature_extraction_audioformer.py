@@ -22,6 +22,7 @@ Input convention (transformers' audio feature extractors: Wav2Vec2, AST, Whisper
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,6 +55,8 @@ except ImportError:  # Hub remote code: configuration_audioformer.py sits beside
 # `codec_name_or_path` values starting with "." are relative to the folder of `preprocessor_config.json`; a local
 # codec is saved there under this name, so the folder can be moved or published with its codec.
 CODEC_FOLDER = "codec"
+# A Hub repository id, "name" or "org/name" (what a saved `codec_name_or_path` not starting with "." must be).
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 # Input sampling rates accepted, in Hz: from telephone-band recordings down to 1 kHz up to the 384 kHz of studio
@@ -152,6 +155,23 @@ def _to_float_tensor(clip) -> torch.Tensor:
     if not torch.isfinite(clip).all():
         raise ValueError("Audio contains NaN or Inf values.")
     return clip
+
+
+def check_codec_reference(value: str, source: str) -> None:
+    """A `codec_name_or_path` read from `source`'s `preprocessor_config.json` must be a path inside that folder
+    (`"./codec"`, `"."`) or a Hub id (`"org/name"`): a published folder must not load a codec from elsewhere on the
+    machine (`"../../.."`, an absolute path). Raises a ValueError saying so."""
+    if value.startswith("."):
+        path = os.path.normpath(value)
+        inside = not os.path.isabs(path) and path != ".." and not path.startswith(".." + os.sep)
+    else:
+        inside = HUB_ID.fullmatch(value) is not None and ".." not in value
+    if not inside:
+        raise ValueError(
+            f"preprocessor_config.json of {source} gives codec_name_or_path={value!r}, which leaves the folder: a "
+            "saved feature extractor's codec must be inside it (e.g. './codec') or a Hub id ('org/name'). Pass "
+            "codec_name_or_path=... to from_pretrained to load a codec from elsewhere on purpose."
+        )
 
 
 def resolve_relative_codec(source: str, relative_path: str, hub_kwargs: dict) -> str:
@@ -283,6 +303,8 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         subfolder = kwargs.get("subfolder") or ""
         out = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         fe = out[0] if isinstance(out, tuple) else out
+        if relative_codec:
+            check_codec_reference(fe.codec_name_or_path, str(pretrained_model_name_or_path))
         if relative_codec and fe.codec_name_or_path.startswith("."):
             fe.codec_name_or_path = resolve_relative_codec(
                 str(pretrained_model_name_or_path), os.path.join(subfolder, fe.codec_name_or_path), hub_kwargs

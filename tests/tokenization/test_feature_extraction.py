@@ -4,6 +4,7 @@ import copy
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -676,3 +677,22 @@ def test_trainer_with_the_feature_extractor_as_processing_class(tiny_codec_dir, 
         again = reloaded(**reloaded_fe(wavs, sampling_rate=16000)).logits
     np.testing.assert_allclose(again.numpy(), expected.numpy(), atol=1e-5)
     assert reloaded.config.id2label == dict(enumerate(labels))
+
+
+@pytest.mark.parametrize("reference", ["../../..", "./codec/../../elsewhere", "..", "/etc", "codec/../../x", "a/b/c"])
+def test_a_saved_codec_reference_stays_inside_the_folder(tiny_codec_dir, tmp_path, reference):
+    """A preprocessor_config.json may not point its codec outside its folder (it loaded any codec on the machine)."""
+    shutil.copytree(tiny_codec_dir, tmp_path / "outside")  # a codec the reference could reach
+    folder = tmp_path / "a" / "b" / "model"
+    AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, max_duration=1.0).save_pretrained(folder)
+    config = json.loads((folder / "preprocessor_config.json").read_text())
+    config["codec_name_or_path"] = reference
+    (folder / "preprocessor_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"codec_name_or_path=.* leaves the folder: .* inside it \(e.g. './codec'\)"):
+        AudioFormerFeatureExtractor.from_pretrained(folder)
+    # the caller's own path is still the caller's choice, and references inside the folder or to the Hub load
+    AudioFormerFeatureExtractor.from_pretrained(folder, codec_name_or_path=str(tmp_path / "outside"))
+    for fine in ("./codec", "./codec/../codec", "facebook/encodec_24khz"):
+        config["codec_name_or_path"] = fine
+        (folder / "preprocessor_config.json").write_text(json.dumps(config))
+        AudioFormerFeatureExtractor.from_pretrained(folder)  # the codec itself loads lazily
