@@ -9,7 +9,7 @@ For each input rate:
   of EnCodec codes that differ between them, for the full-size 24 kHz EnCodec architecture (codebooks seeded) and the
   tiny test codec, and on 10 s of the band-limited tones; `test_float32_codes_match` allows 1% between float32 and
   float64 codes;
-- seconds per 10 s clip, median of interleaved repeats, and the peak extra memory of one call.
+- seconds per 10 s clip, median of interleaved repeats, and the peak extra memory of one call (in a fresh process).
 
     python benchmarks/bench_resampling.py [--repeats 5] [--clips 4]
 """
@@ -29,7 +29,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from interleaved_timing import medians, time_interleaved  # noqa: E402
-from peak_memory import step_peak_bytes  # noqa: E402
+from peak_memory import in_fresh_process, print_step_peak_bytes  # noqa: E402
 from transformers import EncodecConfig, EncodecModel  # noqa: E402
 
 from audioformer.tokenization import AudioFormerFeatureExtractor  # noqa: E402
@@ -146,8 +146,8 @@ def bench_rate(rate: int, codecs: dict, num_clips: int, repeats: int) -> dict:
         soxr_s=times["soxr"],
         poly_s=times["poly"],
         speedup=times["poly"] / times["soxr"],
-        soxr_peak_mb=step_peak_bytes(steps["soxr"]) / 2**20,
-        poly_peak_mb=step_peak_bytes(steps["poly"]) / 2**20,
+        soxr_peak_mb=in_fresh_process(__file__, ["--peak", "soxr", "--rate", str(rate)]) / 2**20,
+        poly_peak_mb=in_fresh_process(__file__, ["--peak", "poly", "--rate", str(rate)]) / 2**20,
     )
     return row
 
@@ -156,8 +156,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clips", type=int, default=4, help="parity clips of 10 s per rate")
+    parser.add_argument("--peak", choices=["soxr", "poly"], help=argparse.SUPPRESS)  # one call, in a fresh process
+    parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.peak:
+        one = seed_audio(1, 10 * args.rate, args.rate, seed=args.rate)[0, 0].double()
+        resampler = with_soxr if args.peak == "soxr" else with_poly
+        print_step_peak_bytes(lambda: resampler(one, args.rate))
+        return
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         full = EncodecModel(EncodecConfig()).eval()
