@@ -8,7 +8,7 @@ The HEAR 2021 common API for AudioFormer checkpoints: `load_model`, `get_scene_e
     embeddings, timestamps = get_timestamp_embeddings(audio, model)  # (n_sounds, n_frames, size), (n_sounds, n_frames)
 
 `audio` is a float32 tensor `(n_sounds, n_samples)` in [-1, 1] at `model.sample_rate` (48 kHz by default; HEAR
-allows 16000, 22050, 44100 or 48000). The module resamples it to the codec's 24 kHz (`resample_poly`, the feature
+allows 16000, 22050, 44100 or 48000). The module resamples it to the codec's 24 kHz (`resample`, the feature
 extractor's), cuts it into windows of the feature extractor's `max_duration` (10 s for the paper's models, a whole
 number of codec frames), encodes every window as a clip, exactly as fine-tuning sees one (`[<BOA>, codes, <EOA>]`),
 and runs each model on its own codebook row.
@@ -31,7 +31,7 @@ from torch import nn
 from audioformer.modeling_audioformer import AudioFormerModel
 from audioformer.modeling_audioformer.modeling_audioformer import codes_and_mask
 from audioformer.tokenization import AudioFormerFeatureExtractor
-from audioformer.tokenization.feature_extraction_audioformer import resample_poly
+from audioformer.tokenization.feature_extraction_audioformer import resample
 
 
 HEAR_SAMPLE_RATES = (16000, 22050, 44100, 48000)
@@ -108,7 +108,7 @@ class AudioFormerHEARModel(nn.Module):
             raise ValueError("audio contains NaN or Inf values.")
         fe = self.feature_extractor
         fe.to(self.device)
-        wave = resample_poly(audio.to(torch.float64), self.sample_rate, fe.sampling_rate).float().cpu()
+        wave = resample(audio.to(torch.float64), self.sample_rate, fe.sampling_rate).float().cpu()
         spans = self.windows(wave.shape[-1])
         clips = [wave[b, s:e] for b in range(wave.shape[0]) for s, e in spans]  # sound-major
         hidden, masks = [], []

@@ -239,7 +239,8 @@ def write_model_card(
     """
     Writes `README.md` (Hub metadata + text) into the saved model folder `output_dir`, plus where possible
     `per_class_ap.png` / `training_curve.png`, `example.wav` (widget example), the code-id tokenizer and, for audio
-    classification, `handler.py` (Inference Endpoints) and `long_audio.py` (the pipeline `config.json` declares).
+    classification, `handler.py` and `requirements.txt` (Inference Endpoints) and `long_audio.py` (the pipeline
+    `config.json` declares).
     Returns the README path.
 
     Args:

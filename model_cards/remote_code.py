@@ -15,6 +15,9 @@ from audioformer.tokenization import AudioFormerTokenizer
 
 HANDLER_FILE = Path(__file__).resolve().parent / "handler.py"
 LONG_AUDIO_FILE = Path(long_audio.__file__)
+# What an Inference Endpoint installs from the repository's requirements.txt besides its image: the feature extractor
+# resamples with python-soxr; the handler decodes WAV, FLAC and OGG with soundfile (without ffmpeg).
+ENDPOINT_REQUIREMENTS = "soxr>=0.5,<2\nsoundfile>=0.12\n"
 
 
 def read_folder_json(path) -> dict:
@@ -60,10 +63,12 @@ def complete_auto_map(output_dir) -> dict:
 
 def write_remote_code(output_dir, classifier: bool) -> None:
     """Everything a published folder needs beside its weights and configs: the code-id tokenizer, for a classifier
-    the Endpoints handler and the long-audio pipeline, and a complete `auto_map` / `custom_pipelines`."""
+    the Endpoints handler (and its `requirements.txt`) and the long-audio pipeline, and a complete `auto_map` /
+    `custom_pipelines`."""
     output_dir = Path(output_dir)
     save_code_tokenizer(output_dir)
     if classifier:
         shutil.copyfile(HANDLER_FILE, output_dir / "handler.py")
         shutil.copyfile(LONG_AUDIO_FILE, output_dir / "long_audio.py")
+        (output_dir / "requirements.txt").write_text(ENDPOINT_REQUIREMENTS)
     complete_auto_map(output_dir)

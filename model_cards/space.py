@@ -19,6 +19,7 @@ huggingface_hub, soundfile and long_audio.
 
 import argparse
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,14 @@ TOP_K = 5
 # The page refuses longer recordings: 10 minutes are ~120 windows of 10 s, roughly 2 minutes on 2 CPU cores at the
 # paper's size (estimated from the README's speeds: ~0.45 s of codec and ~0.6 s of model per window).
 MAX_MINUTES = 10.0
+# Uploads the server stores: MAX_MINUTES of 16-bit stereo WAV at 48 kHz (browsers' recording rate, most files), plus
+# 1 MiB of headers: 116 MB at 10 minutes. Sized at the 384 kHz the feature extractor accepts it would be 460 MB+ per
+# upload; longer or higher-rate audio fits as FLAC/OGG/MP3, and the length itself is checked from the header.
+UPLOAD_SAMPLING_RATE = 48000
+# Recordings scored at once (a free Space has 2 CPU cores) and requests waiting: a burst beyond is told the queue is
+# full instead of holding the audio of every request in memory.
+CONCURRENCY_LIMIT = 2
+QUEUE_SIZE = 16
 MASK_RATIO = 0.25  # share of codes masked in pretraining (paper 4.2)
 MASK_SEED = 0
 KINDS = ("classifier", "masked-lm", "encoder")
@@ -130,7 +139,8 @@ def read_audio(path: str | None, max_seconds: float, sampling_rate: int = 24000)
     An uploaded or recorded file -> (mono float32 waveform `(T,)`, its sampling rate). soundfile reads WAV, FLAC,
     OGG and MP3; other formats (a browser's WebM recording) go through ffmpeg, decoded at `sampling_rate`.
     Raises BadAudio, with a message for the page, for no file, a file that is not audio, no samples, NaN/Inf, or a
-    recording over `max_seconds` (checked from the header before decoding where soundfile reads the file).
+    recording over `max_seconds`: checked from the header before decoding (soundfile's, or ffprobe's where the
+    container states a duration), and ffmpeg decodes no more than `max_seconds` + 1 s in any case.
     """
     import soundfile as sf
 
@@ -146,13 +156,24 @@ def read_audio(path: str | None, max_seconds: float, sampling_rate: int = 24000)
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
         waveform = audio.mean(axis=1)
     else:
-        waveform, rate = _read_with_ffmpeg(path, name, sampling_rate), sampling_rate
-        _check_duration(name, waveform.size / rate, max_seconds)
+        waveform, rate = _read_with_ffmpeg(path, name, sampling_rate, max_seconds), sampling_rate
     if waveform.size == 0:
         raise BadAudio(f"{name} holds no audio (0 samples): record or upload a longer clip.")
     if not np.isfinite(waveform).all():
         raise BadAudio(f"{name} contains NaN or infinite samples.")
     return np.ascontiguousarray(waveform, dtype=np.float32), int(rate)
+
+
+def max_upload_bytes(max_minutes: float) -> int:
+    """Gradio's `max_file_size` for a page scoring up to `max_minutes`: that much 16-bit stereo at 48 kHz + 1 MiB."""
+    return int(math.ceil(max_minutes * 60 * UPLOAD_SAMPLING_RATE * 2 * 2)) + 2**20
+
+
+def serve(demo, host: str, port: int, max_minutes: float = MAX_MINUTES):
+    """Serves `demo` with bounded work: at most `CONCURRENCY_LIMIT` requests scored at once, `QUEUE_SIZE` waiting,
+    uploads of at most `max_upload_bytes(max_minutes)`."""
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    demo.launch(server_name=host, server_port=port, max_file_size=max_upload_bytes(max_minutes))
 
 
 def _check_duration(name: str, seconds: float, max_seconds: float):
@@ -166,21 +187,37 @@ def _check_duration(name: str, seconds: float, max_seconds: float):
         )
 
 
-def _read_with_ffmpeg(path: str, name: str, sampling_rate: int) -> np.ndarray:
-    from transformers.pipelines.audio_utils import ffmpeg_read
+def _read_with_ffmpeg(path: str, name: str, sampling_rate: int, max_seconds: float) -> np.ndarray:
+    import shutil
+    import subprocess
 
-    with open(path, "rb") as f:
-        payload = f.read()
-    if not payload:
+    if os.path.getsize(path) == 0:
         raise BadAudio(f"{name} is empty (0 bytes): record or upload a clip.")
-    try:
-        return ffmpeg_read(payload, sampling_rate)
-    except ValueError as err:  # ffmpeg missing, or not audio: ffmpeg_read says which
-        reason = "ffmpeg is not installed" if "ffmpeg was not found" in str(err) else "ffmpeg cannot decode it either"
+    ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
+    if ffmpeg is None:
         raise BadAudio(
-            f"Could not read {name} as audio: soundfile does not know its format and {reason}. "
+            f"Could not read {name} as audio: soundfile does not know its format and ffmpeg is not installed. "
             "Upload a WAV, FLAC, OGG or MP3 file."
-        ) from err
+        )
+    if ffprobe is not None:  # the container's own duration, before decoding anything (a WebM recording may have none)
+        probe = [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path]
+        stated = subprocess.run(probe, capture_output=True, text=True).stdout.strip()
+        try:
+            stated_seconds = float(stated)
+        except ValueError:  # "N/A" or nothing: no duration in the header
+            stated_seconds = None
+        if stated_seconds is not None:
+            _check_duration(name, stated_seconds, max_seconds)
+    command = [ffmpeg, "-hide_banner", "-loglevel", "error", "-i", path, "-t", f"{max_seconds + 1:.3f}", "-ac", "1"]
+    command += ["-ar", str(sampling_rate), "-f", "f32le", "pipe:1"]
+    proc = subprocess.run(command, capture_output=True)
+    if proc.returncode != 0:
+        raise BadAudio(
+            f"Could not read {name} as audio: soundfile does not know its format and ffmpeg cannot decode it."
+        )
+    waveform = np.frombuffer(proc.stdout, dtype=np.float32)
+    _check_duration(name, waveform.size / sampling_rate, max_seconds)
+    return waveform
 
 
 def window_spans(num_samples: int, sampling_rate: int, max_duration: float, hop_duration: float) -> np.ndarray:
@@ -519,7 +556,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)
     demo = build_demo(args.model, top_k=args.top_k, max_minutes=args.max_minutes)
-    demo.queue().launch(server_name=args.host, server_port=args.port)
+    serve(demo, args.host, args.port, args.max_minutes)
 
 
 if __name__ == "__main__":

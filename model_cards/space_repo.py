@@ -9,8 +9,8 @@ A Space holds:
 - `app.py`: serves the page of `audioformer_space.py` for the checkpoint (from `space_app_template.py`);
 - `audioformer_space.py`: `model_cards/space.py` as is;
 - `long_audio.py`: `modeling_audioformer/long_audio.py` (the scores of the pipeline and the Endpoints handler);
-- `requirements.txt`: torch, transformers and soundfile at the versions installed here (the Space installs
-  gradio `sdk_version` itself);
+- `requirements.txt`: torch, transformers, soundfile and soxr (resampling) at the versions installed here (the
+  Space installs gradio `sdk_version` itself);
 - `packages.txt`: ffmpeg, which reads what soundfile cannot (a browser's WebM recording);
 - `README.md`: the Space's metadata (`sdk: gradio`, `sdk_version`, `app_file`, `models: [the checkpoint]`) and a
   short text (from `space_card.md`).
@@ -49,6 +49,7 @@ def space_url(space_id: str) -> str:
 def requirements() -> str:
     """requirements.txt: what the page needs besides gradio, pinned to the versions installed here."""
     import soundfile
+    import soxr
     import torch
     import transformers
 
@@ -57,6 +58,7 @@ def requirements() -> str:
         f"torch=={torch.__version__.split('+')[0]}\n"
         f"transformers=={transformers.__version__}\n"
         f"soundfile=={soundfile.__version__}\n"
+        f"soxr=={soxr.__version__}\n"
     )
 
 

@@ -43,6 +43,12 @@ AGGREGATIONS = ("truncate", "mean", "max")
 FUNCTIONS = ("softmax", "sigmoid", "none")
 # Windows encoded (codec) and classified (model) at once: an hour of audio is ~700 windows, too many for one batch.
 WINDOW_BATCH_SIZE = 8
+# The smallest hop, as a share of the window: closer windows repeat the same audio at the cost of a window each
+# (hop_duration=0.0001 on a 2 s clip was 8,000 windows).
+MIN_HOP_FRACTION = 0.1
+# Windows scored for one recording unless the caller passes `max_windows`: ~1 s of CPU each at the paper's size, so
+# about a quarter of an hour of work; 10 minutes of audio at the smallest hop (591 windows) fit.
+MAX_WINDOWS = 1000
 
 
 def sliding_windows(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
@@ -134,18 +140,45 @@ def split_audio(
     max_duration: float,
     long_audio: str = "truncate",
     hop_duration: float | None = None,
+    max_windows: int | None = MAX_WINDOWS,
 ) -> list[np.ndarray]:
-    """Mono waveform `(T,)` -> the list of clips to score: one (truncated by the feature extractor) or windows."""
+    """
+    Mono waveform `(T,)` -> the list of clips to score: one (truncated by the feature extractor) or windows of
+    `max_duration` s every `hop_duration` s (default half a window, at least `MIN_HOP_FRACTION` of it), at most
+    `max_windows` of them (None: no limit). Bounds are refused with a ValueError that says how to change them.
+    """
     if long_audio not in AGGREGATIONS:
         raise ValueError(f"long_audio must be one of {AGGREGATIONS}, got {long_audio!r}.")
     if long_audio == "truncate":
         return [waveform]
     hop_duration = max_duration / 2 if hop_duration is None else hop_duration
-    if hop_duration <= 0:
-        raise ValueError(f"hop_duration must be a positive number of seconds, got {hop_duration}.")
+    if (
+        isinstance(hop_duration, bool)
+        or not isinstance(hop_duration, (int, float, np.number))
+        or not np.isfinite(hop_duration)
+        or hop_duration <= 0
+    ):
+        raise ValueError(f"hop_duration must be a positive number of seconds, got {hop_duration!r}.")
+    min_hop = MIN_HOP_FRACTION * max_duration
+    if hop_duration < min_hop:
+        raise ValueError(
+            f"hop_duration={hop_duration:g} s is below the smallest hop, a tenth of the {max_duration:g} s window "
+            f"({min_hop:g} s): closer windows only repeat the same audio. Pass hop_duration >= {min_hop:g}."
+        )
     window = int(round(max_duration * sampling_rate))
     hop = max(1, int(round(hop_duration * sampling_rate)))
-    return [waveform[s:e] for s, e in sliding_windows(waveform.shape[-1], window, hop)]
+    num_samples = waveform.shape[-1]
+    num_windows = 1
+    if num_samples > window:  # as many as `sliding_windows` makes, counted without making them
+        num_windows = len(range(0, num_samples - window, hop))
+        num_windows += (num_windows - 1) * hop + window < num_samples
+    if max_windows is not None and num_windows > max_windows:
+        raise ValueError(
+            f"{num_samples / sampling_rate:g} s of audio in windows of {max_duration:g} s every {hop_duration:g} s "
+            f"are {num_windows} windows, more than max_windows={max_windows}. Pass a larger hop_duration, cut the "
+            "audio, or pass a larger max_windows (None for no limit) to classify_long_audio or the pipeline."
+        )
+    return [waveform[s:e] for s, e in sliding_windows(num_samples, window, hop)]
 
 
 @torch.no_grad()
@@ -170,17 +203,18 @@ def classify_long_audio(
     hop_duration: float | None = None,
     function_to_apply: str | None = None,
     batch_size: int = WINDOW_BATCH_SIZE,
+    max_windows: int | None = MAX_WINDOWS,
 ) -> torch.Tensor:
     """
     Scores a mono recording of any length: windows of `feature_extractor.max_duration` seconds every
-    `hop_duration` seconds (default half a window), aggregated by `long_audio` ("mean" | "max"; "truncate" = the
-    paper's first `max_duration` seconds only). Returns scores `(num_labels,)` after `function_to_apply`
-    (default: the model's, see `default_function`).
+    `hop_duration` seconds (default half a window, at least a tenth), aggregated by `long_audio` ("mean" | "max";
+    "truncate" = the paper's first `max_duration` seconds only), at most `max_windows` windows (None: no limit).
+    Returns scores `(num_labels,)` after `function_to_apply` (default: the model's, see `default_function`).
     """
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim != 1:
         raise ValueError(f"Expected mono audio of shape (T,), got {waveform.shape}.")
-    clips = split_audio(waveform, sampling_rate, feature_extractor.max_duration, long_audio, hop_duration)
+    clips = split_audio(waveform, sampling_rate, feature_extractor.max_duration, long_audio, hop_duration, max_windows)
     logits = window_logits(model, feature_extractor, clips, sampling_rate, batch_size)
     function_to_apply = function_to_apply or default_function(model.config)
     return aggregate(scores_from_logits(logits, function_to_apply), long_audio)
@@ -197,7 +231,7 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
     """
     `AudioClassificationPipeline` for AudioFormer: resamples `{"raw", "sampling_rate"}` input with the feature
     extractor (no torchaudio needed), classifies long audio by sliding windows (`long_audio="mean"|"max"`,
-    `hop_duration`), and scores multi-label models with sigmoid by default (like the stock pipeline).
+    `hop_duration`, `max_windows`), and scores multi-label models with sigmoid by default (like the stock pipeline).
     """
 
     def __call__(self, inputs, **kwargs):
@@ -210,7 +244,9 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
             )
         return super().__call__(inputs, **kwargs)
 
-    def _sanitize_parameters(self, top_k=None, function_to_apply=None, long_audio=None, hop_duration=None, **kwargs):
+    def _sanitize_parameters(
+        self, top_k=None, function_to_apply=None, long_audio=None, hop_duration=None, max_windows=None, **kwargs
+    ):
         preprocess_params, forward_params, postprocess_params = super()._sanitize_parameters(
             top_k=top_k, function_to_apply=function_to_apply, **kwargs
         )
@@ -221,9 +257,11 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
             postprocess_params["long_audio"] = long_audio
         if hop_duration is not None:
             preprocess_params["hop_duration"] = hop_duration
+        if max_windows is not None:
+            preprocess_params["max_windows"] = max_windows
         return preprocess_params, forward_params, postprocess_params
 
-    def preprocess(self, inputs, long_audio="truncate", hop_duration=None):
+    def preprocess(self, inputs, long_audio="truncate", hop_duration=None, max_windows=MAX_WINDOWS):
         sampling_rate = self.feature_extractor.sampling_rate
         if isinstance(inputs, dict):
             if "sampling_rate" not in inputs or not ("raw" in inputs or "array" in inputs):
@@ -231,7 +269,7 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
             raw = inputs["raw"] if "raw" in inputs else inputs["array"]
             inputs, sampling_rate = raw, int(inputs["sampling_rate"])
         elif isinstance(inputs, (str, bytes)):
-            return self._from_decoded(inputs, long_audio, hop_duration)
+            return self._from_decoded(inputs, long_audio, hop_duration, max_windows)
         if isinstance(inputs, torch.Tensor):
             inputs = inputs.cpu().numpy()
         if not isinstance(inputs, np.ndarray):
@@ -241,7 +279,8 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
             )
         if inputs.ndim != 1:
             raise ValueError(f"Expected mono audio of shape (T,), got {inputs.shape}.")
-        clips = split_audio(inputs, sampling_rate, self.feature_extractor.max_duration, long_audio, hop_duration)
+        max_duration = self.feature_extractor.max_duration
+        clips = split_audio(inputs, sampling_rate, max_duration, long_audio, hop_duration, max_windows)
         # The feature extractor resamples to its own rate. All windows have the same length, so their codes stack.
         features = [
             self.feature_extractor(clips[i : i + WINDOW_BATCH_SIZE], sampling_rate=sampling_rate, return_tensors="pt")
@@ -258,7 +297,7 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
         ]
         return {"logits": torch.cat(logits)}
 
-    def _from_decoded(self, inputs, long_audio, hop_duration):
+    def _from_decoded(self, inputs, long_audio, hop_duration, max_windows):
         from transformers.pipelines.audio_utils import ffmpeg_read
 
         if isinstance(inputs, str) and inputs.startswith(("http://", "https://")):
@@ -268,7 +307,8 @@ class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
         elif isinstance(inputs, str):
             with open(inputs, "rb") as f:
                 inputs = f.read()
-        return self.preprocess(ffmpeg_read(inputs, self.feature_extractor.sampling_rate), long_audio, hop_duration)
+        waveform = ffmpeg_read(inputs, self.feature_extractor.sampling_rate)
+        return self.preprocess(waveform, long_audio, hop_duration, max_windows)
 
     def postprocess(self, model_outputs, top_k=5, function_to_apply=None, long_audio="truncate"):
         function_to_apply = function_to_apply or default_function(self.model.config)

@@ -22,6 +22,7 @@ Input convention (transformers' audio feature extractors: Wav2Vec2, AST, Whisper
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,54 +55,68 @@ except ImportError:  # Hub remote code: configuration_audioformer.py sits beside
 # `codec_name_or_path` values starting with "." are relative to the folder of `preprocessor_config.json`; a local
 # codec is saved there under this name, so the folder can be moved or published with its codec.
 CODEC_FOLDER = "codec"
+# A Hub repository id, "name" or "org/name" (what a saved `codec_name_or_path` not starting with "." must be).
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
-def kaiser_sinc_filter(up: int, down: int, half_width: int = 10, beta: float = 5.0) -> np.ndarray:
-    """Low-pass FIR of `2 * half_width * max(up, down) + 1` taps, the one `scipy.signal.resample_poly` uses
-    (`firwin(..., 1 / max(up, down), window=("kaiser", 5.0))`), with gain `up`. Returns float64 `(taps,)`."""
-    max_rate = max(up, down)
-    half_len = half_width * max_rate
-    num_taps = 2 * half_len + 1
-    cutoff = 1.0 / max_rate
-    m = np.arange(num_taps, dtype=np.float64) - half_len
-    h = cutoff * np.sinc(cutoff * m) * np.kaiser(num_taps, beta)
-    return h / h.sum() * up
+# Input sampling rates accepted, in Hz: from telephone-band recordings down to 1 kHz up to the 384 kHz of studio
+# interfaces. A rate is a number in the request, and outside this range it only makes resampling expensive.
+MIN_SAMPLING_RATE = 1_000
+MAX_SAMPLING_RATE = 384_000
+
+try:  # python-soxr (what librosa uses): its cost per sample does not depend on the rate ratio's prime factors
+    import soxr
+except ImportError:  # Hub remote code imports only numpy, torch and transformers: soxr is asked for when needed
+    soxr = None
+# Samples, at the lower of the two rates, that a resampled sample depends on on each side (see `_prepare`).
+RESAMPLING_REACH = 200
 
 
-def resample_poly(waveform: torch.Tensor, orig_sr: int, target_sr: int, chunk: int = 32768) -> torch.Tensor:
+def check_sampling_rate(sampling_rate, name: str = "sampling_rate") -> int:
+    """`sampling_rate` as an int, or a ValueError naming it: a whole number of Hz (not a bool) from
+    `MIN_SAMPLING_RATE` to `MAX_SAMPLING_RATE`."""
+    if (
+        isinstance(sampling_rate, bool)
+        or not isinstance(sampling_rate, (int, float, np.number))
+        or not (sampling_rate > 0 and float(sampling_rate).is_integer())
+    ):
+        raise ValueError(f"{name} must be a positive whole number of Hz, got {sampling_rate!r}.")
+    if not MIN_SAMPLING_RATE <= sampling_rate <= MAX_SAMPLING_RATE:
+        raise ValueError(
+            f"{name}={int(sampling_rate)} Hz is outside the accepted range {MIN_SAMPLING_RATE} to "
+            f"{MAX_SAMPLING_RATE} Hz: resample the audio to a common rate (e.g. 16000, 24000 or 48000 Hz) first."
+        )
+    return int(sampling_rate)
+
+
+def resample(waveform: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
     """
-    Anti-aliased polyphase resampling of `waveform` `(..., T)` from `orig_sr` to `target_sr` Hz, numerically the
-    same as `scipy.signal.resample_poly(x, up, down, axis=-1)` (zero boundary, Kaiser-windowed sinc).
-    Returns `(..., ceil(T * up / down))` in the dtype of `waveform`.
+    Anti-aliased resampling of `waveform` `(..., T)` from `orig_sr` to `target_sr` Hz, both in the accepted range
+    (`check_sampling_rate`), by python-soxr at its very-high quality (`"VHQ"`, float64): zero boundary, no delay.
+    Returns `(..., ceil(T * target_sr / orig_sr))` (scipy's `resample_poly` length) in the dtype and on the device
+    of `waveform`.
+
+    Without soxr installed (Hub remote code may run where it is not) this raises an ImportError naming it, rather
+    than resampling differently: a fallback filter would change ~10% of the codes (`benchmarks/bench_resampling.py`).
     """
-    orig_sr, target_sr = int(orig_sr), int(target_sr)
-    if orig_sr <= 0 or target_sr <= 0:
-        raise ValueError(f"Sampling rates must be positive, got {orig_sr} -> {target_sr}.")
-    g = math.gcd(orig_sr, target_sr)
-    up, down = target_sr // g, orig_sr // g
-    if up == down:
+    orig_sr = check_sampling_rate(orig_sr, "orig_sr")
+    target_sr = check_sampling_rate(target_sr, "target_sr")
+    if orig_sr == target_sr:
         return waveform
-    h = torch.from_numpy(kaiser_sinc_filter(up, down)).to(device=waveform.device, dtype=waveform.dtype)
-    half_len = (h.numel() - 1) // 2
-    num_sub = -(-h.numel() // up)  # taps per polyphase branch
-    h = torch.nn.functional.pad(h, (0, num_sub * up - h.numel()))
-    branches = h.view(num_sub, up).t()  # branches[p, j] = h[p + j * up]
-
+    if soxr is None:
+        raise ImportError(
+            f"Resampling audio from {orig_sr} Hz to {target_sr} Hz needs python-soxr: `pip install soxr` "
+            f"(or pass audio at {target_sr} Hz)."
+        )
     length = waveform.shape[-1]
-    out_len = -(-length * up // down)
-    # y[n] = sum_j x[base_n - j] * h[phase_n + j * up], with t_n = n * down + half_len = base_n * up + phase_n.
-    x = torch.nn.functional.pad(waveform, (num_sub, num_sub))  # zero boundary, like upfirdn
-    j = torch.arange(num_sub, device=waveform.device)
-    out = []
-    for start in range(0, out_len, chunk):
-        n = torch.arange(start, min(start + chunk, out_len), device=waveform.device)
-        t = n * down + half_len
-        base, phase = t // up, t % up
-        idx = (base[:, None] - j[None, :] + num_sub).clamp_(0, x.shape[-1] - 1)  # (n, J); clamped taps hit zeros
-        valid = (base[:, None] - j[None, :] < length) & (base[:, None] - j[None, :] >= 0)
-        taps = branches[phase] * valid  # (n, J)
-        out.append((x[..., idx] * taps).sum(-1))
-    return torch.cat(out, dim=-1)
+    out_len = -(-length * target_sr // orig_sr)
+    # soxr rounds the output length to nearest; a few zeros more (the zero boundary) give the ceil of scipy's
+    pad = -(-orig_sr // target_sr) + 1
+    x = waveform.detach().to("cpu", torch.float64).reshape(-1, length).t().numpy()  # (T, channels), soxr's layout
+    x = np.concatenate([x, np.zeros((pad, x.shape[1]))])
+    y = soxr.resample(x, orig_sr, target_sr, quality="VHQ")[:out_len]
+    y = torch.from_numpy(np.ascontiguousarray(y.T)).reshape(*waveform.shape[:-1], out_len)
+    return y.to(device=waveform.device, dtype=waveform.dtype)
 
 
 def _to_float_tensor(clip) -> torch.Tensor:
@@ -140,6 +155,23 @@ def _to_float_tensor(clip) -> torch.Tensor:
     if not torch.isfinite(clip).all():
         raise ValueError("Audio contains NaN or Inf values.")
     return clip
+
+
+def check_codec_reference(value: str, source: str) -> None:
+    """A `codec_name_or_path` read from `source`'s `preprocessor_config.json` must be a path inside that folder
+    (`"./codec"`, `"."`) or a Hub id (`"org/name"`): a published folder must not load a codec from elsewhere on the
+    machine (`"../../.."`, an absolute path). Raises a ValueError saying so."""
+    if value.startswith("."):
+        path = os.path.normpath(value)
+        inside = not os.path.isabs(path) and path != ".." and not path.startswith(".." + os.sep)
+    else:
+        inside = HUB_ID.fullmatch(value) is not None and ".." not in value
+    if not inside:
+        raise ValueError(
+            f"preprocessor_config.json of {source} gives codec_name_or_path={value!r}, which leaves the folder: a "
+            "saved feature extractor's codec must be inside it (e.g. './codec') or a Hub id ('org/name'). Pass "
+            "codec_name_or_path=... to from_pretrained to load a codec from elsewhere on purpose."
+        )
 
 
 def resolve_relative_codec(source: str, relative_path: str, hub_kwargs: dict) -> str:
@@ -198,7 +230,8 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         max_duration (`float`, defaults to 10.0):
             Clips are truncated to this many seconds; `padding="max_length"` pads to it.
         sampling_rate (`int`, defaults to 24000):
-            Rate the codec expects; input at other rates is resampled (`resample_poly`).
+            Rate the codec expects; input at other rates (`MIN_SAMPLING_RATE` to `MAX_SAMPLING_RATE`, 1 kHz to
+            384 kHz) is resampled (`resample`, python-soxr).
         codec_batch_size (`int`, *optional*):
             Clips per codec call. A call zero-pads its clips to the longest one (whole frames) and runs one
             `EncodecModel.encode(batch, padding_mask=mask, bandwidth=...)`; the codec is causal, so the codes do not
@@ -270,6 +303,8 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         subfolder = kwargs.get("subfolder") or ""
         out = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         fe = out[0] if isinstance(out, tuple) else out
+        if relative_codec:
+            check_codec_reference(fe.codec_name_or_path, str(pretrained_model_name_or_path))
         if relative_codec and fe.codec_name_or_path.startswith("."):
             fe.codec_name_or_path = resolve_relative_codec(
                 str(pretrained_model_name_or_path), os.path.join(subfolder, fe.codec_name_or_path), hub_kwargs
@@ -393,13 +428,7 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(
                 "sampling_rate is required: pass the rate of the audio, e.g. fe(audio, sampling_rate=16000)."
             )
-        if (
-            isinstance(sampling_rate, bool)
-            or not isinstance(sampling_rate, (int, float, np.number))
-            or not (sampling_rate > 0 and float(sampling_rate).is_integer())
-        ):
-            raise ValueError(f"sampling_rate must be a positive whole number of Hz, got {sampling_rate!r}.")
-        sampling_rate = int(sampling_rate)
+        sampling_rate = check_sampling_rate(sampling_rate)
         if padding is True:
             padding = "longest"
         if padding not in ("max_length", "longest"):
@@ -420,10 +449,11 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         """One clip -> mono float waveform `(T,)` at `self.sampling_rate`, truncated to `max_duration`."""
         wav = _to_float_tensor(clip).mean(dim=0)
         if int(sampling_rate) != self.sampling_rate:
-            # cut first (long files), keeping the resampling filter's reach (10 taps per side at the lower rate)
-            reach = math.ceil(10 * max(1.0, sampling_rate / self.sampling_rate)) + 1
+            # cut first (long files), keeping the resampling filter's reach: 200 samples at the lower rate cover
+            # soxr's VHQ filter to 1e-10
+            reach = math.ceil(RESAMPLING_REACH * max(1.0, sampling_rate / self.sampling_rate)) + 1
             wav = wav[: math.ceil(self.max_duration * sampling_rate) + reach]
-            wav = resample_poly(wav.to(torch.float64), sampling_rate, self.sampling_rate).to(torch.float32)
+            wav = resample(wav.to(torch.float64), sampling_rate, self.sampling_rate).to(torch.float32)
         return wav[: self.max_samples]
 
     def _clips_per_call(self, batch_size: int) -> int:
@@ -589,4 +619,11 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
         return ids, attention_mask
 
 
-__all__ = ["AudioFormerFeatureExtractor", "resample_poly", "split_clips"]
+__all__ = [
+    "AudioFormerFeatureExtractor",
+    "MAX_SAMPLING_RATE",
+    "MIN_SAMPLING_RATE",
+    "check_sampling_rate",
+    "resample",
+    "split_clips",
+]

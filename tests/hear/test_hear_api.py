@@ -11,7 +11,7 @@ import audioformer_hear
 from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM, AudioFormerModel
 from audioformer.modeling_audioformer.modeling_audioformer import masked_mean
 from audioformer.tokenization import AudioFormerFeatureExtractor
-from audioformer.tokenization.feature_extraction_audioformer import resample_poly
+from audioformer.tokenization.feature_extraction_audioformer import resample
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_timestamps_are_frame_centres_across_windows(checkpoints, seconds):
 
     # Frames of the second window are the model's hidden states on that window encoded as a clip.
     if seconds > 2.0:
-        wave = resample_poly(audio.double(), 48000, 24000).float()
+        wave = resample(audio.double(), 48000, 24000).float()
         fe = model.feature_extractor
         features = fe(list(wave[:, 48000:96000].numpy()), sampling_rate=24000, padding="longest")
         with torch.no_grad():

@@ -64,6 +64,8 @@ def test_classification_card(classifier_dir):
     assert "runtime" not in text  # bookkeeping is not a result
     for name in ("handler.py", "long_audio.py", "example.wav"):
         assert (classifier_dir / name).is_file(), name
+    # an Endpoint installs these: the feature extractor resamples with soxr, the handler decodes with soundfile
+    assert (classifier_dir / "requirements.txt").read_text().split() == ["soxr>=0.5,<2", "soundfile>=0.12"]
     if importlib.util.find_spec("matplotlib"):
         for name in ("per_class_ap.png", "training_curve.png"):
             assert (classifier_dir / name).read_bytes()[:4] == b"\x89PNG"

@@ -352,6 +352,7 @@ def test_space_files():
     requirements = files["requirements.txt"].splitlines()
     assert f"torch=={torch.__version__.split('+')[0]}" in requirements
     assert f"transformers=={__import__('transformers').__version__}" in requirements
+    assert f"soxr=={__import__('soxr').__version__}" in requirements  # the feature extractor resamples with it
     assert not any(line.startswith("gradio") for line in requirements)  # the Space installs sdk_version itself
     with pytest.raises(ValueError, match="org/name"):
         space_files("not a repo id")

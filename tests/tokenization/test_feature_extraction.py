@@ -4,14 +4,15 @@ import copy
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from audioformer.tokenization import AudioFormerFeatureExtractor
-from audioformer.tokenization.feature_extraction_audioformer import resample_poly
+from audioformer.tokenization import AudioFormerFeatureExtractor, feature_extraction_audioformer
+from audioformer.tokenization.feature_extraction_audioformer import resample
 from audioformer.training.tiny_codec import TINY_MODEL, build_tiny_codec, seed_audio
 
 
@@ -31,26 +32,85 @@ def _codes(fe, ids, length):
 # ---------------------------------------------------------------- resampling
 
 
+def _tones(rate, seconds, seed):
+    """Five tones below 80% of the lower Nyquist (of `rate` and 24 kHz): `(samples at rate, function of time)`."""
+    rng = np.random.default_rng(seed)
+    freqs = rng.uniform(20, 0.4 * min(rate, SR), size=5)
+    phases = rng.uniform(0, 2 * np.pi, size=5)
+
+    def tones(t):
+        return sum(np.sin(2 * np.pi * f * t + p) for f, p in zip(freqs, phases)) / 5
+
+    return tones(np.arange(int(seconds * rate)) / rate), tones
+
+
 @pytest.mark.parametrize("orig_sr", [8000, 11025, 16000, 22050, 44100, 48000])
-def test_resample_poly_matches_scipy(orig_sr):
+def test_resample_matches_scipy_in_the_passband(orig_sr):
+    """Against scipy's polyphase filter (the resampler soxr replaced): same length, timing and gain on band-limited
+    audio, to within scipy's own passband error (~1e-3: a Kaiser window of beta 5 and 10 taps per side)."""
     from scipy.signal import resample_poly as scipy_resample_poly
 
-    x = np.random.default_rng(orig_sr).standard_normal(orig_sr // 10 + 7)
+    x, _ = _tones(orig_sr, 1.0, orig_sr)
+    x = x[: orig_sr // 10 * 9 + 7]
     g = math.gcd(orig_sr, SR)
     expected = scipy_resample_poly(x, SR // g, orig_sr // g)
-    got = resample_poly(torch.from_numpy(x), orig_sr, SR).numpy()
+    got = resample(torch.from_numpy(x), orig_sr, SR).numpy()
     assert got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+    inner = slice(SR // 20, -SR // 20)
+    np.testing.assert_allclose(got[inner], expected[inner], rtol=0, atol=3e-3)
 
 
 def test_resample_is_anti_aliased():
     # A 15 kHz tone at 48 kHz is above the 12 kHz Nyquist of 24 kHz: it must be removed, not folded to 9 kHz.
     t = np.arange(48000) / 48000
     tone = torch.from_numpy(np.sin(2 * np.pi * 15000 * t))
-    out = resample_poly(tone, 48000, SR)[1000:-1000]
+    out = resample(tone, 48000, SR)[1000:-1000]
     assert out.pow(2).mean().sqrt() < 0.01
-    passband = resample_poly(torch.from_numpy(np.sin(2 * np.pi * 1000 * t)), 48000, SR)[1000:-1000]
+    passband = resample(torch.from_numpy(np.sin(2 * np.pi * 1000 * t)), 48000, SR)[1000:-1000]
     assert abs(passband.pow(2).mean().sqrt().item() - math.sqrt(0.5)) < 0.01
+
+
+@pytest.mark.parametrize("orig_sr", [1000, 8000, 11025, 44100, 48000, 96000, 383999])
+def test_resample_matches_the_analytic_signal(orig_sr):
+    """soxr against an exact reference: tones below 80% of the lower Nyquist, sampled at `orig_sr`, must land on
+    the same tones evaluated at the 24 kHz sample times (away from the edges)."""
+    x, tones = _tones(orig_sr, 2.0, orig_sr)
+    got = resample(torch.from_numpy(x), orig_sr, SR).numpy()
+    assert got.shape == (math.ceil(x.shape[0] * SR / orig_sr),)
+    inner = slice(SR // 5, -SR // 5)
+    expected = tones(np.arange(got.shape[0]) / SR)
+    np.testing.assert_allclose(got[inner], expected[inner], rtol=0, atol=1e-4)
+
+
+def test_resample_keeps_shape_dtype_and_length_convention():
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 11025 // 3 + 5))).float()
+    out = resample(x, 11025, SR)
+    assert out.dtype == torch.float32 and out.shape == (2, 3, math.ceil(x.shape[-1] * SR / 11025))
+    torch.testing.assert_close(out[1, 2], resample(x[1, 2], 11025, SR))  # channels are independent
+
+
+def test_without_soxr_resampling_asks_for_it(tiny_feature_extractor, monkeypatch):
+    """Hub remote code may run where python-soxr is not installed: 24 kHz audio needs no resampling, other rates
+    get an ImportError that says what to install (not codes from another filter)."""
+    monkeypatch.setattr(feature_extraction_audioformer, "soxr", None)
+    assert tiny_feature_extractor(_clip(0.5), sampling_rate=SR)["attention_mask"].sum() == 38 + 2
+    with pytest.raises(ImportError, match=r"from 16000 Hz to 24000 Hz needs python-soxr: `pip install soxr`"):
+        tiny_feature_extractor(_clip(0.5, sr=16000), sampling_rate=16000)
+
+
+@pytest.mark.parametrize("rate", [999, 384001, 1000003])
+def test_rates_outside_the_accepted_range_are_refused(tiny_feature_extractor, rate):
+    """A few samples declared at a huge rate used to build a filter of 20 * rate taps (1000003 Hz: 8.7 s, 2.1 GB)."""
+    with pytest.raises(ValueError, match=f"{rate} Hz is outside the accepted range 1000 to 384000 Hz"):
+        tiny_feature_extractor(np.zeros(2000, np.float32), sampling_rate=rate)
+    with pytest.raises(ValueError, match=f"orig_sr={rate} Hz is outside"):
+        resample(torch.zeros(2000), rate, SR)
+
+
+def test_the_accepted_range_ends_are_resampled(tiny_feature_extractor):
+    for rate in (1000, 384000):
+        out = tiny_feature_extractor(np.zeros(rate // 2, np.float32), sampling_rate=rate)
+        assert out["attention_mask"].sum() == math.ceil(SR / 2 / HOP) + 2
 
 
 # ---------------------------------------------------------------- tiny codec
@@ -221,7 +281,7 @@ def test_integer_pcm_scaling():
 def test_resampled_input(tiny_feature_extractor):
     fe = tiny_feature_extractor
     clip16 = _clip(1.0, 12, sr=16000)
-    by_hand = resample_poly(torch.from_numpy(clip16).double(), 16000, SR).float()
+    by_hand = resample(torch.from_numpy(clip16).double(), 16000, SR).float()
     torch.testing.assert_close(
         fe(clip16, sampling_rate=16000)["input_ids"], fe(by_hand, sampling_rate=SR)["input_ids"]
     )
@@ -236,7 +296,7 @@ def test_truncates_to_max_duration(tiny_feature_extractor):
     )
     # resampled input is cut before resampling, yet equals resampling the whole clip and then cutting
     long44 = _clip(3.0, 14, sr=44100)
-    whole = resample_poly(torch.from_numpy(long44).double(), 44100, SR).float()[: 2 * SR]
+    whole = resample(torch.from_numpy(long44).double(), 44100, SR).float()[: 2 * SR]
     assert fe._prepare(long44, 44100).shape == (2 * SR,)
     torch.testing.assert_close(fe._prepare(long44, 44100), whole, rtol=0, atol=1e-6)
 
@@ -615,3 +675,22 @@ def test_trainer_with_the_feature_extractor_as_processing_class(tiny_codec_dir, 
         again = reloaded(**reloaded_fe(wavs, sampling_rate=16000)).logits
     np.testing.assert_allclose(again.numpy(), expected.numpy(), atol=1e-5)
     assert reloaded.config.id2label == dict(enumerate(labels))
+
+
+@pytest.mark.parametrize("reference", ["../../..", "./codec/../../elsewhere", "..", "/etc", "codec/../../x", "a/b/c"])
+def test_a_saved_codec_reference_stays_inside_the_folder(tiny_codec_dir, tmp_path, reference):
+    """A preprocessor_config.json may not point its codec outside its folder (it loaded any codec on the machine)."""
+    shutil.copytree(tiny_codec_dir, tmp_path / "outside")  # a codec the reference could reach
+    folder = tmp_path / "a" / "b" / "model"
+    AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, max_duration=1.0).save_pretrained(folder)
+    config = json.loads((folder / "preprocessor_config.json").read_text())
+    config["codec_name_or_path"] = reference
+    (folder / "preprocessor_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"codec_name_or_path=.* leaves the folder: .* inside it \(e.g. './codec'\)"):
+        AudioFormerFeatureExtractor.from_pretrained(folder)
+    # the caller's own path is still the caller's choice, and references inside the folder or to the Hub load
+    AudioFormerFeatureExtractor.from_pretrained(folder, codec_name_or_path=str(tmp_path / "outside"))
+    for fine in ("./codec", "./codec/../codec", "facebook/encodec_24khz"):
+        config["codec_name_or_path"] = fine
+        (folder / "preprocessor_config.json").write_text(json.dumps(config))
+        AudioFormerFeatureExtractor.from_pretrained(folder)  # the codec itself loads lazily
