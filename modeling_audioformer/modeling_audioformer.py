@@ -14,8 +14,9 @@ they are, and the outputs agree with RoFormer's on real (non-padding) positions.
 - under `torch.compile` / `torch.export` the batch stays padded (packing has data-dependent shapes): every position
   runs through the token-wise layers, attention masks the padding and the outputs are zeroed there, which gives the
   same results;
-- query, key and value come from one matrix product, the rotary tables are computed once per forward as complex
-  numbers, and a batch without padding attends with no mask at all;
+- query, key and value are each their module's call (`self.query(x)`, ...: quantizers, LoRA, pruning and hooks that
+  swap or wrap those modules see them used), the rotary tables are computed once per forward as complex numbers, and
+  a batch without padding attends with no mask at all;
 - inputs may carry all codebooks `(batch, num_codebooks, seq_len)`, of which the model reads `config.codebook_index`.
 """
 
@@ -239,12 +240,15 @@ class AudioFormerSinusoidalPositionalEmbedding(nn.Embedding):
         return torch.cat([angle.sin(), angle.cos()], dim=-1).to(self.weight.dtype)
 
     def rotary_tables(self, seq_len: int) -> torch.Tensor:
-        """`exp(i * t * theta_j)`: complex64 `(seq_len, head_size / 2)`, one entry per position and pair."""
+        """`exp(i * t * theta_j)`: complex64 `(seq_len, head_size / 2)`, one entry per position and pair; during ONNX
+        export (ONNX has no complex tensors) the same as real `(seq_len, head_size / 2, 2)` (cos, sin) pairs."""
         if seq_len > self.weight.shape[0]:
             raise ValueError(
                 f"Sequence length {seq_len} is longer than max_position_embeddings={self.weight.shape[0]}."
             )
         sin, cos = self.weight[:seq_len].float().chunk(2, dim=-1)
+        if torch.onnx.is_in_onnx_export():
+            return torch.stack([cos, sin], dim=-1)
         return torch.complex(cos, sin)
 
 
@@ -254,11 +258,15 @@ def apply_rotary(x: torch.Tensor, rotary: torch.Tensor) -> torch.Tensor:
 
     Args:
         x: `(..., head_size)` queries or keys whose position `t` is the dimension `rotary` broadcasts against.
-        rotary: complex `(..., head_size / 2)` from `rotary_tables`, broadcastable to `x`'s pairs.
+        rotary: complex `(..., head_size / 2)` from `rotary_tables`, broadcastable to `x`'s pairs (or its real
+            `(..., head_size / 2, 2)` (cos, sin) form, in ONNX export).
     """
+    pairs = x.float().unflatten(-1, (-1, 2))
+    if not rotary.is_complex():  # the ONNX graph's real arithmetic
+        (cos, sin), (even, odd) = rotary.unbind(-1), pairs.unbind(-1)
+        return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2).to(x.dtype)
     # One complex multiply instead of RoFormer's stack / interleave of sin and cos: fewer kernels and temporaries.
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    return torch.view_as_real(pairs * rotary).flatten(-2).to(x.dtype)
+    return torch.view_as_real(torch.view_as_complex(pairs) * rotary).flatten(-2).to(x.dtype)
 
 
 class AudioFormerEmbeddings(nn.Module):
@@ -314,29 +322,32 @@ class AudioFormerSelfAttention(nn.Module):
         `rotary`: `(T, D / 2)`, or `(N, D / 2)` (one per packed token) for `"sdpa_per_clip"`; `attention_mask`: the
         padded layout's mask for `attn_implementation`.
         """
-        # One matrix product for query, key and value (RoFormer's three weights stay separate parameters).
-        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
-        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        qkv = F.linear(hidden_states, weight, bias).unflatten(-1, (3, self.num_attention_heads, -1))  # (N, 3, H, D)
+        # Each projection through its own module's forward (never its `.weight`): a quantized, LoRA-wrapped or hooked
+        # `query` / `key` / `value` is then what runs.
+        heads = (self.num_attention_heads, self.attention_head_size)
+        query = self.query(hidden_states).unflatten(-1, heads)  # (N, H, D)
+        key = self.key(hidden_states).unflatten(-1, heads)
+        value = self.value(hidden_states).unflatten(-1, heads)
         attention = ALL_ATTENTION_FUNCTIONS.get_interface(attn_implementation, eager_attention_forward)
         dropout = self.dropout.p if self.training else 0.0
 
         if attn_implementation == PER_CLIP_SDPA:  # packed: one sequence of clips, (1, H, N, D)
-            query_key, value = self.rotate(qkv, rotary[:, None])
-            query, key = query_key.permute(1, 2, 0, 3).unsqueeze(1).unbind(0)
-            value = value.transpose(0, 1).unsqueeze(0)
+            query, key, value = (
+                x.transpose(0, 1).unsqueeze(0) for x in self.rotate(query, key, value, rotary[:, None])
+            )
             attn_output, _ = attention(
                 self, query, key, value, None, dropout=dropout, scaling=self.scaling, clip_lengths=tokens.clip_lengths
             )
             return attn_output.flatten(-2).squeeze(0), None
 
-        query_key, value = self.rotate(tokens.unpack(qkv), rotary[:, None])  # (B, T, 2, H, D), (B, T, H, D)
-        query, key = query_key.transpose(1, 3).unbind(2)  # (B, H, T, D) each
+        # (B, T, H, D) -> (B, H, T, D) each
+        query, key, value = (tokens.unpack(x) for x in (query, key, value))
+        query, key, value = (x.transpose(1, 2) for x in self.rotate(query, key, value, rotary[:, None]))
         attn_output, attn_weights = attention(
             self,
             query,
             key,
-            value.transpose(1, 2),
+            value,
             attention_mask,
             dropout=dropout,
             scaling=self.scaling,
@@ -344,12 +355,13 @@ class AudioFormerSelfAttention(nn.Module):
         )
         return tokens.pack(attn_output.flatten(-2)), attn_weights
 
-    def rotate(self, qkv: torch.Tensor, rotary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(..., 3, H, D)` -> rotated queries and keys `(..., 2, H, D)`, values `(..., H, D)` (rotated if
-        `config.rotary_value`). `rotary`: `(..., 1, D / 2)`, broadcastable to the values' pairs."""
-        value = qkv[..., 2, :, :]
-        query_key = apply_rotary(qkv[..., :2, :, :], rotary.unsqueeze(-3))
-        return query_key, (apply_rotary(value, rotary) if self.rotary_value else value)
+    def rotate(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, rotary: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values `(..., H, D)` -> the same, queries and keys rotated (and values if
+        `config.rotary_value`). `rotary`: `(..., 1, D / 2)`, broadcastable to their pairs."""
+        value = apply_rotary(value, rotary) if self.rotary_value else value
+        return apply_rotary(query, rotary), apply_rotary(key, rotary), value
 
 
 class AudioFormerSelfOutput(nn.Module):
