@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from audioformer.modeling_audioformer import AudioFormerModel
+from audioformer.modeling_audioformer.long_audio import cast_for_inference
 from audioformer.modeling_audioformer.modeling_audioformer import codes_and_mask
 from audioformer.tokenization import AudioFormerFeatureExtractor
 from audioformer.tokenization.feature_extraction_audioformer import resample
@@ -150,6 +151,7 @@ def load_model(
     codebook_models: list[str] | None = None,
     sample_rate: int = 48000,
     feature_extractor: str | None = None,
+    dtype: str = "float32",
 ) -> AudioFormerHEARModel:
     """
     HEAR's `load_model`.
@@ -160,6 +162,8 @@ def load_model(
         codebook_models: more checkpoints whose embeddings are concatenated after the first (the models of C2..C4).
         sample_rate: the rate of the audio HEAR passes (16000, 22050, 44100 or 48000).
         feature_extractor: folder of the `AudioFormerFeatureExtractor` (default: `model_file_path`'s).
+        dtype: `"float32"`, `"bfloat16"` or `"int8"` (CPU only), the precision the models run in
+            (`cast_for_inference`; HEAR: `--model-options '{"dtype": "int8"}'`); embeddings are float32 in any case.
     """
     if not model_file_path:
         raise ValueError(
@@ -177,7 +181,7 @@ def load_model(
             '--model-options \'{"feature_extractor": "PATH"}\'.'
         )
     fe = AudioFormerFeatureExtractor.from_pretrained(fe_path)
-    encoders = [AudioFormerModel.from_pretrained(path).eval() for path in paths]
+    encoders = [cast_for_inference(AudioFormerModel.from_pretrained(path), dtype) for path in paths]
     return AudioFormerHEARModel(encoders, fe, sample_rate=sample_rate)
 
 

@@ -21,6 +21,10 @@ is checked from its header before it is decoded, and ffmpeg decodes no more than
 Scores are those of `long_audio.scores_from_logits`: softmax for single-label models, a sigmoid per class for
 multi-label ones (0.5 = at the class's decision threshold when the checkpoint was calibrated);
 `EndpointHandler(path).score_description` says which, in words (`long_audio.score_description`).
+
+Precision: the endpoint's environment variable `AUDIOFORMER_DTYPE` (or `EndpointHandler(path, dtype=...)`) is one of
+`float32` (default), `bfloat16`, `int8` (CPU only): `long_audio.cast_for_inference`. `AUDIOFORMER_ONNX` (or `onnx=`),
+the path of a `model.onnx` written by `export_onnx` (relative to the repository), runs the model with onnxruntime.
 """
 
 import base64
@@ -134,7 +138,9 @@ def _load_long_audio(path):
 
 
 class EndpointHandler:
-    def __init__(self, path: str = "", max_minutes: float | None = None):
+    def __init__(
+        self, path: str = "", max_minutes: float | None = None, dtype: str | None = None, onnx: str | None = None
+    ):
         self.max_seconds = 60 * max_minutes_from(max_minutes)
         self.long_audio = _load_long_audio(path)
         self.feature_extractor = AutoFeatureExtractor.from_pretrained(path, trust_remote_code=True)
@@ -149,6 +155,11 @@ class EndpointHandler:
                 self.feature_extractor.to("cuda")
         except Exception:
             pass
+        dtype = dtype or os.environ.get("AUDIOFORMER_DTYPE", "float32")
+        self.model = self.long_audio.cast_for_inference(self.model, dtype)
+        onnx = onnx or os.environ.get("AUDIOFORMER_ONNX")
+        if onnx:
+            self.model = self.long_audio.OnnxAudioClassifier(os.path.join(path, onnx), self.model.config)
 
     def _waveform(self, inputs, parameters):
         if isinstance(inputs, str):  # base64 of an audio file

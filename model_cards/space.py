@@ -110,8 +110,9 @@ def card_summary(name_or_path: str) -> str | None:
     return " ".join(paragraph) or None
 
 
-def load_checkpoint(name_or_path: str) -> Checkpoint:
-    """Loads the config, the feature extractor (with its codec) and the model of a saved folder or a Hub id."""
+def load_checkpoint(name_or_path: str, dtype: str = "float32") -> Checkpoint:
+    """Loads the config, the feature extractor (with its codec) and the model of a saved folder or a Hub id; the model
+    served in `dtype` (`long_audio.cast_for_inference`: float32, bfloat16 or int8)."""
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=TRUST_REMOTE_CODE)
     if getattr(config, "model_type", None) != "audioformer":
         raise ValueError(f"{name_or_path} is not an AudioFormer checkpoint (model_type {config.model_type!r}).")
@@ -122,6 +123,7 @@ def load_checkpoint(name_or_path: str) -> Checkpoint:
     model = None
     if auto_class is not None:
         model = auto_class.from_pretrained(name_or_path, trust_remote_code=TRUST_REMOTE_CODE).eval()
+        model = long_audio.cast_for_inference(model, dtype)
     name = Path(name_or_path).resolve().name if Path(name_or_path).is_dir() else name_or_path
     return Checkpoint(name, kind, config, feature_extractor, model, card_summary(name_or_path))
 
@@ -472,11 +474,11 @@ def describe(checkpoint: Checkpoint) -> str:
     return "\n\n".join(lines)
 
 
-def build_demo(name_or_path: str, top_k: int = TOP_K, max_minutes: float = MAX_MINUTES):
+def build_demo(name_or_path: str, top_k: int = TOP_K, max_minutes: float = MAX_MINUTES, dtype: str = "float32"):
     """The Gradio page (`gr.Blocks`) of a checkpoint; `demo.launch()` serves it."""
     import gradio as gr
 
-    checkpoint = load_checkpoint(name_or_path)
+    checkpoint = load_checkpoint(name_or_path, dtype)
     max_seconds = max_minutes * 60
 
     def run_classifier(path, aggregation, progress=gr.Progress()):  # noqa: B008  Gradio injects the tracker
@@ -548,6 +550,12 @@ def main(argv=None):
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default %(default)s)")
     parser.add_argument("--port", type=int, default=7860, help="port (default %(default)s)")
+    parser.add_argument(
+        "--dtype",
+        choices=long_audio.INFERENCE_DTYPES,
+        default="float32",
+        help="precision the model runs in (default %(default)s; int8 on CPU only; docs/serving-speed.md)",
+    )
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error(f"--top_k must be at least 1, got {args.top_k}")
@@ -555,7 +563,7 @@ def main(argv=None):
         parser.error(f"--max_minutes must be positive, got {args.max_minutes}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)
-    demo = build_demo(args.model, top_k=args.top_k, max_minutes=args.max_minutes)
+    demo = build_demo(args.model, top_k=args.top_k, max_minutes=args.max_minutes, dtype=args.dtype)
     serve(demo, args.host, args.port, args.max_minutes)
 
 

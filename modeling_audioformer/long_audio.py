@@ -23,6 +23,8 @@ numpy, torch and transformers.
     >>> classifier({"raw": audio, "sampling_rate": 16000}, long_audio="max", hop_duration=5.0, top_k=3)
 """
 
+import warnings
+
 import numpy as np
 import torch
 from transformers import AudioClassificationPipeline
@@ -49,6 +51,9 @@ MIN_HOP_FRACTION = 0.1
 # Windows scored for one recording unless the caller passes `max_windows`: ~1 s of CPU each at the paper's size, so
 # about a quarter of an hour of work; 10 minutes of audio at the smallest hop (591 windows) fit.
 MAX_WINDOWS = 1000
+# What `cast_for_inference` serves a model in (the pipeline's `inference_dtype`, the `--dtype` of the Space and the
+# HEAR API, the Endpoints handler's `AUDIOFORMER_DTYPE`); docs/serving-speed.md says which to pick.
+INFERENCE_DTYPES = ("float32", "bfloat16", "int8")
 
 
 def sliding_windows(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
@@ -186,7 +191,7 @@ def window_logits(
     model, feature_extractor, clips: list, sampling_rate: int, batch_size: int = WINDOW_BATCH_SIZE
 ) -> torch.Tensor:
     """Scores `len(clips)` clips in batches; returns logits `(W, num_labels)`."""
-    device = next(model.parameters()).device
+    device = model.device  # a PreTrainedModel's or an OnnxAudioClassifier's
     out = []
     for i in range(0, len(clips), batch_size):
         inputs = feature_extractor(clips[i : i + batch_size], sampling_rate=sampling_rate, return_tensors="pt")
@@ -227,12 +232,122 @@ def score_waveform(model, feature_extractor, waveform, sampling_rate: int, **kwa
     return {model.config.id2label[i]: float(s) for i, s in enumerate(scores)}
 
 
+def bfloat16_is_native(device: torch.device) -> bool:
+    """Whether `device` multiplies bfloat16 matrices in hardware: a CUDA GPU of compute capability >= 8.0, an x86 CPU
+    with AVX-512 BF16 or AMX. Elsewhere bfloat16 is emulated, slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return True  # other accelerators: their own kernels decide
+
+
+def int8_engine() -> str | None:
+    """The quantized-kernel engine dynamic int8 Linear layers run with on this CPU (`x86`, `fbgemm`, `qnnpack`), or
+    None when this torch build has none."""
+    engines = [e for e in torch.backends.quantized.supported_engines if e != "none"]
+    if not engines:
+        return None
+    return torch.backends.quantized.engine if torch.backends.quantized.engine in engines else engines[0]
+
+
+def cast_for_inference(model, dtype: str = "float32"):
+    """
+    The model to serve in `dtype`, one of `INFERENCE_DTYPES`; the codec is not touched (it stays float32: its codes
+    in bfloat16 differ from float32's, docs/serving-speed.md).
+
+    - `"float32"`: the model as it is.
+    - `"bfloat16"`: every weight cast to bfloat16 (`model.to(torch.bfloat16)`); rotary positions and the scores stay
+      float32. Needs native bfloat16 (`bfloat16_is_native`): an error says so otherwise.
+    - `"int8"`: dynamic int8 quantization of every `nn.Linear` (int8 weights, activations quantized per call;
+      `torch.ao.quantization.quantize_dynamic`), in place. CPU only.
+
+    Returns the model (in eval mode); raises ValueError for another dtype or one this machine cannot run.
+    """
+    if dtype not in INFERENCE_DTYPES:
+        raise ValueError(f"dtype must be one of {INFERENCE_DTYPES}, got {dtype!r}.")
+    device = next(model.parameters()).device
+    if dtype == "bfloat16":
+        if not bfloat16_is_native(device):
+            where = "this CPU has neither AVX-512 BF16 nor AMX" if device.type == "cpu" else f"{device} has no bf16"
+            raise ValueError(
+                f"dtype='bfloat16' needs native bfloat16 matrix units and {where}: it would be emulated, slower "
+                "than float32. Use dtype='float32', or 'int8' on a CPU."
+            )
+        return model.to(torch.bfloat16).eval()
+    if dtype == "int8":
+        if device.type != "cpu":
+            raise ValueError(
+                f"dtype='int8' (dynamic quantization) runs on CPU only, the model is on {device}: use "
+                "dtype='bfloat16' on an accelerator, or move the model to the CPU first."
+            )
+        engine = int8_engine()
+        if engine is None:
+            raise ValueError("dtype='int8' needs quantized CPU kernels, which this torch build lacks: use 'float32'.")
+        torch.backends.quantized.engine = engine
+        with warnings.catch_warnings():  # torch.ao's own deprecation notice, once per Linear
+            warnings.filterwarnings("ignore", message=".*quantize", category=UserWarning)
+            torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return model.eval()
+
+
+class OnnxAudioClassifier:
+    """
+    A classifier's `model.onnx` (written by `export_onnx`), run by onnxruntime on CPU where the torch model would be:
+    `classify_long_audio`, `score_waveform` and the Endpoints handler call it like the model,
+    `model(input_ids=..., attention_mask=...).logits`.
+
+    Args:
+        path: the `.onnx` file.
+        config: the model's config (labels, `codebook_index`, `problem_type`), e.g. `AutoConfig.from_pretrained`.
+        num_threads: onnxruntime's intra-op threads (default: its own choice).
+    """
+
+    device = torch.device("cpu")
+
+    def __init__(self, path: str, config, num_threads: int | None = None):
+        import onnxruntime  # only this class needs it
+
+        options = onnxruntime.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.config = config
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        """`input_ids` `(B, T)` or `(B, K, T)` (row `config.codebook_index` is read), `attention_mask` `(B, T)`."""
+        if input_ids.dim() == 3:
+            input_ids = input_ids[:, self.config.codebook_index]
+        if attention_mask is None:
+            attention_mask = input_ids != self.config.pad_token_id
+        if attention_mask.dim() == 3:
+            attention_mask = attention_mask[:, self.config.codebook_index]
+        feeds = {"input_ids": input_ids.long().numpy(), "attention_mask": attention_mask.long().numpy()}
+        (logits,) = self.session.run(["logits"], feeds)
+        return _Logits(torch.from_numpy(logits))
+
+    def eval(self):
+        return self
+
+
+class _Logits:
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+
 class AudioFormerAudioClassificationPipeline(AudioClassificationPipeline):
     """
     `AudioClassificationPipeline` for AudioFormer: resamples `{"raw", "sampling_rate"}` input with the feature
     extractor (no torchaudio needed), classifies long audio by sliding windows (`long_audio="mean"|"max"`,
     `hop_duration`, `max_windows`), and scores multi-label models with sigmoid by default (like the stock pipeline).
+    `inference_dtype="bfloat16"|"int8"` serves the model in that precision (`cast_for_inference`).
     """
+
+    def __init__(self, *args, inference_dtype: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if inference_dtype is not None:
+            self.model = cast_for_inference(self.model, inference_dtype)
 
     def __call__(self, inputs, **kwargs):
         long_audio = kwargs.get("long_audio", self._preprocess_params.get("long_audio", "truncate"))
@@ -328,4 +443,7 @@ __all__ = [
     "default_function",
     "scores_from_logits",
     "score_description",
+    "cast_for_inference",
+    "INFERENCE_DTYPES",
+    "OnnxAudioClassifier",
 ]
