@@ -43,12 +43,13 @@ PAGES_OF_OTHER_BRANCHES = {
     "docs/all-codebooks.md",
     "docs/audioset-at-scale.md",
     "docs/fault-tolerance.md",
-    "docs/serving-limits.md",
-    "docs/serving-speed.md",
 }
 
 # Flags of other projects' commands that the docs quote on their own.
-EXTERNAL_FLAGS = {"--freeze_feature_encoder": "transformers' examples/pytorch/audio-classification"}
+EXTERNAL_FLAGS = {
+    "--freeze_feature_encoder": "transformers' examples/pytorch/audio-classification",
+    "--model-options": "hear-eval-kit's heareval.embeddings.runner",
+}
 
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
 INLINE = re.compile(r"`([^`]+)`")
