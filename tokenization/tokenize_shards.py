@@ -60,6 +60,7 @@ FORMAT = "audioformer-code-shards/1"
 INDEX_FILE = "index.json"
 AUDIO_EXTENSIONS = ("flac", "wav", "mp3", "ogg")
 LABEL_EXTENSIONS = ("json", "cls", "txt")
+HEARTBEAT_DIR = ".heartbeat"
 KEY = "__key__"  # a row's key for the failures report (WebDataset's name for it); not written
 SAMPLES_PER_CHUNK = 256  # clips decoded and held at once: a shard is streamed, never loaded whole
 
@@ -439,6 +440,7 @@ def _run(inputs, shard_rows, feature_extractor, output_dir, made_with, batch_siz
         if i % state.num_processes == state.process_index
     ]
     error, clips, seconds, failed, start = None, 0, 0.0, 0, time.perf_counter()
+    heartbeat = _start_heartbeat(output_dir, state)
     progress = _progress(state, len(work), show_progress)
     try:
         done = 0
@@ -472,7 +474,11 @@ def _run(inputs, shard_rows, feature_extractor, output_dir, made_with, batch_siz
             progress.close()
     except Exception as err:
         error = err
+        _write_json(os.path.join(output_dir, HEARTBEAT_DIR, f"{state.process_index}.failed"), repr(err))
     wall = time.perf_counter() - start
+    if error is None and state.num_processes > 1:
+        _wait_for_other_shards(output_dir, inputs, made_with["codec_sha256"], state)
+    heartbeat.set()
     wait_for_everyone_or_raise(state, error)
     per_rank = _gather(state, {"clips": clips, "seconds": seconds, "failures": failed, "wall_s": wall})
 
@@ -484,6 +490,72 @@ def _run(inputs, shard_rows, feature_extractor, output_dir, made_with, batch_siz
         error = err
     wait_for_everyone_or_raise(state, error)
     return _gather(state, summary)[0]
+
+
+def heartbeat_timeout() -> float:
+    """Seconds without a heartbeat after which a process counts as dead: $AUDIOFORMER_HEARTBEAT_TIMEOUT, default
+    600."""
+    return float(os.environ.get("AUDIOFORMER_HEARTBEAT_TIMEOUT", 600))
+
+
+def _start_heartbeat(output_dir, state):
+    """Touches output_dir/.heartbeat/<rank> every timeout / 4 seconds in a daemon thread, until the returned event
+    is set. The others watch it while they wait for this rank's shards (`_wait_for_other_shards`)."""
+    import threading
+
+    folder = os.path.join(output_dir, HEARTBEAT_DIR)
+    os.makedirs(folder, exist_ok=True)
+    for stale in (f"{state.process_index}.failed",):
+        if os.path.exists(os.path.join(folder, stale)):
+            os.remove(os.path.join(folder, stale))
+    path, stop = os.path.join(folder, str(state.process_index)), threading.Event()
+
+    def beat():
+        while True:
+            with open(path, "w") as f:
+                f.write(str(time.time()))
+            if stop.wait(heartbeat_timeout() / 4):
+                return
+
+    threading.Thread(target=beat, daemon=True, name="audioformer-heartbeat").start()
+    return stop
+
+
+def _wait_for_other_shards(output_dir, inputs, codec_sha256, state) -> None:
+    """Waits, polling the shared folder, until every shard has its record; a process whose heartbeat stopped for
+    `heartbeat_timeout()` seconds (killed, its machine lost) raises a RuntimeError naming it, instead of waiting in
+    a collective until torch.distributed's timeout (30 min by default, and then for every legitimately slow rank
+    too). Returns at once if a process recorded a failure: the collective that follows shares its error."""
+    folder, timeout = os.path.join(output_dir, HEARTBEAT_DIR), heartbeat_timeout()
+    pending = {
+        (split, i)
+        for split, urls in inputs.items()
+        for i in range(len(urls))
+        if i % state.num_processes != state.process_index
+    }
+    since = time.time()
+    while pending:
+        if any(name.endswith(".failed") for name in os.listdir(folder)):
+            return
+        for split, i in sorted(pending):
+            urls = inputs[split]
+            record = _read_json(os.path.join(output_dir, split, f"{_shard_file(i, len(urls))}.json"))
+            if record is not None and record.get("input") == urls[i] and record.get("codec_sha256") == codec_sha256:
+                pending.discard((split, i))
+        owners = sorted({i % state.num_processes for _, i in pending})
+        for rank in owners:
+            beat = os.path.join(folder, str(rank))
+            last = max(os.path.getmtime(beat), since) if os.path.exists(beat) else since
+            if time.time() - last > timeout:
+                unfinished = sorted(i for _, i in pending if i % state.num_processes == rank)
+                raise RuntimeError(
+                    f"Process {rank} stopped: no heartbeat in {output_dir}/{HEARTBEAT_DIR}/{rank} for "
+                    f"{time.time() - last:.0f} s (AUDIOFORMER_HEARTBEAT_TIMEOUT={timeout:g}); its shard(s) "
+                    f"{unfinished[:5]} are unfinished. Rerun the same command on every machine: finished shards are "
+                    "kept."
+                )
+        if pending:
+            time.sleep(min(1.0, timeout / 10))
 
 
 def _finish_index(output_dir, inputs, per_rank) -> dict:
