@@ -253,3 +253,39 @@ def test_two_machines_split_shards_and_a_killed_machine_restarts(launch, free_po
     rerun = ts.read_index(tmp_path / "killed")["summary"]
     assert rerun["clips"] == 2 and rerun["rows_in_folder"] == 8  # only shard 3 was encoded again
     print(f"machine 0 exited {waited:.1f} s after machine 1 was killed")
+
+
+def test_run_mlm_trains_on_a_code_shards_folder(tiny_codec_dir, tmp_path):
+    """--tokenized_dataset DIR takes the folder as it is: the codec comes from its index, the rows from its shards."""
+    import run_mlm
+
+    _write_shards(tmp_path / "shards", num_shards=2, per_shard=4, corrupt_in=())
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
+    ts.pretokenize_shards({"train": ts.list_shards(str(tmp_path / "shards" / "*.tar"))}, fe, tmp_path / "codes")
+    tiny = "hidden_size=32,num_hidden_layers=1,num_attention_heads=4,intermediate_size=64"
+    run_mlm.main(
+        [
+            "--tokenized_dataset",
+            str(tmp_path / "codes"),
+            "--config_overrides",
+            tiny,
+            "--output_dir",
+            str(tmp_path / "model"),
+            "--do_train",
+            "--max_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "4",
+            "--report_to",
+            "none",
+            "--use_cpu",
+            "true",
+            "--save_strategy",
+            "no",
+            "--disable_tqdm",
+            "true",
+        ]
+    )
+    assert os.path.isfile(tmp_path / "model" / "model.safetensors")
+    saved = AudioFormerFeatureExtractor.from_pretrained(tmp_path / "model")
+    assert saved.max_duration == fe.max_duration  # the codec settings recorded in index.json
