@@ -325,7 +325,7 @@ def _gather(state, obj) -> list:
     return [obj]
 
 
-def _made_with(feature_extractor, audio_column_name, label_column_name, state) -> dict:
+def _made_with(feature_extractor, audio_column_name, label_column_name) -> dict:
     from .tokenize_dataset import codec_digest
 
     made_with = {
@@ -401,7 +401,7 @@ def pretokenize_shards(
     """
     state = process_state()
     output_dir = os.fspath(output_dir)
-    made_with = _made_with(feature_extractor, audio_column_name, label_column_name, state)
+    made_with = _made_with(feature_extractor, audio_column_name, label_column_name)
     inputs, shard_rows = {}, {}
     for split, source in sources.items():
         if isinstance(source, datasets.IterableDataset):

@@ -38,7 +38,12 @@ def max_code_length(model_args: ModelArguments, feature_extractor) -> int | None
 def check_max_positions(dataset_dict, config, max_length: int | None = None):
     """Raises a ValueError if a row, once cut to `max_length` ids, is longer than `max_position_embeddings`."""
     for split, ds in dataset_dict.items():
-        longest = max(ds["length"]) if "length" in ds.column_names else max(len(r[0]) for r in ds["input_ids"])
+        if "length" in ds.column_names:  # one vectorised pass over one column: flat in time and memory at 2M rows
+            import pyarrow.compute as pc
+
+            longest = pc.max(ds.select_columns(["length"]).with_format("arrow")[:].column("length")).as_py()
+        else:
+            longest = max(len(r[0]) for r in ds["input_ids"])
         if max_length is not None:
             longest = min(longest, max_length)
         if longest > config.max_position_embeddings:
