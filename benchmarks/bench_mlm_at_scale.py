@@ -9,7 +9,9 @@ and how they grow with the number of rows.
 2. For each folder: `run_mlm.py --tokenized_dataset DIR --do_train --max_steps N` (tiny model, batch 32, no
    dataloader workers) in a subprocess that records the time from process start to the first training step
    (start-up), the steps/s and clips/s after it (data loading + collator + a tiny model's step), and its resident
-   memory (RSS, and USS: the memory private to the process, not the memory-mapped codes the page cache holds).
+   memory split as Linux counts it: RssAnon (the process's own allocations) and RssFile (pages of the
+   memory-mapped codes it touched: page cache, shared and reclaimable, growing with the rows read, not the rows
+   held). USS would count those file pages too (they are mapped by this process only).
 3. In this process, the data path alone: the DataLoader with run_mlm's collator over the whole folder, shuffled.
 
     python benchmarks/bench_mlm_at_scale.py --root /tmp/as2m-codes [--rows 2000000] [--seconds 10] [--steps 50]
@@ -91,21 +93,22 @@ def generate(root, rows, seconds):
 CHILD = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
-import psutil, transformers
+import transformers
 stamps, memory = [], {}
+def rss():  # anonymous (the process's own) and file-backed (memory-mapped codes, page cache) resident MiB
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith("Rss"))
+    return {k: int(v.split()[0]) / 1024 for k, v in fields.items()}
 real = transformers.Trainer.training_step
 def timed(self, *args, **kwargs):
     out = real(self, *args, **kwargs)
     stamps.append(time.perf_counter() - t0)
     if len(stamps) == 1:
-        info = psutil.Process().memory_full_info()
-        memory.update(rss_first_step_mb=info.rss / 2**20, uss_first_step_mb=info.uss / 2**20)
+        memory["first_step"] = rss()
     return out
 transformers.Trainer.training_step = timed
 import run_mlm
 run_mlm.main(sys.argv[2:])
-info = psutil.Process().memory_full_info()
-memory.update(rss_end_mb=info.rss / 2**20, uss_end_mb=info.uss / 2**20)
+memory["end"] = rss()
 json.dump({"stamps": stamps, **memory}, open(sys.argv[1], "w"))
 """
 

@@ -361,14 +361,13 @@ def _prepare_folder(output_dir, made_with, inputs, resume) -> None:
         for entry in entries:
             path = os.path.join(output_dir, entry)
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    # Splits are tokenized by separate runs into one folder (train, then eval): the other splits are kept.
+    index = index if index is not None and resume and os.path.isdir(output_dir) and entries else None
+    splits = dict(index["splits"]) if index is not None else {}
+    splits.update({split: {"inputs": urls, "complete": False} for split, urls in inputs.items()})
     _write_json(
         os.path.join(output_dir, INDEX_FILE),
-        {
-            "format": FORMAT,
-            "codec": made_with,
-            "complete": False,
-            "splits": {split: {"inputs": urls} for split, urls in inputs.items()},
-        },
+        {"format": FORMAT, "codec": made_with, "complete": False, "splits": splits},
     )
     for split in inputs:
         os.makedirs(os.path.join(output_dir, split), exist_ok=True)
@@ -562,14 +561,15 @@ def _finish_index(output_dir, inputs, per_rank) -> dict:
     """Rank 0, once every shard is finished: the index (from the small per-shard records, not the codes), the
     failures report and the run's summary."""
     index = _read_json(os.path.join(output_dir, INDEX_FILE))
-    report, total_rows = {}, 0
+    report, total_rows = _read_json(os.path.join(output_dir, "failures.json"), default={}), 0
     for split, urls in inputs.items():
+        report[split] = []
         shards = []
         for i in range(len(urls)):
             record = _read_json(os.path.join(output_dir, split, f"{_shard_file(i, len(urls))}.json"))
             shard = {k: record[k] for k in ("file", "input", "rows", "seconds")}
             shards.append(dict(shard, failures=len(record["failures"])))
-            report.setdefault(split, []).extend(record["failures"])
+            report[split].extend(record["failures"])
         rows = sum(s["rows"] for s in shards)
         total_rows += rows
         index["splits"][split] = {
@@ -577,6 +577,7 @@ def _finish_index(output_dir, inputs, per_rank) -> dict:
             "shards": shards,
             "rows": rows,
             "seconds": sum(s["seconds"] for s in shards),
+            "complete": True,
         }
     if total_rows == 0:
         first = [f for fs in report.values() for f in fs][:3]
@@ -596,10 +597,10 @@ def _finish_index(output_dir, inputs, per_rank) -> dict:
         # processing time over audio time, for the whole job (all processes at once): < 1 is faster than real time
         "real_time_factor": wall / seconds if seconds > 0 else None,
         "failures": sum(r["failures"] for r in per_rank),
-        "rows_in_folder": total_rows,
+        "rows_in_folder": sum(info.get("rows", 0) for info in index["splits"].values()),
         "failures_in_folder": sum(len(fs) for fs in report.values()),
     }
-    index.update(complete=True, summary=summary)
+    index.update(complete=all(info.get("complete") for info in index["splits"].values()), summary=summary)
     _write_json(os.path.join(output_dir, "failures.json"), report)
     _write_json(os.path.join(output_dir, INDEX_FILE), index)
     logger.info(
@@ -629,8 +630,12 @@ def load_code_shards(path) -> datasets.DatasetDict:
     memory-mapped Arrow files (no data is copied or read). Raises a ValueError if the run did not finish."""
     path = os.fspath(path)
     index = _read_json(os.path.join(path, INDEX_FILE))
-    if not index.get("complete"):
-        raise ValueError(f"{path} is unfinished: rerun the pre-tokenizer with the same arguments to finish it.")
+    unfinished = [split for split, info in index["splits"].items() if not info.get("complete")]
+    if unfinished:
+        raise ValueError(
+            f"{path} is unfinished (split(s) {unfinished}): rerun the pre-tokenizer with the same arguments to "
+            "finish it."
+        )
     out = datasets.DatasetDict()
     for split, info in index["splits"].items():
         parts = [datasets.Dataset.from_file(os.path.join(path, split, s["file"])) for s in info["shards"] if s["rows"]]

@@ -123,6 +123,13 @@ def test_tar_shards_equal_the_table_path(tiny_codec_dir, tmp_path):
     assert _codes_by_id(out) == expected
     assert out["length"] == table["length"]
 
+    # Another split, by another run into the same folder (the recipe's train and eval): the first one is kept.
+    ts.pretokenize_shards({"eval": shards[1:]}, fe, tmp_path / "out", label_column_name="labels", show_progress=False)
+    both = td.load_tokenized_dataset(tmp_path / "out")
+    assert set(both) == {"train", "eval"} and len(both["train"]) == 6 and both["eval"]["id"] == out["id"][3:]
+    failures = json.loads((tmp_path / "out" / "failures.json").read_text())
+    assert len(failures["train"]) == len(failures["eval"]) == 1
+
 
 def test_streaming_a_local_dataset(tiny_codec_dir, tmp_path):
     """--streaming over a local Parquet dataset (2 files: 2 input shards), audio as bytes, through the CLI."""
