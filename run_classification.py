@@ -71,7 +71,14 @@ from audioformer.training.trainer import AudioClassificationTrainer, check_mpc_s
 
 logger = logging.getLogger(__name__)
 
-DATA_FLAGS = ("--dataset_name", "--data_dir", "--train_file", "--validation_file", "--tokenized_dataset")
+DATA_FLAGS = (
+    "--dataset_name",
+    "--data_dir",
+    "--train_file",
+    "--validation_file",
+    "--data_files",
+    "--tokenized_dataset",
+)
 
 
 @dataclass
@@ -204,7 +211,7 @@ def main(argv: list[str] | None = None):
         LabelSpace.from_datasets(splits, cls_args.label_column_name, checkpoint_config).resolve_loss(cls_args.loss)
 
     code_datasets, feature_extractor = prepare_code_datasets(
-        model_args, data_args, training_args, check_splits=check_labels
+        model_args, data_args, training_args, check_splits=check_labels, label_column_name=cls_args.label_column_name
     )
     if eval_args.has_test:  # the test split is tokenized and checked now, before any training, but used once
         code_datasets["test"] = prepare_test_dataset(

@@ -83,6 +83,7 @@ def generate(root, rows, seconds):
         if folder == small:
             os.link(os.path.join(full, "train", shards[0]["file"]), os.path.join(small, "train", shards[0]["file"]))
         split = {"inputs": [s["input"] for s in listed], "shards": listed, "rows": sum(s["rows"] for s in listed)}
+        split["complete"] = True
         index = {"format": FORMAT, "codec": made_with, "complete": True, "splits": {"train": split}}
         with open(os.path.join(folder, "index.json"), "w") as f:
             json.dump(index, f)

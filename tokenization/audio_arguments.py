@@ -104,13 +104,9 @@ class AudioDataArguments:
 
 def load_audio_splits(data_args: AudioDataArguments, codec_args: CodecArguments) -> datasets.DatasetDict:
     """The audio source the flags name (`audio_io.load_audio_dataset`), its audio column left undecoded. Tar shards
-    and streamed datasets are the pre-tokenizer's (`tokenize_shards.py`): a ValueError says so."""
+    and streamed datasets are not tables: `tokenize_shards.shard_sources` reads those."""
     if data_args.streaming or data_args.data_files is not None:
-        raise ValueError(
-            "--data_files / --streaming are read by the streaming pre-tokenizer: run `python -m "
-            "audioformer.tokenization.tokenize_dataset --data_files ... --output_dir DIR` (or with --streaming), then "
-            "pass --tokenized_dataset DIR."
-        )
+        raise ValueError("--data_files / --streaming name input shards: read them with tokenize_shards.shard_sources.")
     return load_audio_dataset(
         data_args.dataset_name,
         data_args.dataset_config_name,

@@ -622,23 +622,9 @@ def main(argv=None):
 def _main_shards(codec_args, data_args, run_args, feature_extractor):
     """Tar shards (--data_files) or a streamed dataset (--streaming): one code shard per input shard
     (`tokenize_shards.py`)."""
-    from .tokenize_shards import list_shards, pretokenize_shards
+    from .tokenize_shards import pretokenize_shards, shard_sources
 
-    if data_args.dataset_name is None and data_args.data_dir is None:
-        sources = {run_args.split_name: list_shards(data_args.data_files)}
-    elif not data_args.streaming:
-        raise ValueError("--data_files with --dataset_name / --data_dir: add --streaming (or drop --data_files).")
-    else:
-        kwargs = {"data_dir": data_args.data_dir, "data_files": data_args.data_files}
-        streamed = datasets.load_dataset(
-            data_args.dataset_name or "audiofolder",
-            data_args.dataset_config_name,
-            streaming=True,
-            cache_dir=codec_args.cache_dir,
-            token=codec_args.token,
-            **{k: v for k, v in kwargs.items() if v is not None},
-        )
-        sources = dict(streamed) if isinstance(streamed, datasets.IterableDatasetDict) else {"train": streamed}
+    sources = shard_sources(data_args, codec_args, run_args.split_name)
     summary = pretokenize_shards(
         sources,
         feature_extractor,

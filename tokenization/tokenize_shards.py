@@ -619,6 +619,31 @@ def _finish_index(output_dir, inputs, per_rank) -> dict:
     return summary
 
 
+def uses_shards(data_args) -> bool:
+    """Whether the data flags name tar shards (--data_files without --dataset_name) or a streamed dataset."""
+    return data_args.streaming or (data_args.data_files is not None and data_args.dataset_name is None)
+
+
+def shard_sources(data_args, codec_args, split_name: str = "train") -> dict:
+    """The input shards the data flags name, as `pretokenize_shards` takes them: {split_name: tar shard URLs} for
+    --data_files, or {split: IterableDataset} for --streaming (--dataset_name / --data_dir / --data_files as
+    `datasets.load_dataset` takes them)."""
+    if data_args.dataset_name is None and data_args.data_dir is None:
+        return {split_name: list_shards(data_args.data_files)}
+    if not data_args.streaming:
+        raise ValueError("--data_files with --dataset_name / --data_dir: add --streaming (or drop --data_files).")
+    kwargs = {"data_dir": data_args.data_dir, "data_files": data_args.data_files}
+    streamed = datasets.load_dataset(
+        data_args.dataset_name or "audiofolder",
+        data_args.dataset_config_name,
+        streaming=True,
+        cache_dir=codec_args.cache_dir,
+        token=codec_args.token,
+        **{k: v for k, v in kwargs.items() if v is not None},
+    )
+    return dict(streamed) if isinstance(streamed, datasets.IterableDatasetDict) else {split_name: streamed}
+
+
 def is_code_shards(path) -> bool:
     """Whether `path` is an output of `pretokenize_shards` (holds its index.json)."""
     index = _read_json(os.path.join(os.fspath(path), INDEX_FILE))
