@@ -177,15 +177,16 @@ def main():
         print(name, json.dumps(results[name]), flush=True)
     print(f"\n{args.seconds:g} s clips ({int(round(args.seconds * 75)) + 2} ids per codebook row), batch {args.batch}")
     print(
-        "| rows | run_mlm start-up to step 1 (s) | run_mlm clips/s | RSS / USS at step 1 (MiB) | RSS / USS at end "
-        "(MiB) | folder load (s) | DataLoader clips/s |"
+        "| rows | run_mlm start-up to step 1 (s) | run_mlm clips/s | RssAnon / RssFile at step 1 (MiB) | "
+        "RssAnon / RssFile at end (MiB) | folder load (s) | DataLoader clips/s |"
     )
     print("|---|---|---|---|---|---|---|")
     for name in ("small", "full"):
         r, d = results[name]["run_mlm"], results[name]["data"]
+        first, end = r["first_step"], r["end"]
         print(
-            f"| {d['rows']:,} | {r['startup_s']:.1f} | {r['clips_per_s']:.0f} | {r['rss_first_step_mb']:.0f} / "
-            f"{r['uss_first_step_mb']:.0f} | {r['rss_end_mb']:.0f} / {r['uss_end_mb']:.0f} | {d['load_s']:.2f} | "
+            f"| {d['rows']:,} | {r['startup_s']:.1f} | {r['clips_per_s']:.1f} | {first['RssAnon']:.0f} / "
+            f"{first['RssFile']:.0f} | {end['RssAnon']:.0f} / {end['RssFile']:.0f} | {d['load_s']:.2f} | "
             f"{d['clips_per_s']:.0f} |"
         )
 
