@@ -134,26 +134,53 @@ def run_mlm(folder, out, steps, batch):
     return {"startup_s": stamps[0], "steps_per_s": rate, "clips_per_s": rate * batch, **r}
 
 
+def _rss_anon_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("RssAnon"))
+
+
 def data_path(folder, batches, batch):
-    """clips/s of the DataLoader with run_mlm's collator, shuffled over the whole folder, after loading it."""
+    """In this process: the folder's load time and RssAnon growth, the max_position_embeddings check (one pass over
+    `length`) against reading that column into a list, and the clips/s of the DataLoader with run_mlm's collator,
+    shuffled over the whole folder."""
+    import datasets
     import torch
 
     from audioformer.tokenization.tokenize_dataset import load_tokenized_dataset
     from audioformer.training.collators import DataCollatorForCodeMLM
+    from audioformer.training.data import check_max_positions
 
+    before = _rss_anon_mb()
     start = time.perf_counter()
-    ds = load_tokenized_dataset(folder)["train"].select_columns(["input_ids"])
-    load_s = time.perf_counter() - start
+    ds = load_tokenized_dataset(folder)["train"]
+    load_s, load_anon = time.perf_counter() - start, _rss_anon_mb() - before
+    start = time.perf_counter()
+    check_max_positions(datasets.DatasetDict(train=ds), type("Config", (), {"max_position_embeddings": 1024}))
+    check_s = time.perf_counter() - start
+    start = time.perf_counter()
+    max(ds["length"])  # what the check did before: the column as a Python list
+    list_s = time.perf_counter() - start
+    ds = ds.select_columns(["input_ids"])
     collator = DataCollatorForCodeMLM(codebook_index=0, pad_token_id=1, mask_token_id=1027)
     loader = torch.utils.data.DataLoader(
         ds, batch_size=batch, shuffle=True, collate_fn=collator, generator=torch.Generator().manual_seed(0)
     )
+    before = _rss_anon_mb()
     it = iter(loader)
     next(it)
+    epoch_anon = _rss_anon_mb() - before
     start = time.perf_counter()
     for _ in range(batches):
         next(it)
-    return {"rows": len(ds), "load_s": load_s, "clips_per_s": batches * batch / (time.perf_counter() - start)}
+    return {
+        "rows": len(ds),
+        "load_s": load_s,
+        "load_rss_anon_mb": load_anon,
+        "check_max_positions_s": check_s,
+        "length_column_as_list_s": list_s,
+        "first_batch_rss_anon_mb": epoch_anon,
+        "clips_per_s": batches * batch / (time.perf_counter() - start),
+    }
 
 
 def main():
@@ -188,6 +215,17 @@ def main():
             f"| {d['rows']:,} | {r['startup_s']:.1f} | {r['clips_per_s']:.1f} | {first['RssAnon']:.0f} / "
             f"{first['RssFile']:.0f} | {end['RssAnon']:.0f} / {end['RssFile']:.0f} | {d['load_s']:.2f} | "
             f"{d['clips_per_s']:.0f} |"
+        )
+    print(
+        "\n| rows | folder load: RssAnon + (MiB) | first batch: RssAnon + (MiB) | length check (s) "
+        "| length as a list (s) |"
+    )
+    print("|---|---|---|---|---|")
+    for name in ("small", "full"):
+        d = results[name]["data"]
+        print(
+            f"| {d['rows']:,} | {d['load_rss_anon_mb']:.0f} | {d['first_batch_rss_anon_mb']:.0f} | "
+            f"{d['check_max_positions_s']:.3f} | {d['length_column_as_list_s']:.2f} |"
         )
 
 
