@@ -260,7 +260,9 @@ def main(argv: list[str] | None = None):
     train_dataset = code_datasets["train"] if training_args.do_train else None
     sample_weights = None
     if cls_args.weighted_sampling and train_dataset is not None:
-        sample_weights = inverse_frequency_weights(train_dataset["label_ids"], len(labels.names))
+        # the Arrow column, not a list of 2M Python lists: computed in a few vectorised passes
+        label_ids = train_dataset.select_columns(["label_ids"]).with_format("arrow")[:].column("label_ids")
+        sample_weights = inverse_frequency_weights(label_ids, len(labels.names))
     augmentation = cls_args.augmentation(training_args.seed)
     if augmentation.enabled:
         collator = AugmentedCollator(collator, augmentation)
