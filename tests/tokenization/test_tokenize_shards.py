@@ -314,3 +314,25 @@ def test_training_scripts_read_tar_shards_themselves(tiny_codec_dir, tmp_path):
 
     run_classification.main([*argv, "--output_dir", str(tmp_path / "again")])
     assert ts.read_index(tmp_path / "codes")["summary"]["clips"] == 0  # every shard reused
+
+
+@pytest.mark.slow
+def test_run_mlm_on_two_machines_from_a_code_shards_folder(launch, tiny_codec_dir, tmp_path):
+    """run_mlm.py on two "machines" (one process each) on localhost, both reading the folder as it is."""
+    _write_shards(tmp_path / "shards", num_shards=2, per_shard=4, corrupt_in=())
+    fe = AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
+    ts.pretokenize_shards({"train": ts.list_shards(str(tmp_path / "shards" / "*.tar"))}, fe, tmp_path / "codes")
+    args = ["--tokenized_dataset", tmp_path / "codes", "--output_dir", tmp_path / "model", "--do_train"]
+    args += ["--config_overrides", "hidden_size=32,num_hidden_layers=1,num_attention_heads=4,intermediate_size=64"]
+    args += ["--max_steps", "2", "--per_device_train_batch_size", "2", "--report_to", "none", "--use_cpu", "true"]
+    args += ["--save_strategy", "no", "--disable_tqdm", "true", "--logging_steps", "1"]
+    procs = []
+    for rank in range(2):
+        cmd = launch(os.path.join(REPO, "run_mlm.py"), *args, num_machines=2, machine_rank=rank)
+        log = open(tmp_path / f"mlm-{rank}.log", "w")
+        procs.append(subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT))
+    for rank, p in enumerate(procs):
+        assert p.wait(timeout=300) == 0, (tmp_path / f"mlm-{rank}.log").read_text()[-3000:]
+    assert "world size: 2" in (tmp_path / "mlm-1.log").read_text()
+    state = json.loads((tmp_path / "model" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
