@@ -27,11 +27,13 @@ Output (what `load_tokenized_dataset` / `--tokenized_dataset DIR` read, memory-m
     output_dir/
       index.json                          # format, codec identity (settings + weights hash), per split: the input
                                           # shards, and per output shard its file, rows, seconds of audio, failures;
-                                          # "complete" once every shard is finished; a summary of the last run
+                                          # "complete" per split and for all; a summary of the last run. Each run
+                                          # writes the splits it is given and keeps the others (train, then eval)
       <split>/codes-00003-of-01000.arrow  # Arrow stream: id, input_ids int16 (K, frames + 2), length, the label
                                           # column, source_shard, source_member (the tar member or row)
       <split>/codes-00003-of-01000.json   # the shard's record: its input (URL, size), rows, seconds, failures
       failures.json                       # {split: [{"shard", "key", "error"}, ...]}
+      .heartbeat/<rank>                   # touched by each process while it runs (`_wait_for_other_shards`)
       .audioformer.lock                   # while a run writes here
 
 A shard is finished once its record exists: both files are written under a temporary name, then renamed, so a
