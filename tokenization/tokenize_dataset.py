@@ -550,12 +550,22 @@ def _read_json(path, default):
 
 
 def read_tokenization_info(output_dir) -> dict | None:
-    """The settings a `pretokenize` output was made with (`tokenization_info.json`), or None if it has none."""
+    """The settings a `pretokenize` (`tokenization_info.json`) or `pretokenize_shards` (`index.json`) output was made
+    with, or None if it has none."""
+    from .tokenize_shards import is_code_shards, read_index
+
+    if is_code_shards(output_dir):
+        return read_index(output_dir)["codec"]
     return _read_json(os.path.join(output_dir, "tokenization_info.json"), default=None)
 
 
 def load_tokenized_dataset(path):
-    """Loads a `pretokenize` output: a DatasetDict (if it was written from one) or a Dataset."""
+    """Loads a `pretokenize` output (a DatasetDict if it was written from one, else a Dataset), or a
+    `pretokenize_shards` output (a DatasetDict of its shards, memory-mapped as they are)."""
+    from .tokenize_shards import is_code_shards, load_code_shards
+
+    if is_code_shards(path):
+        return load_code_shards(path)
     return datasets.load_from_disk(os.fspath(path))
 
 
@@ -575,6 +585,14 @@ class PretokenizeArguments:
     device: str | None = field(
         default=None, metadata={"help": "Codec device. Default: this process's accelerate device."}
     )
+    label_column_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Tar shards (--data_files): the field of each sample's json member (or its cls / txt member) "
+            "kept as this column. Default: no labels."
+        },
+    )
+    split_name: str = field(default="train", metadata={"help": "Tar shards (--data_files): the split they form."})
 
 
 def main(argv=None):
@@ -584,6 +602,8 @@ def main(argv=None):
     claim_output_folder(run_args.output_dir, flag="--output_dir")  # before any work; held until the process ends
     feature_extractor = load_feature_extractor(codec_args)
     feature_extractor.to(run_args.device or process_state().device)
+    if data_args.streaming or data_args.data_files is not None:
+        return _main_shards(codec_args, data_args, run_args, feature_extractor)
     dsd = load_audio_splits(data_args, codec_args)
     out = pretokenize(
         dsd,
@@ -597,6 +617,27 @@ def main(argv=None):
     )
     if process_state().is_main_process:
         logger.info("wrote %s: %s", run_args.output_dir, out)
+
+
+def _main_shards(codec_args, data_args, run_args, feature_extractor):
+    """Tar shards (--data_files) or a streamed dataset (--streaming): one code shard per input shard
+    (`tokenize_shards.py`)."""
+    from .tokenize_shards import pretokenize_shards, shard_sources
+
+    sources = shard_sources(data_args, codec_args, run_args.split_name)
+    summary = pretokenize_shards(
+        sources,
+        feature_extractor,
+        run_args.output_dir,
+        audio_column_name=data_args.audio_column_name,
+        label_column_name=run_args.label_column_name,
+        batch_size=data_args.preprocessing_batch_size,
+        resume=not data_args.overwrite_cache,
+        show_progress=True,
+    )
+    if process_state().is_main_process:
+        logger.info("wrote %s: %s", run_args.output_dir, json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":
