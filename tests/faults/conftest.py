@@ -1,0 +1,117 @@
+"""
+Fixtures of the fault tests: a tiny seeded code dataset saved as a pre-tokenizer output would be (48 clips, 4
+codebooks), the tiny codec as a local folder, and run_mlm.py in a subprocess (as a user runs it).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Attention dropout stays on (the default 0.1): a resume is exact only if nothing else draws from the global RNG.
+TINY_MODEL = "hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64"
+COMMON = [
+    "--config_overrides",
+    TINY_MODEL,
+    "--per_device_train_batch_size",
+    "4",
+    "--learning_rate",
+    "5e-3",
+    "--logging_steps",
+    "1",
+    "--report_to",
+    "none",
+    "--disable_tqdm",
+    "true",
+    "--use_cpu",
+    "true",
+    "--seed",
+    "0",
+    "--dataloader_num_workers",
+    "0",
+    "--codebook_index",
+    "0",
+]
+
+
+def write_codes(path, num_clips=48, num_codebooks=4, seed=0):
+    """A DatasetDict {"train"} of seeded codes `(num_codebooks, frames + 2)` = [BOA, c + 3, ..., EOA] saved at
+    `path` with save_to_disk, as `tokenize_dataset` writes it (without its tokenization_info.json)."""
+    import datasets
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(num_clips):
+        frames = int(rng.integers(20, 60))
+        codes = rng.integers(3, 1027, size=(num_codebooks, frames + 2)).astype(np.int16)
+        codes[:, 0], codes[:, -1] = 0, 2
+        rows.append(codes.tolist())
+    features = datasets.Features(
+        {"input_ids": datasets.Sequence(datasets.Sequence(datasets.Value("int16"))), "length": datasets.Value("int32")}
+    )
+    ds = datasets.Dataset.from_dict({"input_ids": rows, "length": [len(r[0]) for r in rows]}, features=features)
+    datasets.DatasetDict({"train": ds}).save_to_disk(os.fspath(path))
+    return os.fspath(path)
+
+
+@pytest.fixture(scope="session")
+def codes_dir(tmp_path_factory):
+    return write_codes(tmp_path_factory.mktemp("codes") / "codes")
+
+
+def script_env(**extra):
+    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=REPO, OMP_NUM_THREADS="1", **extra)
+
+
+def run_mlm(args, check=True, timeout=300, launch=None, **env):
+    """run_mlm.py in a subprocess (or two, through the `launch` fixture); returns (returncode, output)."""
+    script = os.path.join(REPO, "run_mlm.py")
+    environment = script_env(**env)
+    if launch is None:
+        cmd = [sys.executable, script, *map(str, args)]
+    else:
+        environment["ACCELERATE_USE_CPU"] = "1"
+        cmd = launch(script, *args)
+    result = subprocess.run(cmd, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    if check:
+        assert result.returncode == 0, output[-6000:]
+    return result.returncode, output
+
+
+def mlm_args(codes, codec, out, *extra):
+    """The flags of a tiny MLM run on `codes` with the codec folder `codec`, writing `out`, then `extra`."""
+    return [
+        "--tokenized_dataset",
+        codes,
+        "--feature_extractor_name",
+        codec,
+        "--output_dir",
+        out,
+        "--do_train",
+        *COMMON,
+        *map(str, extra),
+    ]
+
+
+def weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(folder, "model.safetensors"))
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    worst = max(float((wa[k].double() - wb[k].double()).abs().max()) for k in wa)
+    assert worst == 0.0, f"weights of {a} and {b} differ by up to {worst}"
+
+
+def global_step(folder):
+    with open(os.path.join(folder, "trainer_state.json")) as f:
+        return json.load(f)["global_step"]
