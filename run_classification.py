@@ -58,6 +58,7 @@ from audioformer.training.metrics import ClassificationMetrics, keep_logits
 from audioformer.training.optimization import freeze_backbone
 from audioformer.training.runs import (
     claim_output_dir,
+    exit_if_stopped,
     finish_run,
     log_process,
     pin_memory_follows_device,
@@ -288,6 +289,7 @@ def main(argv: list[str] | None = None):
     metrics = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=checkpoint)
+        exit_if_stopped(trainer)  # SIGTERM / SIGUSR1: a checkpoint was saved, the run ends here
         trainer.save_model()
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)

@@ -32,6 +32,7 @@ from audioformer.training.data import check_max_positions, max_code_length, num_
 from audioformer.training.loading import load_config, load_model
 from audioformer.training.runs import (
     claim_output_dir,
+    exit_if_stopped,
     finish_run,
     log_process,
     pin_memory_follows_device,
@@ -132,6 +133,7 @@ def main(argv=None):
     metrics = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        exit_if_stopped(trainer)  # SIGTERM / SIGUSR1: a checkpoint was saved, the run ends here
         trainer.save_model()  # model.safetensors + config.json (auto_map) + preprocessor_config.json
         metrics = dict(train_result.metrics, train_samples=len(train_dataset))
         trainer.log_metrics("train", metrics)

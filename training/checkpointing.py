@@ -26,6 +26,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from audioformer.modeling_audioformer import AudioFormerModel
 
+from .preemption import StopSignals, signal_name
+
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +39,35 @@ _STAGED = re.compile(rf"^{STAGING_PREFIX}{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
 class AtomicCheckpointTrainer(Trainer):
-    """`Trainer` whose checkpoint folders are complete or absent (written under a temporary name, then renamed)."""
+    """`Trainer` whose checkpoint folders are complete or absent (written under a temporary name, then renamed),
+    and that stops after the current step with one checkpoint on SIGTERM / SIGUSR1 (`preemption.py`): then
+    `stopped_by` is the signal's number and `train()` returns early."""
 
     _staging_dir: str | None = None  # while a checkpoint is written: the folder Trainer takes for the output folder
+    _stop_signals: StopSignals | None = None  # while training
+    _saved_step: int | None = None  # the step of the last checkpoint written
+    stopped_by: int | None = None
+
+    def train(self, *args, **kwargs):
+        self.stopped_by = None
+        with StopSignals() as self._stop_signals:
+            try:
+                return super().train(*args, **kwargs)
+            finally:
+                self._stop_signals = None
+
+    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, model, trial, *args, **kwargs) -> None:
+        stop = self._stop_signals.agreed(self.args.device) if self._stop_signals is not None else None
+        super()._maybe_log_save_evaluate(tr_loss, grad_norm, model, trial, *args, **kwargs)
+        if stop is None:
+            return
+        if self._saved_step != self.state.global_step:
+            self._save_checkpoint(model, trial)
+            self.control = self.callback_handler.on_save(self.args, self.state, self.control)
+        self.control.should_training_stop = True
+        if self.stopped_by is None:
+            self.stopped_by = stop
+            logger.warning("%s received: stopping after step %d.", signal_name(stop), self.state.global_step)
 
     def _get_output_dir(self, trial) -> str:
         return self._staging_dir or super()._get_output_dir(trial)
@@ -78,6 +106,7 @@ class AtomicCheckpointTrainer(Trainer):
                 use_mtime=True,
             )
         self.accelerator.wait_for_everyone()
+        self._saved_step = self.state.global_step
         if self.args.push_to_hub:
             super()._push_from_checkpoint(final)
 

@@ -7,12 +7,14 @@ import os
 import sys
 
 import datasets
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from audioformer.tokenization.folder_lock import FolderLock, check_writable_folder, held_lock
 from audioformer.tokenization.processes import process_state, wait_for_everyone_or_raise
 
 from .checkpointing import checkpoint_bytes, checkpoint_problem, find_resume_checkpoint
 from .loading import load_config
+from .preemption import exit_status, signal_name
 
 
 logger = logging.getLogger(__name__)
@@ -94,6 +96,25 @@ def finish_run(trainer) -> None:
         lock.release()
 
 
+def exit_if_stopped(trainer) -> None:
+    """After `trainer.train()`: if a SIGTERM / SIGUSR1 stopped it (`AtomicCheckpointTrainer.stopped_by`), every
+    process leaves the group, the output folder is released, and the run ends here with one line and the status
+    128 + the signal's number (no final model: the run is unfinished)."""
+    signum = getattr(trainer, "stopped_by", None)
+    if signum is None:
+        return
+    name = f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}"
+    finish_run(trainer)
+    if trainer.is_world_process_zero():
+        logger.warning(
+            "saved %s on %s; resume with --resume_from_checkpoint last (--output_dir %s).",
+            name,
+            signal_name(signum),
+            trainer.args.output_dir,
+        )
+    sys.exit(exit_status(signum))
+
+
 def resolve_checkpoint(training_args) -> str | None:
     """
     --resume_from_checkpoint PATH, or "true" / "last" for the newest complete checkpoint in --output_dir (newer ones
@@ -111,7 +132,7 @@ def resolve_checkpoint(training_args) -> str | None:
                 f"--resume_from_checkpoint {value}: no checkpoint to resume from in {training_args.output_dir} (no "
                 f"complete checkpoint-* folder{f'; {len(skipped)} incomplete' if skipped else ''})."
             )
-        (logger.warning if skipped else logger.info)("--resume_from_checkpoint %s: resuming from %s.", value, last)
+        logger.warning("--resume_from_checkpoint %s: resuming from %s.", value, last)  # always shown: which one
         return last
     if not os.path.isdir(value):
         raise ValueError(f"--resume_from_checkpoint {value} is not a folder.")

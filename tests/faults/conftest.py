@@ -64,6 +64,42 @@ def codes_dir(tmp_path_factory):
     return write_codes(tmp_path_factory.mktemp("codes") / "codes")
 
 
+STEPS = ["--max_steps", "12", "--save_strategy", "steps", "--save_steps", "4"]
+
+
+@pytest.fixture(scope="session")
+def full_run(codes_dir, tiny_codec_dir, tmp_path_factory):
+    """The uninterrupted run the resumed ones are compared with: 12 steps, a checkpoint every 4."""
+    out = str(tmp_path_factory.mktemp("full") / "out")
+    run_mlm(mlm_args(codes_dir, tiny_codec_dir, out, *STEPS))
+    return out
+
+
+_SELF_SIGNAL = r"""
+import os, signal, sys
+from audioformer.training.checkpointing import AtomicCheckpointTrainer
+import run_mlm
+
+real = AtomicCheckpointTrainer.training_step
+
+def signal_during_a_step(self, *args, **kwargs):  # the notice arrives in the middle of a step
+    if self.state.global_step == int(os.environ["SIGNAL_AT_STEP"]):
+        os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL_NAME"]))
+    return real(self, *args, **kwargs)
+
+AtomicCheckpointTrainer.training_step = signal_during_a_step
+run_mlm.main(sys.argv[1:])
+"""
+
+
+def run_mlm_signalled(args, at_step, name="SIGTERM", timeout=300):
+    """run_mlm.py in a subprocess that sends itself `name` during the step after `at_step`."""
+    env = script_env(SIGNAL_AT_STEP=str(at_step), SIGNAL_NAME=name)
+    cmd = [sys.executable, "-c", _SELF_SIGNAL, *map(str, args)]
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return result.returncode, result.stdout + result.stderr
+
+
 def script_env(**extra):
     return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=REPO, OMP_NUM_THREADS="1", **extra)
 
@@ -115,3 +151,29 @@ def assert_same_weights(a, b):
 def global_step(folder):
     with open(os.path.join(folder, "trainer_state.json")) as f:
         return json.load(f)["global_step"]
+
+
+_SLOW_AFTER = r"""
+import os, sys, time
+from audioformer.training.checkpointing import AtomicCheckpointTrainer
+import run_mlm
+
+real = AtomicCheckpointTrainer.training_step
+
+def slow_steps(self, *args, **kwargs):  # from step SLOW_AFTER_STEP on, each step takes a second: time to signal
+    if self.state.global_step >= int(os.environ["SLOW_AFTER_STEP"]):
+        open(os.environ["SLOW_MARKER"], "w").close()
+        time.sleep(1.0)
+    return real(self, *args, **kwargs)
+
+AtomicCheckpointTrainer.training_step = slow_steps
+run_mlm.main(sys.argv[1:])
+"""
+
+
+def slow_script(tmp_path):
+    """A script file: run_mlm.py whose steps take a second from env SLOW_AFTER_STEP on (it writes SLOW_MARKER)."""
+    path = os.path.join(tmp_path, "slow_run_mlm.py")
+    with open(path, "w") as f:
+        f.write(_SLOW_AFTER)
+    return path

@@ -4,21 +4,19 @@ import os
 import shutil
 
 import torch
-from conftest import assert_same_weights, global_step, mlm_args, run_mlm
+from conftest import STEPS, assert_same_weights, global_step, mlm_args, run_mlm
 
 
-def test_resume_with_a_local_codec_and_tokenized_codes_is_exact(codes_dir, tiny_codec_dir, tmp_path):
+def test_resume_with_a_local_codec_and_tokenized_codes_is_exact(full_run, codes_dir, tiny_codec_dir, tmp_path):
     """The codec was loaded lazily at the first checkpoint save (`EncodecModel.from_pretrained` initialises weights
     from the global RNG): a resumed run drew once more than the uninterrupted one, so every dropout mask after it
     differed (final weights off by ~4e-3)."""
-    full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
-    steps = ["--max_steps", "12", "--save_strategy", "steps", "--save_steps", "4"]
-    run_mlm(mlm_args(codes_dir, tiny_codec_dir, full, *steps))
+    resumed = str(tmp_path / "resumed")
     os.makedirs(resumed)
-    shutil.copytree(os.path.join(full, "checkpoint-4"), os.path.join(resumed, "checkpoint-4"))
-    run_mlm(mlm_args(codes_dir, tiny_codec_dir, resumed, *steps, "--resume_from_checkpoint", "last"))
+    shutil.copytree(os.path.join(full_run, "checkpoint-4"), os.path.join(resumed, "checkpoint-4"))
+    run_mlm(mlm_args(codes_dir, tiny_codec_dir, resumed, *STEPS, "--resume_from_checkpoint", "last"))
     assert global_step(resumed) == 12
-    assert_same_weights(full, resumed)
+    assert_same_weights(full_run, resumed)
 
 
 def test_saving_the_feature_extractor_leaves_the_global_rng_alone(tiny_codec_dir, tmp_path):
