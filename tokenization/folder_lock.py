@@ -189,11 +189,13 @@ def _make_folder(folder: str) -> None:
         raise FolderNotWritableError(f"Cannot create the folder {folder}: {err}.") from err
 
 
-def check_writable_folder(folder, needed_bytes: int | None = None, flag: str = "the output folder") -> None:
+def check_writable_folder(
+    folder, needed_bytes: int | None = None, flag: str = "the output folder", what: str = "one checkpoint"
+) -> None:
     """
     Creates `folder` if needed, writes and deletes a probe file in it, and checks that its disk has `needed_bytes`
-    free. Raises `FolderNotWritableError` naming `flag`, the folder and the cause: before any work, not at the
-    first save.
+    free (`what` says for what). Raises `FolderNotWritableError` naming `flag`, the folder and the cause: before any
+    work, not at the first save.
     """
     folder = os.fspath(folder)
     _make_folder(folder)
@@ -208,7 +210,8 @@ def check_writable_folder(folder, needed_bytes: int | None = None, flag: str = "
         if free < needed_bytes:
             raise FolderNotWritableError(
                 f"{flag} {folder}: its disk has {free / 2**30:.2f} GiB free, but the run needs about "
-                f"{needed_bytes / 2**30:.2f} GiB (one checkpoint). Free some space or choose another folder."
+                f"{needed_bytes / 2**30:.2f} GiB ({free:,} bytes free, {needed_bytes:,} needed for {what}). Free "
+                "some space or choose another folder."
             )
 
 

@@ -14,7 +14,8 @@ with a fresh optimizer (no optimizer.pt). Here:
 - `find_resume_checkpoint(output_dir)` is the newest `checkpoint-N` that holds a trainer state, weights and an
   optimizer state whose files match its manifest, and the reasons the newer ones were skipped (naming the torn
   file; including checkpoints of other tools and older runs).
-- `checkpoint_bytes(config, training_args)` estimates one checkpoint's size, for the disk check before a run.
+- `run_bytes(config, training_args, codec)` estimates what a run writes (one checkpoint with its `codec/` and
+  remote code, and the final folder), for the disk check before a run.
 """
 
 import json
@@ -233,9 +234,9 @@ def find_resume_checkpoint(output_dir: str) -> tuple[str | None, list[tuple[str,
 
 def checkpoint_bytes(config, training_args) -> int:
     """
-    About how many bytes one checkpoint of a model with `config` takes: float32 weights, plus AdamW's two moments
-    unless --save_only_model (or --save_strategy no, where only the final weights are written). The model is built
-    on the meta device, so nothing is allocated.
+    About how many bytes one checkpoint's weights and optimizer state take: float32 weights, plus AdamW's two
+    moments unless --save_only_model (or --save_strategy no, where only the final weights are written). The model is
+    built on the meta device, so nothing is allocated. `run_bytes` adds what else a run writes.
     """
     with torch.device("meta"):
         num_parameters = AudioFormerModel(config).num_parameters()
@@ -243,11 +244,61 @@ def checkpoint_bytes(config, training_args) -> int:
     return num_parameters * (12 if saves_optimizer else 4)
 
 
+# Trainer's small files of a checkpoint (trainer state, scheduler, RNG states, training_args.bin, configs, manifest):
+# 25 KB for the tiny model, rounded up.
+SMALL_FILES_BYTES = 256 << 10
+
+
+def codec_bytes(codec_name_or_path: str) -> int:
+    """What a copy of the codec (`codec/` in every checkpoint and in the final folder) takes: the sizes of a local
+    codec's `config.json` and weights; for a Hub name, its float32 parameters (counted on the meta device from the
+    cached config, or the 24 kHz EnCodec's)."""
+    if os.path.isdir(codec_name_or_path):
+        names = [n for n in os.listdir(codec_name_or_path) if n == "config.json" or n.endswith(".safetensors")]
+        return sum(os.path.getsize(os.path.join(codec_name_or_path, n)) for n in names)
+    from transformers import EncodecConfig, EncodecModel
+
+    try:
+        codec_config = EncodecConfig.from_pretrained(codec_name_or_path, local_files_only=True)
+    except Exception:  # noqa: BLE001 - offline and not cached: the paper's codec
+        codec_config = EncodecConfig()
+    with torch.device("meta"):
+        return 4 * EncodecModel(codec_config).num_parameters()
+
+
+def remote_code_bytes() -> int:
+    """The remote-code files a saved folder holds (the model's, the configuration's and the feature extractor's
+    modules): the sizes of their sources in this installation."""
+    import audioformer.modeling_audioformer as modeling
+    import audioformer.tokenization.feature_extraction_audioformer as feature_extraction
+
+    folder = os.path.dirname(modeling.__file__)
+    sources = [os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".py")]
+    sources.append(feature_extraction.__file__)
+    return sum(os.path.getsize(path) for path in sources)
+
+
+def run_bytes(config, training_args, codec_name_or_path: str | None) -> int:
+    """
+    About how many bytes a run needs free: one checkpoint (weights and optimizer state, `codec/`, the remote code,
+    Trainer's small files) unless --save_strategy no, plus the final folder (float32 weights, `codec/`, the remote
+    code). Every checkpoint keeps its own copy of the codec, so that a checkpoint copied elsewhere still loads.
+    """
+    shared = (codec_bytes(codec_name_or_path) if codec_name_or_path else 0) + remote_code_bytes() + SMALL_FILES_BYTES
+    with torch.device("meta"):
+        final = 4 * AudioFormerModel(config).num_parameters() + shared
+    if training_args.save_strategy == "no":
+        return final
+    return checkpoint_bytes(config, training_args) + shared + final
+
+
 __all__ = [
     "AtomicCheckpointTrainer",
     "checkpoint_bytes",
     "checkpoint_problem",
+    "codec_bytes",
     "find_resume_checkpoint",
     "manifest_problem",
+    "run_bytes",
     "write_manifest",
 ]

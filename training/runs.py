@@ -2,6 +2,7 @@
 summary for the card."""
 
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -9,10 +10,11 @@ import sys
 import datasets
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from audioformer.modeling_audioformer.configuration_audioformer import DEFAULT_CODEC
 from audioformer.tokenization.folder_lock import FolderLock, check_writable_folder, held_lock
 from audioformer.tokenization.processes import process_state, wait_for_everyone_or_raise
 
-from .checkpointing import checkpoint_bytes, checkpoint_problem, find_resume_checkpoint
+from .checkpointing import checkpoint_problem, find_resume_checkpoint, run_bytes
 from .loading import load_config
 from .preemption import exit_status, signal_name
 
@@ -63,10 +65,10 @@ def log_process(training_args, script_logger: logging.Logger):
 def claim_output_dir(training_args, model_args) -> None:
     """
     Before any work: locks --output_dir for this run (`tokenization.folder_lock`; a second run on it stops at once,
-    naming this one), and checks that it is writable and that its disk has room for one checkpoint (see
-    `checkpointing.checkpoint_bytes`), so that a run does not train for hours and then fail at its first save. The
-    main process locks; every saving process checks; every process raises the same error. The lock is released by
-    `finish_run`, or when the process ends.
+    naming this one), and checks that it is writable and that its disk has room for one checkpoint and the final
+    folder, codec and remote code included (see `checkpointing.run_bytes`), so that a run does not train for hours
+    and then fail at its first save. The main process locks; every saving process checks; every process raises the
+    same error. The lock is released by `finish_run`, or when the process ends.
     """
     error, lock = None, None
     output_dir = training_args.output_dir
@@ -76,13 +78,33 @@ def claim_output_dir(training_args, model_args) -> None:
             lock = lock.acquire()
         if training_args.should_save:  # the codebook row is checked against the data later; the size ignores it
             config = load_config(dataclasses.replace(model_args, codebook_index=None))
-            needed = checkpoint_bytes(config, training_args)
-            check_writable_folder(output_dir, needed_bytes=needed, flag="--output_dir")
+            needed = run_bytes(config, training_args, run_codec(model_args))
+            check_writable_folder(
+                output_dir, needed_bytes=needed, flag="--output_dir", what="one checkpoint and the final model"
+            )
     except Exception as err:  # shared with every process, so that none of them waits at a barrier
         error = err
         if lock is not None and lock.held:
             lock.release()
     wait_for_everyone_or_raise(process_state(), error)
+
+
+def run_codec(model_args) -> str:
+    """The codec the run will save with its checkpoints, as far as the flags tell before any work:
+    --codec_name_or_path, else the one the local --feature_extractor_name (or --model_name_or_path) folder names,
+    else the paper's (a tokenized dataset's own codec is only known once it is read)."""
+    if model_args.codec_name_or_path:
+        return model_args.codec_name_or_path
+    source = model_args.feature_extractor_name or model_args.model_name_or_path
+    path = os.path.join(source, "preprocessor_config.json") if source and os.path.isdir(source) else None
+    if path is None or not os.path.isfile(path):
+        return DEFAULT_CODEC
+    try:
+        with open(path) as f:
+            codec = json.load(f).get("codec_name_or_path") or DEFAULT_CODEC
+    except (OSError, ValueError):
+        return DEFAULT_CODEC
+    return os.path.normpath(os.path.join(source, codec)) if codec.startswith(".") else codec
 
 
 def finish_run(trainer) -> None:

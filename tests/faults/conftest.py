@@ -177,3 +177,35 @@ def slow_script(tmp_path):
     with open(path, "w") as f:
         f.write(_SLOW_AFTER)
     return path
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """`small_disk(megabytes)`: a folder on a tmpfs of that size (a full disk that is really full); the test is
+    skipped where mounting is not permitted (not root, or a container without CAP_SYS_ADMIN)."""
+    mounted = []
+
+    def mount(megabytes):
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a {megabytes} MB tmpfs here: {result.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def folder_bytes(folder, skip=()):
+    """Bytes of the files below `folder`, leaving out the top-level entries in `skip`."""
+    total = 0
+    for root, dirs, names in os.walk(folder):
+        if root == os.fspath(folder):
+            dirs[:] = [d for d in dirs if d not in skip]
+        total += sum(os.path.getsize(os.path.join(root, n)) for n in names if n not in skip)
+    return total
