@@ -140,15 +140,21 @@ def exit_if_stopped(trainer) -> None:
 def resolve_checkpoint(training_args) -> str | None:
     """
     --resume_from_checkpoint PATH, or "true" / "last" for the newest complete checkpoint in --output_dir (newer ones
-    that a kill left incomplete are skipped, each named with the reason). A ValueError names what a given PATH lacks.
+    that a kill left incomplete are skipped, each named with the reason), or "auto": the same, but a fresh start
+    when --output_dir holds no checkpoint at all (one job script for the first start and every requeue). A
+    ValueError names what a given PATH lacks.
     """
     value = training_args.resume_from_checkpoint
     if value is None or not training_args.do_train:
         return None
-    if value.lower() in ("true", "last"):
+    if value.lower() in ("true", "last", "auto"):
         last, skipped = find_resume_checkpoint(training_args.output_dir)
         for path, reason in skipped:
             logger.warning("--resume_from_checkpoint %s: skipping %s: %s.", value, path, reason)
+        if last is None and value.lower() == "auto" and not skipped:
+            logger.warning("--resume_from_checkpoint auto: no checkpoint in %s: starting.", training_args.output_dir)
+            training_args.resume_from_checkpoint = None
+            return None
         if last is None:
             raise ValueError(
                 f"--resume_from_checkpoint {value}: no checkpoint to resume from in {training_args.output_dir} (no "

@@ -72,3 +72,21 @@ def test_sigterm_under_accelerate_launch_saves_one_checkpoint(codes_dir, tiny_co
     _, output = run_mlm([*args, "--resume_from_checkpoint", "last"])
     assert "left by pid" not in output and f"resuming from {os.path.join(out, f'checkpoint-{saved[-1]}')}" in output
     assert global_step(out) == 12
+
+
+def test_resume_auto_starts_fresh_only_when_there_is_no_checkpoint(full_run, tmp_path):
+    """One job script for the first start and every requeue: `auto` is `last`, or a fresh start in an empty folder;
+    torn checkpoints alone are an error, not a silent restart."""
+    from transformers import TrainingArguments
+
+    from audioformer.training.runs import resolve_checkpoint
+
+    def resolve(folder):
+        args = TrainingArguments(str(folder), resume_from_checkpoint="auto", do_train=True, use_cpu=True)
+        return resolve_checkpoint(args)
+
+    assert resolve(tmp_path / "empty") is None
+    assert resolve(full_run) == os.path.join(full_run, "checkpoint-12")
+    (tmp_path / "torn" / "tmp-checkpoint-3").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no checkpoint to resume from .*1 incomplete"):
+        resolve(tmp_path / "torn")
