@@ -65,6 +65,14 @@ from transformers import HfArgumentParser
 
 from .audio_arguments import AudioDataArguments, CodecArguments, load_audio_splits, load_feature_extractor
 from .audio_io import audio_identities, decode_audio
+from .code_integrity import (
+    CorruptCodesError,
+    arrow_problem,
+    check_code_ids,
+    check_saved_dataset,
+    checksum_problem,
+    write_checksums,
+)
 from .folder_lock import LOCK_FILE
 from .processes import claim_output_folder, process_state, shutdown, wait_for_everyone_or_raise
 
@@ -201,7 +209,7 @@ def _pretokenize_split(dataset, feature_extractor, split_dir, work_dir, num_shar
     error = None
     try:
         mine = [i for i in range(num_shards) if i % state.num_processes == state.process_index]
-        todo = [i for i in mine if not os.path.isdir(os.path.join(work_dir, names[i]))]
+        todo = [i for i in mine if not _finished_shard(os.path.join(work_dir, names[i]), split_dir)]
         rows = sum(len(range(*_shard_range(len(dataset), num_shards, i))) for i in todo)
         progress = None
         if settings.show_progress:
@@ -227,6 +235,7 @@ def _pretokenize_split(dataset, feature_extractor, split_dir, work_dir, num_shar
                 out.save_to_disk(tmp)
             with open(os.path.join(tmp, "shard_info.json"), "w") as f:
                 json.dump({"inputs_sha256": inputs_digest(identities), "failures": failures}, f)
+            write_checksums(tmp)  # verified when a resumed run reuses the shard
             os.replace(tmp, os.path.join(work_dir, names[i]))
         if progress is not None:
             progress.close()
@@ -251,12 +260,44 @@ def _pretokenize_split(dataset, feature_extractor, split_dir, work_dir, num_shar
                     f"No clip of {split_dir} could be tokenized ({len(failures)} unreadable or empty files); first: "
                     + "; ".join(f"{f['audio']}: {f['error']}" for f in failures[:3])
                 )
+            for part, n in zip(parts, [n for n in names if os.path.isfile(os.path.join(work_dir, n, "state.json"))]):
+                check_code_ids(part, os.path.join(work_dir, n))  # a shard damaged since it was written is not merged
             merged = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-            merged.save_to_disk(split_dir)
+            _save_split(merged, split_dir)
     except Exception as err:
         error = err
     wait_for_everyone_or_raise(state, error)
     return failures
+
+
+def _finished_shard(folder: str, split_dir: str) -> bool:
+    """A shard folder exists and its files match their checksums; a damaged one is deleted (and tokenized again)
+    with a warning naming the file."""
+    if not os.path.isdir(folder):
+        return False
+    problem = checksum_problem(folder)
+    if problem is None:
+        return True
+    logger.warning("%s: a finished shard is damaged (%s): tokenizing it again.", split_dir, problem)
+    shutil.rmtree(folder, ignore_errors=True)
+    return False
+
+
+def _save_split(dataset, split_dir: str) -> None:
+    """Saves a merged split whole or not at all: into a temporary folder beside it, with its checksums, then moved
+    into place (a kill or a full disk leaves no torn arrow file in `split_dir`)."""
+    parent = os.path.dirname(os.path.abspath(split_dir))
+    tmp = os.path.join(parent, f".tmp-merge-{os.path.basename(split_dir)}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dataset.save_to_disk(tmp)
+    write_checksums(tmp)
+    if os.path.isfile(os.path.join(split_dir, "state.json")) or not os.path.isdir(split_dir):
+        shutil.rmtree(split_dir, ignore_errors=True)
+        os.replace(tmp, split_dir)
+        return
+    for name in os.listdir(tmp):  # a single Dataset is saved in the output folder itself, beside its other files
+        os.replace(os.path.join(tmp, name), os.path.join(split_dir, name))
+    os.rmdir(tmp)
 
 
 def _shard_range(n, num_shards, i):
@@ -554,9 +595,26 @@ def read_tokenization_info(output_dir) -> dict | None:
     return _read_json(os.path.join(output_dir, "tokenization_info.json"), default=None)
 
 
-def load_tokenized_dataset(path):
-    """Loads a `pretokenize` output: a DatasetDict (if it was written from one) or a Dataset."""
-    return datasets.load_from_disk(os.fspath(path))
+def load_tokenized_dataset(path, flag: str = "--tokenized_dataset"):
+    """
+    Loads a `pretokenize` output: a DatasetDict (if it was written from one) or a Dataset, after checking that it is
+    whole (`code_integrity.check_saved_dataset`: finished, readable JSON files, files matching their checksums) and
+    that every id is in range (`check_code_ids`). Raises `CorruptCodesError` (a ValueError) naming the file.
+    """
+    path = os.fspath(path)
+    check_saved_dataset(path, flag=flag)
+    try:
+        loaded = datasets.load_from_disk(path)
+    except (OSError, ValueError) as err:  # e.g. "Invalid flatbuffers message." from a damaged arrow file
+        folders = [path] + [os.path.join(path, e) for e in sorted(os.listdir(path))]
+        for folder in folders:
+            if os.path.isdir(folder) and (problem := arrow_problem(folder)):
+                raise CorruptCodesError(f"{flag} {path}: {problem}. Tokenize the audio again.") from err
+        raise
+    splits = loaded.items() if isinstance(loaded, datasets.DatasetDict) else [(None, loaded)]
+    for split, ds in splits:
+        check_code_ids(ds, os.path.join(path, split) if split is not None else path)
+    return loaded
 
 
 @dataclass
