@@ -63,6 +63,7 @@ from audioformer.training.runs import (
     log_process,
     pin_memory_follows_device,
     resolve_checkpoint,
+    run_main,
     setup_logging,
     training_args_summary,
 )
@@ -357,4 +358,4 @@ def write_card(training_args, model_args, data_args, cls_args, metrics, trainer,
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

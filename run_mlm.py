@@ -37,6 +37,7 @@ from audioformer.training.runs import (
     log_process,
     pin_memory_follows_device,
     resolve_checkpoint,
+    run_main,
     setup_logging,
     training_args_summary,
 )
@@ -170,4 +171,4 @@ def write_card(trainer, model_args, data_args, training_args, metrics):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -6,11 +6,11 @@ output folder (its lock and a writability check) and a clean exit from the proce
 
 import torch
 
-from .folder_lock import FolderInUseError, FolderLock, FolderNotWritableError, check_writable_folder
+from .folder_lock import DiskFullError, FolderInUseError, FolderLock, FolderNotWritableError, check_writable_folder
 
 
 # Errors shared across processes keep their type (a ValueError is bad input, the folder errors name another run).
-_SHARED_ERRORS = {cls.__name__: cls for cls in (ValueError, FolderInUseError, FolderNotWritableError)}
+_SHARED_ERRORS = {cls.__name__: cls for cls in (ValueError, FolderInUseError, FolderNotWritableError, DiskFullError)}
 
 
 def process_state():

@@ -73,7 +73,7 @@ from .code_integrity import (
     checksum_problem,
     write_checksums,
 )
-from .folder_lock import LOCK_FILE
+from .folder_lock import LOCK_FILE, FolderNotWritableError, disk_full_error, is_disk_full
 from .processes import claim_output_folder, process_state, shutdown, wait_for_everyone_or_raise
 
 
@@ -455,11 +455,55 @@ def pretokenize(
     output_dir = os.fspath(output_dir)
 
     lock = claim_output_folder(output_dir, state)
+    needed = None
     try:
+        needed = _check_free_space(splits, feature_extractor, output_dir, state) if state.is_main_process else None
         return _pretokenize_locked(splits, is_dict, feature_extractor, output_dir, settings, state)
+    except OSError as err:
+        if is_disk_full(err):
+            raise disk_full_error(
+                output_dir, "pre-tokenizing", needed, "rerun the same command: finished shards are kept"
+            ) from err
+        raise
     finally:
         if lock is not None:
             lock.release()
+
+
+def output_bytes(num_clips: int, feature_extractor) -> int:
+    """
+    At most how many bytes the codes of `num_clips` clips take on disk: clips x (max_duration x 75 frames/s + 2) x
+    codebooks x 2 bytes (int16), plus Arrow's 4-byte offset per codebook list and per row (clips shorter than
+    max_duration take less).
+    """
+    codebooks = feature_extractor.num_codebooks
+    return num_clips * ((feature_extractor.max_frames + 2) * codebooks * 2 + 4 * (codebooks + 1) + 64)
+
+
+def _check_free_space(splits, feature_extractor, output_dir, state) -> int:
+    """Refuses to start when the disk of `output_dir` cannot hold the codes (`output_bytes`); warns when it cannot
+    hold them twice (the shards and the merged split exist together until the merge ends). Returns the estimate."""
+    todo = [
+        ds for split, ds in splits.items() if not os.path.isfile(os.path.join(output_dir, f".done-{split or 'data'}"))
+    ]
+    clips = sum(len(ds) for ds in todo)
+    needed = output_bytes(clips, feature_extractor)
+    free = shutil.disk_usage(output_dir).free
+    if free < needed:
+        raise FolderNotWritableError(
+            f"{output_dir}: its disk has {free:,} bytes free, but the codes of {clips} clips still to tokenize "
+            f"take up to {needed:,} bytes (clips x {feature_extractor.max_frames + 2} frames x "
+            f"{feature_extractor.num_codebooks} codebooks x 2 bytes). Free some space or choose another folder."
+        )
+    if free < 2 * needed:
+        logger.warning(
+            "%s: %s bytes free; the shards and the merged codes may need up to %s at once: the merge may run out of "
+            "space (rerunning the same command resumes it).",
+            output_dir,
+            f"{free:,}",
+            f"{2 * needed:,}",
+        )
+    return needed
 
 
 def _pretokenize_locked(splits, is_dict, feature_extractor, output_dir, settings: PretokenizeSettings, state):
@@ -636,6 +680,13 @@ class PretokenizeArguments:
 
 
 def main(argv=None):
+    try:
+        return _main(argv)
+    except FolderNotWritableError as err:  # a full disk, a read-only folder: one line, not a traceback
+        raise SystemExit(f"error: {err}") from err
+
+
+def _main(argv=None):
     parser = HfArgumentParser((CodecArguments, AudioDataArguments, PretokenizeArguments))
     codec_args, data_args, run_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

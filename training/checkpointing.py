@@ -30,6 +30,8 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from audioformer.modeling_audioformer import AudioFormerModel
+from audioformer.tokenization.folder_lock import disk_full_error, is_disk_full
+from audioformer.tokenization.processes import process_state, wait_for_everyone_or_raise
 
 from .preemption import StopSignals, signal_name
 
@@ -82,6 +84,23 @@ class AtomicCheckpointTrainer(Trainer):
         if self._staging_dir is None:  # while staging, the push waits for the final folder (see _save_checkpoint)
             super()._push_from_checkpoint(checkpoint_folder)
 
+    def _raise_disk_full(self, share, error, staging, name, run_dir) -> None:
+        """After a part of a save, on every process: raises the error any process met (a full disk as one
+        `DiskFullError` naming the folder, the bytes needed and free, and how to resume, the staging folder
+        deleted to give the space back)."""
+        if error is not None and is_disk_full(error):
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)
+            error = disk_full_error(
+                run_dir,
+                f"saving {name}",
+                folder_bytes(os.path.join(run_dir, _newest_checkpoint(run_dir)))
+                if _newest_checkpoint(run_dir)
+                else None,
+                "resume with --resume_from_checkpoint last (the newest complete checkpoint is kept)",
+            )
+        share(process_state(), error)
+
     def _save_checkpoint(self, model, trial) -> None:
         run_dir = super()._get_output_dir(trial)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
@@ -92,28 +111,34 @@ class AtomicCheckpointTrainer(Trainer):
             shutil.rmtree(staging, ignore_errors=True)  # left by a save that was killed
         self.accelerator.wait_for_everyone()
         self._staging_dir = staging
+        error = None
         try:
             super()._save_checkpoint(model, trial)  # every process writes its part into `staged`
+        except Exception as err:  # shared below: the other processes must not wait at the barrier for the timeout
+            error = err
         finally:
             self._staging_dir = None
         if self.state.best_model_checkpoint == staged:
             self.state.best_model_checkpoint = final
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save and os.path.isdir(staged):
-            self.state.save_to_json(os.path.join(staged, TRAINER_STATE))  # with the final path of the best model
-            write_manifest(staged)  # fsyncs every file and folder: the rename below publishes whole files only
-            if os.path.isdir(final):  # an earlier run's checkpoint of the same step (Trainer would overwrite it)
-                shutil.rmtree(final)
-            os.rename(staged, final)
-            os.rmdir(staging)
-            _fsync_dir(run_dir)
-            rotate_checkpoints(
-                output_dir=run_dir,
-                save_total_limit=self.args.save_total_limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=True,
-            )
-        self.accelerator.wait_for_everyone()
+        self._raise_disk_full(wait_for_everyone_or_raise, error, staging, name, run_dir)
+        try:
+            if self.args.should_save and os.path.isdir(staged):
+                self.state.save_to_json(os.path.join(staged, TRAINER_STATE))  # with the final path of the best model
+                write_manifest(staged)  # fsyncs every file and folder: the rename below publishes whole files only
+                if os.path.isdir(final):  # an earlier run's checkpoint of the same step (Trainer would overwrite it)
+                    shutil.rmtree(final)
+                os.rename(staged, final)
+                os.rmdir(staging)
+                _fsync_dir(run_dir)
+                rotate_checkpoints(
+                    output_dir=run_dir,
+                    save_total_limit=self.args.save_total_limit,
+                    best_model_checkpoint=self.state.best_model_checkpoint,
+                    use_mtime=True,
+                )
+        except Exception as err:
+            error = err
+        self._raise_disk_full(wait_for_everyone_or_raise, error, staging, name, run_dir)
         self._saved_step = self.state.global_step
         if self.args.push_to_hub:
             super()._push_from_checkpoint(final)
@@ -186,6 +211,15 @@ def manifest_problem(folder: str) -> str | None:
         if file_crc32(file) != expected["crc32"]:
             return f"{relative} is corrupt (its CRC-32 differs from the one written with it)"
     return None
+
+
+def folder_bytes(folder: str) -> int:
+    return sum(os.path.getsize(os.path.join(root, n)) for root, _, names in os.walk(folder) for n in names)
+
+
+def _newest_checkpoint(run_dir: str) -> str | None:
+    steps = [(int(m.group(1)), e) for e in os.listdir(run_dir) if (m := _CHECKPOINT.match(e))]
+    return max(steps)[1] if steps else None
 
 
 def checkpoint_problem(path: str) -> str | None:

@@ -11,7 +11,13 @@ import datasets
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from audioformer.modeling_audioformer.configuration_audioformer import DEFAULT_CODEC
-from audioformer.tokenization.folder_lock import FolderLock, check_writable_folder, held_lock
+from audioformer.tokenization.folder_lock import (
+    FolderLock,
+    FolderNotWritableError,
+    check_writable_folder,
+    held_lock,
+    is_disk_full,
+)
 from audioformer.tokenization.processes import process_state, wait_for_everyone_or_raise
 
 from .checkpointing import checkpoint_problem, find_resume_checkpoint, run_bytes
@@ -116,6 +122,21 @@ def finish_run(trainer) -> None:
     lock = held_lock(trainer.args.output_dir)
     if lock is not None:
         lock.release()
+
+
+def run_main(main) -> None:
+    """How the scripts run `main()`: a full disk or an unwritable folder ends the run with one line naming the
+    folder and how to resume, not a traceback (status 1)."""
+    try:
+        main()
+    except FolderNotWritableError as err:
+        sys.exit(f"error: {err}")
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        sys.exit(
+            f"error: no space left on device ({err}); free some space, then resume with --resume_from_checkpoint last."
+        )
 
 
 def exit_if_stopped(trainer) -> None:

@@ -209,3 +209,82 @@ def folder_bytes(folder, skip=()):
             dirs[:] = [d for d in dirs if d not in skip]
         total += sum(os.path.getsize(os.path.join(root, n)) for n in names if n not in skip)
     return total
+
+
+def fill_disk(folder, leave_bytes):
+    """Fills the disk of `folder` with one file until about `leave_bytes` are free; returns that file's path."""
+    import shutil
+
+    path = os.path.join(folder, "filler")
+    free = shutil.disk_usage(folder).free
+    with open(path, "wb") as f:
+        f.write(b"\0" * max(0, free - leave_bytes))
+    return path
+
+
+_FILL_DISK_AT = r"""
+import os, sys
+from audioformer.training.checkpointing import AtomicCheckpointTrainer
+import run_mlm
+from audioformer.training.runs import run_main
+
+real = AtomicCheckpointTrainer.training_step
+
+def fill_the_disk(self, *args, **kwargs):  # another job fills the disk before the save of step FILL_AT_STEP
+    if self.state.global_step == int(os.environ["FILL_AT_STEP"]):
+        import shutil
+        free = shutil.disk_usage(self.args.output_dir).free
+        with open(os.path.join(os.environ["FILL_DIR"], "filler"), "wb") as f:
+            f.write(b"\0" * max(0, free - 100_000))
+    return real(self, *args, **kwargs)
+
+AtomicCheckpointTrainer.training_step = fill_the_disk
+sys.argv = ["run_mlm.py", *sys.argv[1:]]
+run_main(run_mlm.main)
+"""
+
+
+def run_mlm_filling_the_disk(args, at_step, fill_dir, timeout=300):
+    env = script_env(FILL_AT_STEP=str(at_step), FILL_DIR=str(fill_dir))
+    cmd = [sys.executable, "-c", _FILL_DISK_AT, *map(str, args)]
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory):
+    """An audiofolder: train 12 clips of 0.3 s, validation 3."""
+    import soundfile as sf
+
+    from audioformer.training.tiny_codec import seed_audio
+
+    root = tmp_path_factory.mktemp("clips")
+    for split, n in (("train", 12), ("validation", 3)):
+        (root / split).mkdir()
+        audio = seed_audio(n, 7200, seed=len(split))[:, 0].numpy() * 0.5
+        for i in range(n):
+            sf.write(root / split / f"clip{i}.wav", audio[i], 24000)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def feature_extractor(tiny_codec_dir):
+    from audioformer.tokenization import AudioFormerFeatureExtractor
+
+    return AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
+
+
+def tokenize(clips, feature_extractor, out):
+    """pretokenize of the `clips` audiofolder into `out`, 4 shards per split."""
+    from audioformer.tokenization import tokenize_dataset as td
+    from audioformer.tokenization.audio_io import load_audio_dataset
+
+    dataset = load_audio_dataset(data_dir=clips)
+    return td.pretokenize(dataset, feature_extractor, out, num_shards=4, show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def finished(clips, feature_extractor, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("finished") / "codes")
+    tokenize(clips, feature_extractor, out)
+    return out

@@ -8,43 +8,10 @@ import shutil
 
 import datasets
 import pytest
-import soundfile as sf
-from conftest import write_codes
+from conftest import tokenize, write_codes
 
-from audioformer.tokenization import AudioFormerFeatureExtractor
 from audioformer.tokenization import tokenize_dataset as td
-from audioformer.tokenization.audio_io import load_audio_dataset
 from audioformer.tokenization.code_integrity import CHECKSUMS_FILE, CorruptCodesError
-from audioformer.training.tiny_codec import seed_audio
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    """An audiofolder: train 12 clips of 0.3 s, validation 3."""
-    root = tmp_path_factory.mktemp("clips")
-    for split, n in (("train", 12), ("validation", 3)):
-        (root / split).mkdir()
-        audio = seed_audio(n, 7200, seed=len(split))[:, 0].numpy() * 0.5
-        for i in range(n):
-            sf.write(root / split / f"clip{i}.wav", audio[i], 24000)
-    return str(root)
-
-
-@pytest.fixture(scope="module")
-def feature_extractor(tiny_codec_dir):
-    return AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
-
-
-def tokenize(clips, feature_extractor, out):
-    dataset = load_audio_dataset(data_dir=clips)
-    return td.pretokenize(dataset, feature_extractor, out, num_shards=4, show_progress=False)
-
-
-@pytest.fixture(scope="module")
-def finished(clips, feature_extractor, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("finished") / "codes")
-    tokenize(clips, feature_extractor, out)
-    return out
 
 
 def copy(finished, tmp_path):
