@@ -408,6 +408,7 @@ def pretokenize(
     resume: bool = True,
     show_progress: bool = True,
     if_inputs_changed: str = "raise",
+    wait_for_folder: float = 0.0,
 ):
     """
     Encodes every clip of `dataset` (Dataset or DatasetDict, audio column undecoded, see `load_audio_dataset`)
@@ -423,6 +424,8 @@ def pretokenize(
     Args:
         if_inputs_changed: what to do with a finished split whose input files differ from `dataset`'s: "raise" a
             ValueError saying what differs, or "retokenize" it (for a cache folder this code owns).
+        wait_for_folder: seconds to wait while another run holds `output_dir` (it is tokenizing the same audio:
+            once it is done, its splits are reused); 0 raises `FolderInUseError` at once.
     Returns:
         the same type as `dataset` (Dataset or DatasetDict), loaded from `output_dir`.
     Raises:
@@ -454,7 +457,7 @@ def pretokenize(
             )
     output_dir = os.fspath(output_dir)
 
-    lock = claim_output_folder(output_dir, state)
+    lock = claim_output_folder(output_dir, state, wait_seconds=wait_for_folder)
     needed = None
     try:
         needed = _check_free_space(splits, feature_extractor, output_dir, state) if state.is_main_process else None

@@ -274,13 +274,13 @@ def feature_extractor(tiny_codec_dir):
     return AudioFormerFeatureExtractor.from_pretrained(tiny_codec_dir)
 
 
-def tokenize(clips, feature_extractor, out):
+def tokenize(clips, feature_extractor, out, **kwargs):
     """pretokenize of the `clips` audiofolder into `out`, 4 shards per split."""
     from audioformer.tokenization import tokenize_dataset as td
     from audioformer.tokenization.audio_io import load_audio_dataset
 
     dataset = load_audio_dataset(data_dir=clips)
-    return td.pretokenize(dataset, feature_extractor, out, num_shards=4, show_progress=False)
+    return td.pretokenize(dataset, feature_extractor, out, num_shards=4, show_progress=False, **kwargs)
 
 
 @pytest.fixture(scope="session")
