@@ -2,8 +2,8 @@
 Codes that are whole and in range, or an error that names the folder, the file and what to do.
 
 - `write_checksums(folder)`: `checksums.json` beside a saved dataset (a finished shard, a merged split): each file's
-  size and CRC-32. `verify_checksums(folder)` checks them when a shard is reused or a split is loaded (CRC-32 runs
-  at about 1 GB/s: the 2 M-row code set of issue 19 in seconds).
+  size and XXH3-64 checksum. `verify_checksums(folder)` checks them when a shard is reused or a split is loaded
+  (measured cost: docs/fault-tolerance.md, benchmarks/bench_fault_checks.py).
 - `check_code_ids(dataset, folder)`: every id of `input_ids` is in [0, code_offset + codebook_size) (BOA, EOA and the
   codes; no padding or mask ids are written), checked per codebook with NumPy min/max over the Arrow buffers, no
   per-row Python; the error names the first bad row, its codebook and its value.
@@ -14,10 +14,10 @@ Codes that are whole and in range, or an error that names the folder, the file a
 import json
 import os
 import re
-import zlib
 
 import numpy as np
 import pyarrow as pa
+import xxhash
 
 from audioformer.modeling_audioformer.configuration_audioformer import CODE_OFFSET, CODEBOOK_SIZE
 
@@ -31,22 +31,25 @@ class CorruptCodesError(ValueError):
     """A tokenized dataset (or one of its shards) whose files or ids are damaged; the message names the file."""
 
 
-def _crc32(path: str, chunk_bytes: int = 16 << 20) -> int:
-    crc = 0
+def file_digest(path: str, chunk_bytes: int = 16 << 20) -> str:
+    """XXH3-64 of a file's bytes (hex), read in 16 MiB chunks: a fast non-cryptographic checksum (xxhash comes with
+    `datasets`), several times faster than zlib's CRC-32 here, to catch torn, zeroed or flipped bytes, not
+    tampering."""
+    digest = xxhash.xxh3_64()
     with open(path, "rb") as f:
         while chunk := f.read(chunk_bytes):
-            crc = zlib.crc32(chunk, crc)
-    return crc
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_checksums(folder: str) -> dict:
-    """Writes `folder/checksums.json`: the size and CRC-32 of every file directly in `folder` (the arrow files,
-    state.json, dataset_info.json, ...), fsynced. Returns them."""
+    """Writes `folder/checksums.json`: the size and checksum (`file_digest`) of every file directly in `folder` (the
+    arrow files, state.json, dataset_info.json, ...), fsynced. Returns them."""
     files = {}
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         if name != CHECKSUMS_FILE and os.path.isfile(path):
-            files[name] = {"size": os.path.getsize(path), "crc32": _crc32(path)}
+            files[name] = {"size": os.path.getsize(path), "xxh3_64": file_digest(path)}
     tmp = os.path.join(folder, f".{CHECKSUMS_FILE}.tmp")
     with open(tmp, "w") as f:
         json.dump({"format": 1, "files": files}, f, indent=1)
@@ -74,8 +77,8 @@ def checksum_problem(folder: str) -> str | None:
         size = os.path.getsize(file)
         if size != expected["size"]:
             return f"{file} is torn ({size} bytes, {expected['size']} written)"
-        if _crc32(file) != expected["crc32"]:
-            return f"{file} is corrupt (its CRC-32 differs from the one written with it)"
+        if file_digest(file) != expected["xxh3_64"]:
+            return f"{file} is corrupt (its checksum differs from the one written with it)"
     return None
 
 
@@ -218,6 +221,7 @@ __all__ = [
     "check_code_ids",
     "check_saved_dataset",
     "checksum_problem",
+    "file_digest",
     "unfinished_shards",
     "verify_checksums",
     "write_checksums",

@@ -9,8 +9,9 @@ with a fresh optimizer (no optimizer.pt). Here:
 - `AtomicCheckpointTrainer` lets Trainer write each checkpoint into `tmp-checkpoint-N/checkpoint-N/`; once every
   process has written its part, the saving process renames it to `checkpoint-N`. So a folder named `checkpoint-N`
   is always complete; a kill leaves only a `tmp-checkpoint-N`, which nothing reads and the next save replaces.
-- Before the rename every file is fsynced and listed with its size and CRC-32 in `checkpoint_manifest.json`,
-  written last (then the folders are fsynced), so that neither a kill nor an OS crash publishes a torn file.
+- Before the rename every file is fsynced and listed with its size and XXH3-64 checksum in
+  `checkpoint_manifest.json`, written last (then the folders are fsynced), so that neither a kill nor an OS crash
+  publishes a torn file.
 - `find_resume_checkpoint(output_dir)` is the newest `checkpoint-N` that holds a trainer state, weights and an
   optimizer state whose files match its manifest, and the reasons the newer ones were skipped (naming the torn
   file; including checkpoints of other tools and older runs).
@@ -23,13 +24,13 @@ import logging
 import os
 import re
 import shutil
-import zlib
 
 import torch
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from audioformer.modeling_audioformer import AudioFormerModel
+from audioformer.tokenization.code_integrity import file_digest
 from audioformer.tokenization.folder_lock import disk_full_error, is_disk_full
 from audioformer.tokenization.processes import process_state, wait_for_everyone_or_raise
 
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 STAGING_PREFIX = "tmp-"
 TRAINER_STATE = "trainer_state.json"
-MANIFEST = "checkpoint_manifest.json"  # written last: every other file's size and CRC-32
+MANIFEST = "checkpoint_manifest.json"  # written last: every other file's size and checksum (XXH3-64)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")
 _CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 _STAGED = re.compile(rf"^{STAGING_PREFIX}{PREFIX_CHECKPOINT_DIR}-(\d+)$")
@@ -152,21 +153,11 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def file_crc32(path: str, chunk_bytes: int = 16 << 20) -> int:
-    """CRC-32 of a file's bytes, read in 16 MiB chunks (zlib: about 1 GB/s, fast enough to check a checkpoint at
-    every resume)."""
-    crc = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_bytes):
-            crc = zlib.crc32(chunk, crc)
-    return crc
-
-
 def write_manifest(folder: str) -> dict:
     """
-    Writes `folder/checkpoint_manifest.json`: every file below `folder` with its size and CRC-32, after fsyncing
-    each file, then the manifest, then every folder. A checkpoint counts as complete only if its manifest is there
-    and every file matches it (`manifest_problem`). Returns the manifest.
+    Writes `folder/checkpoint_manifest.json`: every file below `folder` with its size and XXH3-64 checksum, after
+    fsyncing each file, then the manifest, then every folder. A checkpoint counts as complete only if its manifest
+    is there and every file matches it (`manifest_problem`). Returns the manifest.
     """
     files = {}
     for root, dirs, names in os.walk(folder):
@@ -178,7 +169,7 @@ def write_manifest(folder: str) -> dict:
                 continue
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
-            files[relative] = {"size": os.path.getsize(path), "crc32": file_crc32(path)}
+            files[relative] = {"size": os.path.getsize(path), "xxh3_64": file_digest(path)}
     manifest = {"format": 1, "files": files}
     path = os.path.join(folder, MANIFEST)
     with open(path, "w") as f:
@@ -208,8 +199,8 @@ def manifest_problem(folder: str) -> str | None:
         size = os.path.getsize(file)
         if size != expected["size"]:
             return f"{relative} is torn ({size} bytes, {expected['size']} written)"
-        if file_crc32(file) != expected["crc32"]:
-            return f"{relative} is corrupt (its CRC-32 differs from the one written with it)"
+        if file_digest(file) != expected["xxh3_64"]:
+            return f"{relative} is corrupt (its checksum differs from the one written with it)"
     return None
 
 
