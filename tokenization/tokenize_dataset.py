@@ -646,10 +646,13 @@ def load_tokenized_dataset(path, flag: str = "--tokenized_dataset"):
     """
     Loads a `pretokenize` output: a DatasetDict (if it was written from one) or a Dataset, after checking that it is
     whole (`code_integrity.check_saved_dataset`: finished, readable JSON files, files matching their checksums) and
-    that every id is in range (`check_code_ids`). Raises `CorruptCodesError` (a ValueError) naming the file.
+    that every id is in range (`check_code_ids`; both read every byte, so only the local main process runs them).
+    Raises `CorruptCodesError` (a ValueError) naming the file.
     """
     path = os.fspath(path)
-    check_saved_dataset(path, flag=flag)
+    # One process per machine reads every byte (the others load the same files after it, see main_process_first).
+    check = process_state().is_local_main_process
+    check_saved_dataset(path, flag=flag, verify=check)
     try:
         loaded = datasets.load_from_disk(path)
     except (OSError, ValueError) as err:  # e.g. "Invalid flatbuffers message." from a damaged arrow file
@@ -659,7 +662,7 @@ def load_tokenized_dataset(path, flag: str = "--tokenized_dataset"):
                 raise CorruptCodesError(f"{flag} {path}: {problem}. Tokenize the audio again.") from err
         raise
     splits = loaded.items() if isinstance(loaded, datasets.DatasetDict) else [(None, loaded)]
-    for split, ds in splits:
+    for split, ds in splits if check else []:
         check_code_ids(ds, os.path.join(path, split) if split is not None else path)
     return loaded
 
