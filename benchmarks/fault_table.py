@@ -4,6 +4,7 @@ The measured rows of the fault table in docs/fault-tolerance.md: kill -9 at rand
 `accelerate launch` with --ddp_timeout. The other rows are the tests of tests/faults/ (one test per fault).
 
     python benchmarks/fault_table.py --trials 5 --ddp_timeout 20
+    python benchmarks/fault_table.py --only hung --ddp_timeout 20 --hung_wait 120
 
 Tiny seeded model and codec on CPU, 48 synthetic code clips, 12 steps with a checkpoint every 4 (as the tests).
 """
@@ -102,7 +103,7 @@ def kill_trials(work, data, trials, rng):
               f" ({skipped} skipped); rc {rc}; max |weights - uninterrupted| = {diff}")  # fmt: skip
 
 
-def hung_rank(work, data, timeout):
+def hung_rank(work, data, timeout, wait):
     out, marker = os.path.join(work, "hung"), os.path.join(work, "slow-marker")
     script = os.path.join(work, "slow_run_mlm.py")
     with open(script, "w") as f:
@@ -123,16 +124,20 @@ def hung_rank(work, data, timeout):
     os.kill(rank1, signal.SIGSTOP)
     stopped = time.perf_counter()
     try:
-        output, _ = process.communicate(timeout=timeout + 300)
+        output, _ = process.communicate(timeout=timeout + wait)
+        ended = f"the job ended {time.perf_counter() - stopped:.1f} s later, rc {process.returncode}"
+    except subprocess.TimeoutExpired:
+        ended = f"the job had not ended {timeout + wait} s later (killed then)"
+        output = ""
     finally:
-        try:
-            os.kill(rank1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    waited = time.perf_counter() - stopped
+        for pid in [*map(int, children), process.pid]:  # the ranks, then the launcher
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait()
     lines = [line for line in output.splitlines() if "timeout" in line.lower() or "Timed out" in line]
-    rc = process.returncode
-    print(f"hung rank (SIGSTOP) with --ddp_timeout {timeout}: the job ended {waited:.1f} s later, rc {rc}")
+    print(f"hung rank (SIGSTOP) with --ddp_timeout {timeout}: {ended}")
     print("  first timeout line:", (lines[0][:300] if lines else "none"))
 
 
@@ -141,9 +146,12 @@ def main():
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--ddp_timeout", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hung_wait", type=int, default=120, help="Seconds past --ddp_timeout to wait for the job.")
+    parser.add_argument("--only", choices=("all", "kills", "hung"), default="all")
     args = parser.parse_args()
     print(
-        f"python benchmarks/fault_table.py --trials {args.trials} --ddp_timeout {args.ddp_timeout} --seed {args.seed}"
+        f"python benchmarks/fault_table.py --trials {args.trials} --ddp_timeout {args.ddp_timeout} --seed {args.seed} "
+        f"--hung_wait {args.hung_wait} --only {args.only}"
     )
     work = tempfile.mkdtemp(prefix="fault-table-")
     build_tiny_feature_extractor(os.path.join(work, "codec"), seed=0, max_duration=2.0)
@@ -154,8 +162,10 @@ def main():
         "--feature_extractor_name",
         os.path.join(work, "codec"),
     ]
-    kill_trials(work, data, args.trials, random.Random(args.seed))
-    hung_rank(work, data, args.ddp_timeout)
+    if args.only in ("all", "kills"):
+        kill_trials(work, data, args.trials, random.Random(args.seed))
+    if args.only in ("all", "hung"):
+        hung_rank(work, data, args.ddp_timeout, args.hung_wait)
     print(f"(work folder: {work})")
 
 

@@ -35,6 +35,7 @@ from audioformer.tokenization.folder_lock import disk_full_error, is_disk_full
 from audioformer.tokenization.processes import process_state, wait_for_everyone_or_raise
 
 from .preemption import StopSignals, signal_name
+from .watchdog import StepWatchdog
 
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ _STAGED = re.compile(rf"^{STAGING_PREFIX}{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 class AtomicCheckpointTrainer(Trainer):
     """`Trainer` whose checkpoint folders are complete or absent (written under a temporary name, then renamed),
     and that stops after the current step with one checkpoint on SIGTERM / SIGUSR1 (`preemption.py`): then
-    `stopped_by` is the signal's number and `train()` returns early."""
+    `stopped_by` is the signal's number and `train()` returns early. With several processes, a step that takes
+    longer than --ddp_timeout ends the process (`watchdog.py`)."""
 
     _staging_dir: str | None = None  # while a checkpoint is written: the folder Trainer takes for the output folder
     _stop_signals: StopSignals | None = None  # while training
@@ -59,6 +61,8 @@ class AtomicCheckpointTrainer(Trainer):
 
     def train(self, *args, **kwargs):
         self.stopped_by = None
+        if self.args.world_size > 1 and not any(isinstance(c, StepWatchdog) for c in self.callback_handler.callbacks):
+            self.add_callback(StepWatchdog(self.args.ddp_timeout, self.args.process_index))
         with StopSignals() as self._stop_signals:
             try:
                 return super().train(*args, **kwargs)
