@@ -4,6 +4,7 @@ run on a too-small disk passed the check and died at its first save."""
 
 import os
 
+import pytest
 from conftest import STEPS, folder_bytes, mlm_args, run_mlm
 from transformers import TrainingArguments
 
@@ -21,6 +22,7 @@ def test_the_estimate_covers_what_a_run_writes(full_run, tiny_codec_dir):
     assert checkpoint + final <= estimate <= 1.5 * (checkpoint + final), (checkpoint, final, estimate)
 
 
+@pytest.mark.slow  # a run_mlm.py subprocess (or two)
 def test_a_too_small_disk_is_refused_before_training(codes_dir, tiny_codec_dir, small_disk):
     out = str(small_disk(3) / "out")  # the old estimate (0.79 MB) fits; one checkpoint (2.6 MB) and the final do not
     returncode, output = run_mlm(mlm_args(codes_dir, tiny_codec_dir, out, *STEPS), check=False)

@@ -3,10 +3,12 @@
 import os
 import shutil
 
+import pytest
 import torch
 from conftest import STEPS, assert_same_weights, global_step, mlm_args, run_mlm
 
 
+@pytest.mark.slow  # a run_mlm.py subprocess (or two)
 def test_resume_with_a_local_codec_and_tokenized_codes_is_exact(full_run, codes_dir, tiny_codec_dir, tmp_path):
     """The codec was loaded lazily at the first checkpoint save (`EncodecModel.from_pretrained` initialises weights
     from the global RNG): a resumed run drew once more than the uninterrupted one, so every dropout mask after it

@@ -47,6 +47,7 @@ def test_running_out_of_space_names_the_folder_and_the_resume_finishes(
     assert resumed["train"]["input_ids"] == td.load_tokenized_dataset(finished)["train"]["input_ids"]
 
 
+@pytest.mark.slow  # a run_mlm.py subprocess (or two)
 def test_a_checkpoint_save_onto_a_full_disk_ends_with_one_line(codes_dir, tiny_codec_dir, small_disk):
     disk = small_disk(12)
     out = str(disk / "out")

@@ -20,6 +20,7 @@ from conftest import (
 )
 
 
+@pytest.mark.slow  # a run_mlm.py subprocess (or two)
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGUSR1"])
 def test_a_stop_signal_saves_a_checkpoint_and_the_resume_is_exact(name, full_run, codes_dir, tiny_codec_dir, tmp_path):
     out = str(tmp_path / "out")
@@ -40,6 +41,7 @@ def test_a_stop_signal_saves_a_checkpoint_and_the_resume_is_exact(name, full_run
     assert_same_weights(full_run, out)
 
 
+@pytest.mark.slow  # a run_mlm.py subprocess (or two)
 def test_sigterm_under_accelerate_launch_saves_one_checkpoint(codes_dir, tiny_codec_dir, tmp_path, launch):
     """The launcher (torch elastic) forwards SIGTERM to both ranks, then waits up to 30 s before SIGKILL: both finish
     their step, agree on it, and write one checkpoint together, which loads (resumed in one process here: a second

@@ -54,6 +54,7 @@ def test_last_skips_a_torn_checkpoint_naming_the_file(name, damage, full_run, tm
     assert skipped[0][0] == os.path.join(out, "checkpoint-8") and name in skipped[0][1], skipped
 
 
+@pytest.mark.slow  # a run_mlm.py subprocess (or two)
 def test_resume_last_falls_back_to_the_previous_complete_checkpoint(full_run, codes_dir, tiny_codec_dir, tmp_path):
     out = str(tmp_path / "out")
     copy_checkpoints(full_run, out)
