@@ -114,9 +114,14 @@ def run_codec(model_args) -> str:
 
 
 def finish_run(trainer) -> None:
-    """How both scripts end, after rank 0 has written the card: every process waits, then leaves the process group
-    (`Trainer.end`), and the output folder is released. A gloo group left to interpreter exit can abort a finished
-    run ("terminate called without an active exception")."""
+    """How both scripts end, after rank 0 has written the card: every process waits, drops the DDP wrapper, then
+    leaves the process group (`Trainer.end`), and the output folder is released. A gloo group left to interpreter exit
+    can abort a finished run ("terminate called without an active exception")."""
+    trainer.accelerator.wait_for_everyone()
+    # DDP's reducer holds the gloo group: freed only when main() returned, after the group was destroyed and the other
+    # rank had exited, its teardown hung a finished 2-process run now and then (1 run in 8 here, once in CI).
+    trainer.model_wrapped = trainer.model
+    trainer.accelerator.free_memory()
     trainer.accelerator.wait_for_everyone()
     trainer.end()
     lock = held_lock(trainer.args.output_dir)
