@@ -1,10 +1,12 @@
 """
 The measured rows of the fault table in docs/fault-tolerance.md: kill -9 at random moments of a run (then
 `--resume_from_checkpoint last`, final weights compared with an uninterrupted run), and a hung rank (SIGSTOP) under
-`accelerate launch` with --ddp_timeout. The other rows are the tests of tests/faults/ (one test per fault).
+`accelerate launch` with --ddp_timeout, and SIGTERM to a 2-rank run resumed with 2 ranks. The other rows are the
+tests of tests/faults/ (one test per fault).
 
     python benchmarks/fault_table.py --trials 5 --ddp_timeout 20
     python benchmarks/fault_table.py --only hung --ddp_timeout 20 --hung_wait 120
+    python benchmarks/fault_table.py --only ddp
 
 Tiny seeded model and codec on CPU, 48 synthetic code clips, 12 steps with a checkpoint every 4 (as the tests).
 """
@@ -33,6 +35,8 @@ FLAGS = [
     "--disable_tqdm", "true", "--use_cpu", "true", "--seed", "0", "--dataloader_num_workers", "0",
     "--codebook_index", "0", "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "4",
 ]  # fmt: skip
+LAUNCH = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port"]  # fmt: skip
 SLOW_STEPS = r"""
 import os, sys, time
 from audioformer.training.checkpointing import AtomicCheckpointTrainer
@@ -103,6 +107,34 @@ def kill_trials(work, data, trials, rng):
               f" ({skipped} skipped); rc {rc}; max |weights - uninterrupted| = {diff}")  # fmt: skip
 
 
+def ddp_sigterm(work, data, port=29631):
+    """SIGTERM to `accelerate launch` (2 ranks) at step 3 or later, resume with 2 ranks, compare with an uninterrupted
+    2-rank run."""
+    full, out, marker = (os.path.join(work, n) for n in ("ddp-full", "ddp-signalled", "ddp-marker"))
+    script = os.path.join(work, "slow_run_mlm.py")
+    with open(script, "w") as f:
+        f.write(SLOW_STEPS)
+    launch = [sys.executable, *LAUNCH, str(port)]
+    ddp_env = env(ACCELERATE_USE_CPU="1", MARKER=marker)
+    done = subprocess.run([*launch, os.path.join(REPO, "run_mlm.py"), *data, "--output_dir", full, *FLAGS], cwd=REPO,
+                          env=ddp_env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    process = subprocess.Popen([*launch, script, *data, "--output_dir", out, *FLAGS], cwd=REPO, env=ddp_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    while not os.path.exists(marker) and process.poll() is None:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    saved = [line.split(" - ")[-1] for line in output.splitlines() if "on SIGTERM; resume" in line]
+    left = sorted(n for n in os.listdir(out) if "checkpoint" in n)
+    resumed = subprocess.run([*launch, os.path.join(REPO, "run_mlm.py"), *data, "--output_dir", out, *FLAGS,
+                              "--resume_from_checkpoint", "last"], cwd=REPO, env=ddp_env, capture_output=True,
+                             text=True)  # fmt: skip
+    diff = max_diff(full, out) if resumed.returncode == 0 else float("nan")
+    print(f"SIGTERM to accelerate launch (2 ranks): rc {process.returncode}; {saved[:1]}; left {left}; resumed with "
+          f"2 ranks: rc {resumed.returncode}; max |weights - uninterrupted 2-rank run| = {diff}")  # fmt: skip
+
+
 def hung_rank(work, data, timeout, wait):
     out, marker = os.path.join(work, "hung"), os.path.join(work, "slow-marker")
     script = os.path.join(work, "slow_run_mlm.py")
@@ -147,7 +179,7 @@ def main():
     parser.add_argument("--ddp_timeout", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hung_wait", type=int, default=120, help="Seconds past --ddp_timeout to wait for the job.")
-    parser.add_argument("--only", choices=("all", "kills", "hung"), default="all")
+    parser.add_argument("--only", choices=("all", "kills", "ddp", "hung"), default="all")
     args = parser.parse_args()
     print(
         f"python benchmarks/fault_table.py --trials {args.trials} --ddp_timeout {args.ddp_timeout} --seed {args.seed} "
@@ -164,6 +196,8 @@ def main():
     ]
     if args.only in ("all", "kills"):
         kill_trials(work, data, args.trials, random.Random(args.seed))
+    if args.only in ("all", "ddp"):
+        ddp_sigterm(work, data)
     if args.only in ("all", "hung"):
         hung_rank(work, data, args.ddp_timeout, args.hung_wait)
     print(f"(work folder: {work})")
