@@ -58,10 +58,12 @@ from audioformer.training.metrics import ClassificationMetrics, keep_logits
 from audioformer.training.optimization import freeze_backbone
 from audioformer.training.runs import (
     claim_output_dir,
+    exit_if_stopped,
     finish_run,
     log_process,
     pin_memory_follows_device,
     resolve_checkpoint,
+    run_main,
     setup_logging,
     training_args_summary,
 )
@@ -297,6 +299,7 @@ def main(argv: list[str] | None = None):
     metrics = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=checkpoint)
+        exit_if_stopped(trainer)  # SIGTERM / SIGUSR1: a checkpoint was saved, the run ends here
         trainer.save_model()
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
@@ -364,4 +367,4 @@ def write_card(training_args, model_args, data_args, cls_args, metrics, trainer,
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

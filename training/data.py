@@ -247,6 +247,7 @@ def prepare_code_datasets(
         show_progress=training_args.process_index == 0 and not training_args.disable_tqdm,
         # The default cache is ours to refresh when files changed; a folder the user named is never rewritten unasked.
         if_inputs_changed="raise" if data_args.tokenized_cache_dir else "retokenize",
+        wait_for_folder=data_args.tokenized_cache_wait,  # a sweep's runs share the cache: the later ones wait
     )
     feature_extractor.to("cpu")
     for split, ds in code_datasets.items():
