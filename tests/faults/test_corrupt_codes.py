@@ -8,7 +8,7 @@ import shutil
 
 import datasets
 import pytest
-from conftest import tokenize, write_codes
+from fault_runs import tokenize, write_codes
 
 from audioformer.tokenization import tokenize_dataset as td
 from audioformer.tokenization.code_integrity import CHECKSUMS_FILE, CorruptCodesError

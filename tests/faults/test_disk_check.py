@@ -5,7 +5,7 @@ run on a too-small disk passed the check and died at its first save."""
 import os
 
 import pytest
-from conftest import STEPS, folder_bytes, mlm_args, run_mlm
+from fault_runs import STEPS, folder_bytes, mlm_args, run_mlm
 from transformers import TrainingArguments
 
 from audioformer.modeling_audioformer import AudioFormerConfig

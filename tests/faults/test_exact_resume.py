@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import STEPS, assert_same_weights, global_step, mlm_args, run_mlm
+from fault_runs import STEPS, assert_same_weights, global_step, mlm_args, run_mlm
 
 
 @pytest.mark.slow  # a run_mlm.py subprocess (or two)

@@ -5,7 +5,7 @@ fill a small tmpfs (skipped where mounting is not permitted)."""
 import os
 
 import pytest
-from conftest import STEPS, fill_disk, global_step, mlm_args, run_mlm, run_mlm_filling_the_disk, tokenize
+from fault_runs import STEPS, fill_disk, global_step, mlm_args, run_mlm, run_mlm_filling_the_disk, tokenize
 
 from audioformer.tokenization import tokenize_dataset as td
 from audioformer.tokenization.folder_lock import DiskFullError, FolderNotWritableError

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import (
+from fault_runs import (
     REPO,
     STEPS,
     assert_same_weights,

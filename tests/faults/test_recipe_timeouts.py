@@ -6,7 +6,7 @@ import os
 
 import pytest
 import yaml
-from conftest import REPO
+from fault_runs import REPO
 
 
 DDP_RECIPES = [

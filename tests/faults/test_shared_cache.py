@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from conftest import tokenize
+from fault_runs import tokenize
 
 from audioformer.tokenization.folder_lock import FolderInUseError
 from audioformer.tokenization.processes import claim_output_folder

@@ -6,7 +6,7 @@ import os
 import shutil
 
 import pytest
-from conftest import STEPS, global_step, mlm_args, run_mlm
+from fault_runs import STEPS, global_step, mlm_args, run_mlm
 
 from audioformer.training.checkpointing import MANIFEST, find_resume_checkpoint
 
