@@ -174,7 +174,8 @@ def main(argv=None):
 
 
 def write_card(trainer, model_args, data_args, training_args, metrics):
-    card_metrics = {k: float(metrics[k]) for k in ("eval_loss", "eval_accuracy") if k in metrics}
+    # eval_accuracy, and a fused model's eval_accuracy_c1 .. per codebook
+    card_metrics = {k: float(v) for k, v in metrics.items() if k == "eval_loss" or k.startswith("eval_accuracy")}
     write_model_card(
         training_args.output_dir,
         task="fill-mask",

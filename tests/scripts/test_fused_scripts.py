@@ -74,7 +74,8 @@ def test_fused_pretraining_reports_each_codebook(fused_mlm):
     with open(os.path.join(fused_mlm, "trainer_state.json")) as f:
         losses = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
     assert abs(losses[0] - np.log(1028)) < 0.5  # mean over codebooks of an untrained uniform guess
-    assert "codebook rows C1 + C2 + C3 + C4" in open(os.path.join(fused_mlm, "README.md")).read()
+    card = open(os.path.join(fused_mlm, "README.md")).read()
+    assert "codebook rows C1 + C2 + C3 + C4" in card and "accuracy_c4" in card
 
 
 def test_ft1_and_ft2_from_a_fused_checkpoint(fused_mlm, data, tmp_path):
