@@ -187,3 +187,18 @@ def test_fused_classifier_pools_frames(tiny_config):
     torch.testing.assert_close(out.pooled_output, expected)
     # the classifier picks the rows itself: also from a (B, K, T) attention mask, or none (padding ids)
     torch.testing.assert_close(model(ids).logits, out.logits)
+
+
+def test_compiled_graph_keeps_padding_and_agrees(tiny_config):
+    """Under torch.compile the batch stays padded (no packing); the fused embedding traces, same states."""
+    torch.manual_seed(0)
+    model = AudioFormerModel(tiny_config(input_codebooks=[0, 2])).eval()
+    ids, mask = clips([9, 6])
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            compiled(input_ids=ids, attention_mask=mask).last_hidden_state,
+            model(input_ids=ids, attention_mask=mask).last_hidden_state,
+            atol=1e-5,
+            rtol=1e-5,
+        )
