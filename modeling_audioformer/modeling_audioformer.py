@@ -313,8 +313,10 @@ class AudioFormerEmbeddings(nn.Module):
                     f"A fused model embeds {self.num_input_codebooks} codebooks per frame, got ids of shape "
                     f"{tuple(input_ids.shape)}."
                 )
-            offsets = torch.arange(self.num_input_codebooks, device=input_ids.device) * self.vocab_size
-            inputs_embeds = self.word_embeddings(input_ids + offsets).sum(dim=-2)  # (..., K, E) -> (..., E)
+            # One lookup per codebook, accumulated: a (..., K, E) temporary would cost K times the embeddings' memory.
+            inputs_embeds = self.word_embeddings(input_ids[..., 0])
+            for j in range(1, self.num_input_codebooks):
+                inputs_embeds = inputs_embeds + self.word_embeddings(input_ids[..., j] + j * self.vocab_size)
         elif inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         if token_type_ids is None:
