@@ -58,10 +58,12 @@ from audioformer.training.metrics import ClassificationMetrics, keep_logits
 from audioformer.training.optimization import freeze_backbone
 from audioformer.training.runs import (
     claim_output_dir,
+    exit_if_stopped,
     finish_run,
     log_process,
     pin_memory_follows_device,
     resolve_checkpoint,
+    run_main,
     setup_logging,
     training_args_summary,
 )
@@ -71,7 +73,14 @@ from audioformer.training.trainer import AudioClassificationTrainer, check_mpc_s
 
 logger = logging.getLogger(__name__)
 
-DATA_FLAGS = ("--dataset_name", "--data_dir", "--train_file", "--validation_file", "--tokenized_dataset")
+DATA_FLAGS = (
+    "--dataset_name",
+    "--data_dir",
+    "--train_file",
+    "--validation_file",
+    "--data_files",
+    "--tokenized_dataset",
+)
 
 
 @dataclass
@@ -204,7 +213,7 @@ def main(argv: list[str] | None = None):
         LabelSpace.from_datasets(splits, cls_args.label_column_name, checkpoint_config).resolve_loss(cls_args.loss)
 
     code_datasets, feature_extractor = prepare_code_datasets(
-        model_args, data_args, training_args, check_splits=check_labels
+        model_args, data_args, training_args, check_splits=check_labels, label_column_name=cls_args.label_column_name
     )
     if eval_args.has_test:  # the test split is tokenized and checked now, before any training, but used once
         code_datasets["test"] = prepare_test_dataset(
@@ -254,7 +263,9 @@ def main(argv: list[str] | None = None):
     train_dataset = code_datasets["train"] if training_args.do_train else None
     sample_weights = None
     if cls_args.weighted_sampling and train_dataset is not None:
-        sample_weights = inverse_frequency_weights(train_dataset["label_ids"], len(labels.names))
+        # the Arrow column, not a list of 2M Python lists: computed in a few vectorised passes
+        label_ids = train_dataset.select_columns(["label_ids"]).with_format("arrow")[:].column("label_ids")
+        sample_weights = inverse_frequency_weights(label_ids, len(labels.names))
     augmentation = cls_args.augmentation(training_args.seed)
     if augmentation.enabled:
         collator = AugmentedCollator(collator, augmentation)
@@ -289,6 +300,7 @@ def main(argv: list[str] | None = None):
     metrics = {}
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=checkpoint)
+        exit_if_stopped(trainer)  # SIGTERM / SIGUSR1: a checkpoint was saved, the run ends here
         trainer.save_model()
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
@@ -356,4 +368,4 @@ def write_card(training_args, model_args, data_args, cls_args, metrics, trainer,
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -36,10 +36,12 @@ from audioformer.training.data import check_max_positions, max_code_length, num_
 from audioformer.training.loading import load_config, load_model
 from audioformer.training.runs import (
     claim_output_dir,
+    exit_if_stopped,
     finish_run,
     log_process,
     pin_memory_follows_device,
     resolve_checkpoint,
+    run_main,
     setup_logging,
     training_args_summary,
 )
@@ -151,6 +153,7 @@ def main(argv=None):
     metrics = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        exit_if_stopped(trainer)  # SIGTERM / SIGUSR1: a checkpoint was saved, the run ends here
         trainer.save_model()  # model.safetensors + config.json (auto_map) + preprocessor_config.json
         metrics = dict(train_result.metrics, train_samples=len(train_dataset))
         trainer.log_metrics("train", metrics)
@@ -188,4 +191,4 @@ def write_card(trainer, model_args, data_args, training_args, metrics):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

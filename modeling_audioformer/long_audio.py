@@ -307,7 +307,11 @@ class OnnxAudioClassifier:
     device = torch.device("cpu")
 
     def __init__(self, path: str, config, num_threads: int | None = None):
-        import onnxruntime  # only this class needs it
+        # In a try block, so that transformers' get_imports does not make it a requirement of the remote code.
+        try:
+            import onnxruntime
+        except ImportError as err:
+            raise ImportError("OnnxAudioClassifier runs model.onnx with onnxruntime: pip install onnxruntime") from err
 
         options = onnxruntime.SessionOptions()
         if num_threads:

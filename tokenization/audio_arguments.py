@@ -64,6 +64,17 @@ class AudioDataArguments:
         default=None, metadata={"help": "CSV / JSON-lines file with a column of audio paths."}
     )
     validation_file: str | None = field(default=None, metadata={"help": "Same, for evaluation."})
+    data_files: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "WebDataset tar shards (brace patterns, globs or paths; local or fsspec URLs), streamed by the "
+            "pre-tokenizer; with --dataset_name, the data files of that builder."
+        },
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream --dataset_name (an IterableDataset), never preparing it on disk (pre-tokenizer)."},
+    )
     audio_column_name: str = field(default="audio", metadata={"help": "Column holding the audio."})
     preprocessing_batch_size: int = field(default=8, metadata={"help": "Clips per codec call while tokenizing."})
     overwrite_cache: bool = field(
@@ -75,12 +86,13 @@ class AudioDataArguments:
         return [
             self.dataset_name is not None or self.data_dir is not None,
             self.train_file is not None or self.validation_file is not None,
+            self.data_files is not None and self.dataset_name is None,
         ]
 
     def __post_init__(self):
         sources = self.data_sources()
-        names = "--dataset_name / --data_dir, --train_file / --validation_file" + (
-            ", or --tokenized_dataset" if len(sources) > 2 else ""
+        names = "--dataset_name / --data_dir, --train_file / --validation_file, --data_files" + (
+            ", or --tokenized_dataset" if hasattr(self, "tokenized_dataset") else ""
         )
         if sum(sources) == 0:
             raise ValueError(f"No data: pass {names}.")
@@ -91,7 +103,10 @@ class AudioDataArguments:
 
 
 def load_audio_splits(data_args: AudioDataArguments, codec_args: CodecArguments) -> datasets.DatasetDict:
-    """The audio source the flags name (`audio_io.load_audio_dataset`), its audio column left undecoded."""
+    """The audio source the flags name (`audio_io.load_audio_dataset`), its audio column left undecoded. Tar shards
+    and streamed datasets are not tables: `tokenize_shards.shard_sources` reads those."""
+    if data_args.streaming or data_args.data_files is not None:
+        raise ValueError("--data_files / --streaming name input shards: read them with tokenize_shards.shard_sources.")
     return load_audio_dataset(
         data_args.dataset_name,
         data_args.dataset_config_name,

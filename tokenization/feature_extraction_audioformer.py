@@ -23,6 +23,7 @@ Input convention (transformers' audio feature extractors: Wav2Vec2, AST, Whisper
 import math
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,6 +56,21 @@ except ImportError:  # Hub remote code: configuration_audioformer.py sits beside
 # `codec_name_or_path` values starting with "." are relative to the folder of `preprocessor_config.json`; a local
 # codec is saved there under this name, so the folder can be moved or published with its codec.
 CODEC_FOLDER = "codec"
+_CODEC_FILES = ("config.json", "model.safetensors")
+
+
+def _copy_codec_files(source: str, destination: str) -> bool:
+    """Copies a saved codec's `config.json` and `model.safetensors` from `source` to `destination` (without loading
+    it: loading draws from the global RNG and takes time); False if `source` does not hold both (e.g. a sharded or
+    a pickled codec), so that the caller saves the loaded codec instead."""
+    if not all(os.path.isfile(os.path.join(source, name)) for name in _CODEC_FILES):
+        return False
+    os.makedirs(destination, exist_ok=True)
+    for name in _CODEC_FILES:
+        shutil.copyfile(os.path.join(source, name), os.path.join(destination, name))
+    return True
+
+
 # A Hub repository id, "name" or "org/name" (what a saved `codec_name_or_path` not starting with "." must be).
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
@@ -338,8 +354,9 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
             return self.codec_name_or_path
         codec_dir, folder = os.path.realpath(self.codec_name_or_path), os.path.realpath(save_directory)
         if codec_dir != folder and not codec_dir.startswith(folder + os.sep):
-            codec_dir = os.path.join(folder, CODEC_FOLDER)
-            self.codec.save_pretrained(codec_dir)  # config.json + model.safetensors
+            source, codec_dir = codec_dir, os.path.join(folder, CODEC_FOLDER)
+            if self._codec is not None or not _copy_codec_files(source, codec_dir):
+                self.codec.save_pretrained(codec_dir)  # config.json + model.safetensors
         return "./" + os.path.relpath(codec_dir, folder).replace(os.sep, "/") if codec_dir != folder else "."
 
     # ---- serialisation: the codec and the device are runtime state, not configuration ----
@@ -361,7 +378,10 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
     def codec(self) -> EncodecModel:
         """The `EncodecModel`, loaded on first access, in eval mode on `self.device`."""
         if self._codec is None:
-            codec = EncodecModel.from_pretrained(self.codec_name_or_path)
+            # from_pretrained initialises weights before loading them, drawing from the global RNG: a lazy load
+            # in the middle of a training run (the first checkpoint save) would shift every later dropout mask.
+            with torch.random.fork_rng(devices=[]):
+                codec = EncodecModel.from_pretrained(self.codec_name_or_path)
             self.set_codec(codec)
         return self._codec
 

@@ -40,6 +40,28 @@ class FolderNotWritableError(RuntimeError):
     """The folder cannot be created or written, or its disk lacks the room the run needs."""
 
 
+class DiskFullError(FolderNotWritableError):
+    """A write ran out of space (ENOSPC): the message names the folder, the bytes needed and free, and how to
+    resume."""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """An OSError with errno ENOSPC, or an error whose text says so (safetensors' `SafetensorError` wraps it)."""
+    import errno
+
+    return getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err)
+
+
+def disk_full_error(folder, what: str, needed_bytes: int | None, resume: str) -> DiskFullError:
+    """The `DiskFullError` of a write into `folder` that ran out of space."""
+    free = shutil.disk_usage(folder).free if os.path.isdir(folder) else 0
+    needed = f"about {needed_bytes:,} bytes needed, " if needed_bytes else ""
+    return DiskFullError(
+        f"No space left on device in {folder} while {what} ({needed}{free:,} bytes free). Free some space, then "
+        f"{resume}."
+    )
+
+
 def _holder_text(info: dict) -> str:
     if not info:
         return "an unknown run (its lock file is empty)"
@@ -189,11 +211,13 @@ def _make_folder(folder: str) -> None:
         raise FolderNotWritableError(f"Cannot create the folder {folder}: {err}.") from err
 
 
-def check_writable_folder(folder, needed_bytes: int | None = None, flag: str = "the output folder") -> None:
+def check_writable_folder(
+    folder, needed_bytes: int | None = None, flag: str = "the output folder", what: str = "one checkpoint"
+) -> None:
     """
     Creates `folder` if needed, writes and deletes a probe file in it, and checks that its disk has `needed_bytes`
-    free. Raises `FolderNotWritableError` naming `flag`, the folder and the cause: before any work, not at the
-    first save.
+    free (`what` says for what). Raises `FolderNotWritableError` naming `flag`, the folder and the cause: before any
+    work, not at the first save.
     """
     folder = os.fspath(folder)
     _make_folder(folder)
@@ -208,8 +232,18 @@ def check_writable_folder(folder, needed_bytes: int | None = None, flag: str = "
         if free < needed_bytes:
             raise FolderNotWritableError(
                 f"{flag} {folder}: its disk has {free / 2**30:.2f} GiB free, but the run needs about "
-                f"{needed_bytes / 2**30:.2f} GiB (one checkpoint). Free some space or choose another folder."
+                f"{needed_bytes / 2**30:.2f} GiB ({free:,} bytes free, {needed_bytes:,} needed for {what}). Free "
+                "some space or choose another folder."
             )
 
 
-__all__ = ["FolderLock", "FolderInUseError", "FolderNotWritableError", "check_writable_folder", "held_lock"]
+__all__ = [
+    "DiskFullError",
+    "FolderInUseError",
+    "FolderLock",
+    "FolderNotWritableError",
+    "check_writable_folder",
+    "disk_full_error",
+    "held_lock",
+    "is_disk_full",
+]

@@ -65,7 +65,15 @@ from transformers import HfArgumentParser
 
 from .audio_arguments import AudioDataArguments, CodecArguments, load_audio_splits, load_feature_extractor
 from .audio_io import audio_identities, decode_audio
-from .folder_lock import LOCK_FILE
+from .code_integrity import (
+    CorruptCodesError,
+    arrow_problem,
+    check_code_ids,
+    check_saved_dataset,
+    checksum_problem,
+    write_checksums,
+)
+from .folder_lock import LOCK_FILE, FolderNotWritableError, disk_full_error, is_disk_full
 from .processes import claim_output_folder, process_state, shutdown, wait_for_everyone_or_raise
 
 
@@ -201,7 +209,7 @@ def _pretokenize_split(dataset, feature_extractor, split_dir, work_dir, num_shar
     error = None
     try:
         mine = [i for i in range(num_shards) if i % state.num_processes == state.process_index]
-        todo = [i for i in mine if not os.path.isdir(os.path.join(work_dir, names[i]))]
+        todo = [i for i in mine if not _finished_shard(os.path.join(work_dir, names[i]), split_dir)]
         rows = sum(len(range(*_shard_range(len(dataset), num_shards, i))) for i in todo)
         progress = None
         if settings.show_progress:
@@ -227,6 +235,7 @@ def _pretokenize_split(dataset, feature_extractor, split_dir, work_dir, num_shar
                 out.save_to_disk(tmp)
             with open(os.path.join(tmp, "shard_info.json"), "w") as f:
                 json.dump({"inputs_sha256": inputs_digest(identities), "failures": failures}, f)
+            write_checksums(tmp)  # verified when a resumed run reuses the shard
             os.replace(tmp, os.path.join(work_dir, names[i]))
         if progress is not None:
             progress.close()
@@ -251,12 +260,44 @@ def _pretokenize_split(dataset, feature_extractor, split_dir, work_dir, num_shar
                     f"No clip of {split_dir} could be tokenized ({len(failures)} unreadable or empty files); first: "
                     + "; ".join(f"{f['audio']}: {f['error']}" for f in failures[:3])
                 )
+            for part, n in zip(parts, [n for n in names if os.path.isfile(os.path.join(work_dir, n, "state.json"))]):
+                check_code_ids(part, os.path.join(work_dir, n))  # a shard damaged since it was written is not merged
             merged = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-            merged.save_to_disk(split_dir)
+            _save_split(merged, split_dir)
     except Exception as err:
         error = err
     wait_for_everyone_or_raise(state, error)
     return failures
+
+
+def _finished_shard(folder: str, split_dir: str) -> bool:
+    """A shard folder exists and its files match their checksums; a damaged one is deleted (and tokenized again)
+    with a warning naming the file."""
+    if not os.path.isdir(folder):
+        return False
+    problem = checksum_problem(folder)
+    if problem is None:
+        return True
+    logger.warning("%s: a finished shard is damaged (%s): tokenizing it again.", split_dir, problem)
+    shutil.rmtree(folder, ignore_errors=True)
+    return False
+
+
+def _save_split(dataset, split_dir: str) -> None:
+    """Saves a merged split whole or not at all: into a temporary folder beside it, with its checksums, then moved
+    into place (a kill or a full disk leaves no torn arrow file in `split_dir`)."""
+    parent = os.path.dirname(os.path.abspath(split_dir))
+    tmp = os.path.join(parent, f".tmp-merge-{os.path.basename(split_dir)}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dataset.save_to_disk(tmp)
+    write_checksums(tmp)
+    if os.path.isfile(os.path.join(split_dir, "state.json")) or not os.path.isdir(split_dir):
+        shutil.rmtree(split_dir, ignore_errors=True)
+        os.replace(tmp, split_dir)
+        return
+    for name in os.listdir(tmp):  # a single Dataset is saved in the output folder itself, beside its other files
+        os.replace(os.path.join(tmp, name), os.path.join(split_dir, name))
+    os.rmdir(tmp)
 
 
 def _shard_range(n, num_shards, i):
@@ -367,6 +408,7 @@ def pretokenize(
     resume: bool = True,
     show_progress: bool = True,
     if_inputs_changed: str = "raise",
+    wait_for_folder: float = 0.0,
 ):
     """
     Encodes every clip of `dataset` (Dataset or DatasetDict, audio column undecoded, see `load_audio_dataset`)
@@ -382,6 +424,8 @@ def pretokenize(
     Args:
         if_inputs_changed: what to do with a finished split whose input files differ from `dataset`'s: "raise" a
             ValueError saying what differs, or "retokenize" it (for a cache folder this code owns).
+        wait_for_folder: seconds to wait while another run holds `output_dir` (it is tokenizing the same audio:
+            once it is done, its splits are reused); 0 raises `FolderInUseError` at once.
     Returns:
         the same type as `dataset` (Dataset or DatasetDict), loaded from `output_dir`.
     Raises:
@@ -413,12 +457,56 @@ def pretokenize(
             )
     output_dir = os.fspath(output_dir)
 
-    lock = claim_output_folder(output_dir, state)
+    lock = claim_output_folder(output_dir, state, wait_seconds=wait_for_folder)
+    needed = None
     try:
+        needed = _check_free_space(splits, feature_extractor, output_dir, state) if state.is_main_process else None
         return _pretokenize_locked(splits, is_dict, feature_extractor, output_dir, settings, state)
+    except OSError as err:
+        if is_disk_full(err):
+            raise disk_full_error(
+                output_dir, "pre-tokenizing", needed, "rerun the same command: finished shards are kept"
+            ) from err
+        raise
     finally:
         if lock is not None:
             lock.release()
+
+
+def output_bytes(num_clips: int, feature_extractor) -> int:
+    """
+    At most how many bytes the codes of `num_clips` clips take on disk: clips x (max_duration x 75 frames/s + 2) x
+    codebooks x 2 bytes (int16), plus Arrow's 4-byte offset per codebook list and per row (clips shorter than
+    max_duration take less).
+    """
+    codebooks = feature_extractor.num_codebooks
+    return num_clips * ((feature_extractor.max_frames + 2) * codebooks * 2 + 4 * (codebooks + 1) + 64)
+
+
+def _check_free_space(splits, feature_extractor, output_dir, state) -> int:
+    """Refuses to start when the disk of `output_dir` cannot hold the codes (`output_bytes`); warns when it cannot
+    hold them twice (the shards and the merged split exist together until the merge ends). Returns the estimate."""
+    todo = [
+        ds for split, ds in splits.items() if not os.path.isfile(os.path.join(output_dir, f".done-{split or 'data'}"))
+    ]
+    clips = sum(len(ds) for ds in todo)
+    needed = output_bytes(clips, feature_extractor)
+    free = shutil.disk_usage(output_dir).free
+    if free < needed:
+        raise FolderNotWritableError(
+            f"{output_dir}: its disk has {free:,} bytes free, but the codes of {clips} clips still to tokenize "
+            f"take up to {needed:,} bytes (clips x {feature_extractor.max_frames + 2} frames x "
+            f"{feature_extractor.num_codebooks} codebooks x 2 bytes). Free some space or choose another folder."
+        )
+    if free < 2 * needed:
+        logger.warning(
+            "%s: %s bytes free; the shards and the merged codes may need up to %s at once: the merge may run out of "
+            "space (rerunning the same command resumes it).",
+            output_dir,
+            f"{free:,}",
+            f"{2 * needed:,}",
+        )
+    return needed
 
 
 def _pretokenize_locked(splits, is_dict, feature_extractor, output_dir, settings: PretokenizeSettings, state):
@@ -550,13 +638,44 @@ def _read_json(path, default):
 
 
 def read_tokenization_info(output_dir) -> dict | None:
-    """The settings a `pretokenize` output was made with (`tokenization_info.json`), or None if it has none."""
+    """The settings a `pretokenize` (`tokenization_info.json`) or `pretokenize_shards` (`index.json`) output was made
+    with, or None if it has none."""
+    from .tokenize_shards import is_code_shards, read_index
+
+    if is_code_shards(output_dir):
+        return read_index(output_dir)["codec"]
     return _read_json(os.path.join(output_dir, "tokenization_info.json"), default=None)
 
 
-def load_tokenized_dataset(path):
-    """Loads a `pretokenize` output: a DatasetDict (if it was written from one) or a Dataset."""
-    return datasets.load_from_disk(os.fspath(path))
+def load_tokenized_dataset(path, flag: str = "--tokenized_dataset"):
+    """
+    Loads a `pretokenize` output: a DatasetDict (if it was written from one) or a Dataset, after checking that it is
+    whole (`code_integrity.check_saved_dataset`: finished, readable JSON files, files matching their checksums); or a
+    `pretokenize_shards` output (a DatasetDict of its shards, memory-mapped as they are). Every id is checked to be in
+    range (`check_code_ids`; the checks read every byte, so only the local main process runs them). Raises
+    `CorruptCodesError` (a ValueError) naming the file.
+    """
+    from .tokenize_shards import is_code_shards, load_code_shards
+
+    path = os.fspath(path)
+    # One process per machine reads every byte (the others load the same files after it, see main_process_first).
+    check = process_state().is_local_main_process
+    if is_code_shards(path):
+        loaded = load_code_shards(path)
+    else:
+        check_saved_dataset(path, flag=flag, verify=check)
+        try:
+            loaded = datasets.load_from_disk(path)
+        except (OSError, ValueError) as err:  # e.g. "Invalid flatbuffers message." from a damaged arrow file
+            folders = [path] + [os.path.join(path, e) for e in sorted(os.listdir(path))]
+            for folder in folders:
+                if os.path.isdir(folder) and (problem := arrow_problem(folder)):
+                    raise CorruptCodesError(f"{flag} {path}: {problem}. Tokenize the audio again.") from err
+            raise
+    splits = loaded.items() if isinstance(loaded, datasets.DatasetDict) else [(None, loaded)]
+    for split, ds in splits if check else []:
+        check_code_ids(ds, os.path.join(path, split) if split is not None else path)
+    return loaded
 
 
 @dataclass
@@ -575,15 +694,32 @@ class PretokenizeArguments:
     device: str | None = field(
         default=None, metadata={"help": "Codec device. Default: this process's accelerate device."}
     )
+    label_column_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Tar shards (--data_files): the field of each sample's json member (or its cls / txt member) "
+            "kept as this column. Default: no labels."
+        },
+    )
+    split_name: str = field(default="train", metadata={"help": "Tar shards (--data_files): the split they form."})
 
 
 def main(argv=None):
+    try:
+        return _main(argv)
+    except FolderNotWritableError as err:  # a full disk, a read-only folder: one line, not a traceback
+        raise SystemExit(f"error: {err}") from err
+
+
+def _main(argv=None):
     parser = HfArgumentParser((CodecArguments, AudioDataArguments, PretokenizeArguments))
     codec_args, data_args, run_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     claim_output_folder(run_args.output_dir, flag="--output_dir")  # before any work; held until the process ends
     feature_extractor = load_feature_extractor(codec_args)
     feature_extractor.to(run_args.device or process_state().device)
+    if data_args.streaming or data_args.data_files is not None:
+        return _main_shards(codec_args, data_args, run_args, feature_extractor)
     dsd = load_audio_splits(data_args, codec_args)
     out = pretokenize(
         dsd,
@@ -597,6 +733,27 @@ def main(argv=None):
     )
     if process_state().is_main_process:
         logger.info("wrote %s: %s", run_args.output_dir, out)
+
+
+def _main_shards(codec_args, data_args, run_args, feature_extractor):
+    """Tar shards (--data_files) or a streamed dataset (--streaming): one code shard per input shard
+    (`tokenize_shards.py`)."""
+    from .tokenize_shards import pretokenize_shards, shard_sources
+
+    sources = shard_sources(data_args, codec_args, run_args.split_name)
+    summary = pretokenize_shards(
+        sources,
+        feature_extractor,
+        run_args.output_dir,
+        audio_column_name=data_args.audio_column_name,
+        label_column_name=run_args.label_column_name,
+        batch_size=data_args.preprocessing_batch_size,
+        resume=not data_args.overwrite_cache,
+        show_progress=True,
+    )
+    if process_state().is_main_process:
+        logger.info("wrote %s: %s", run_args.output_dir, json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":

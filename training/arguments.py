@@ -89,6 +89,13 @@ class DataTrainingArguments(AudioDataArguments):
             "Default: <cache_dir or HF_DATASETS_CACHE>/audioformer-tokenized/<fingerprint>."
         },
     )
+    tokenized_cache_wait: float = field(
+        default=3600.0,
+        metadata={
+            "help": "Seconds to wait for another run that is tokenizing the same audio into the same cache (runs of a "
+            "sweep started together); 0 = stop at once."
+        },
+    )
     pad_to_multiple_of: int | None = field(default=None, metadata={"help": "Pad batch lengths to a multiple of this."})
 
     def data_sources(self) -> list[bool]:
@@ -100,6 +107,8 @@ class DataTrainingArguments(AudioDataArguments):
             raise ValueError(
                 f"--validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}."
             )
+        if self.tokenized_cache_wait < 0:
+            raise ValueError(f"--tokenized_cache_wait must be >= 0 seconds, got {self.tokenized_cache_wait}.")
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -19,6 +19,7 @@ import datasets
 from audioformer.tokenization.audio_arguments import load_audio_splits
 from audioformer.tokenization.audio_io import audio_name
 from audioformer.tokenization.tokenize_dataset import load_tokenized_dataset, pretokenize, read_tokenization_info
+from audioformer.tokenization.tokenize_shards import pretokenize_shards, shard_sources, uses_shards
 
 from .arguments import DataTrainingArguments, ModelArguments
 from .loading import load_run_feature_extractor
@@ -38,7 +39,12 @@ def max_code_length(model_args: ModelArguments, feature_extractor) -> int | None
 def check_max_positions(dataset_dict, config, max_length: int | None = None):
     """Raises a ValueError if a row, once cut to `max_length` ids, is longer than `max_position_embeddings`."""
     for split, ds in dataset_dict.items():
-        longest = max(ds["length"]) if "length" in ds.column_names else max(len(r[0]) for r in ds["input_ids"])
+        if "length" in ds.column_names:  # one vectorised pass over one column: flat in time and memory at 2M rows
+            import pyarrow.compute as pc
+
+            longest = pc.max(ds.select_columns(["length"]).with_format("arrow")[:].column("length")).as_py()
+        else:
+            longest = max(len(r[0]) for r in ds["input_ids"])
         if max_length is not None:
             longest = min(longest, max_length)
         if longest > config.max_position_embeddings:
@@ -152,6 +158,7 @@ def prepare_code_datasets(
     need_train: bool | None = None,
     need_eval: bool | None = None,
     check_splits=None,
+    label_column_name: str | None = None,
 ):
     """
     Loads the data named by the flags and returns it as code ids, checking it before any training.
@@ -167,7 +174,9 @@ def prepare_code_datasets(
         need_train / need_eval: which splits to return; default `training_args.do_train` / `do_eval`.
         check_splits: called with the selected source splits (a DatasetDict with "train" and/or "validation",
             audio undecoded) before anything is tokenized, to stop early on bad input (e.g. the labels); its
-            row numbers are the source's, which tokenizing can shift by skipping unreadable clips.
+            row numbers are the source's, which tokenizing can shift by skipping unreadable clips. For tar shards
+            and streamed data (`--data_files`, `--streaming`) it is called once they are tokenized.
+        label_column_name: tar shards: the json field (or cls / txt member) kept as the labels column.
     Returns:
         (DatasetDict with "train" and/or "validation", AudioFormerFeatureExtractor)
     Raises:
@@ -195,6 +204,11 @@ def prepare_code_datasets(
         if check_splits is not None:
             check_splits(code_datasets)
         return code_datasets, feature_extractor
+
+    if uses_shards(data_args):
+        return _prepare_from_shards(
+            model_args, data_args, training_args, need_train, need_eval, check_splits, label_column_name
+        )
 
     feature_extractor = load_run_feature_extractor(model_args)
     # Raises before anything is tokenized (and loads the codec, which tokenizing needs anyway).
@@ -233,6 +247,7 @@ def prepare_code_datasets(
         show_progress=training_args.process_index == 0 and not training_args.disable_tqdm,
         # The default cache is ours to refresh when files changed; a folder the user named is never rewritten unasked.
         if_inputs_changed="raise" if data_args.tokenized_cache_dir else "retokenize",
+        wait_for_folder=data_args.tokenized_cache_wait,  # a sweep's runs share the cache: the later ones wait
     )
     feature_extractor.to("cpu")
     for split, ds in code_datasets.items():
@@ -241,6 +256,52 @@ def prepare_code_datasets(
                 f"No clip of the {split} split ('{_source_name(split, data_args)}') could be "
                 f"tokenized; see {os.path.join(cache, 'failures.json')}."
             )
+    return code_datasets, feature_extractor
+
+
+def _prepare_from_shards(model_args, data_args, training_args, need_train, need_eval, check_splits, label_column_name):
+    """`prepare_code_datasets` for tar shards or a streamed dataset: the streaming pre-tokenizer writes one code shard
+    per input shard into --tokenized_cache_dir (default: a folder of the datasets cache named by the data flags and
+    the codec settings), which later runs reuse shard by shard, then the folder is read as --tokenized_dataset."""
+    feature_extractor = load_run_feature_extractor(model_args)
+    _check_codebook_index(
+        model_args,
+        feature_extractor.num_codebooks,
+        f"the codec {feature_extractor.codec_name_or_path} at {feature_extractor.bandwidth} kbps",
+    )
+    key = {
+        "data_files": data_args.data_files,
+        "dataset_name": data_args.dataset_name,
+        "dataset_config_name": data_args.dataset_config_name,
+        "data_dir": os.path.abspath(data_args.data_dir) if data_args.data_dir else None,
+        "label_column_name": label_column_name,
+        "feature_extractor": {k: v for k, v in feature_extractor.to_dict().items() if k != "device"},
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cache = data_args.tokenized_cache_dir or os.path.join(
+        model_args.cache_dir or datasets.config.HF_DATASETS_CACHE, "audioformer-tokenized", f"shards-{digest}"
+    )
+    from accelerate.utils import broadcast_object_list
+
+    if training_args.world_size > 1:
+        cache = broadcast_object_list([cache])[0]
+    logger.info("Tokenized codes are cached in %s", cache)
+    feature_extractor.to(training_args.device)
+    pretokenize_shards(
+        shard_sources(data_args, model_args, data_args.train_split_name),
+        feature_extractor,
+        cache,
+        audio_column_name=data_args.audio_column_name,
+        label_column_name=label_column_name,
+        batch_size=data_args.preprocessing_batch_size,
+        resume=not data_args.overwrite_cache,
+        show_progress=training_args.process_index == 0 and not training_args.disable_tqdm,
+    )
+    feature_extractor.to("cpu")
+    source = load_tokenized_dataset(cache)
+    code_datasets = _select_splits(source, data_args, training_args, need_train, need_eval)
+    if check_splits is not None:
+        check_splits(code_datasets)
     return code_datasets, feature_extractor
 
 

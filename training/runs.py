@@ -2,17 +2,27 @@
 summary for the card."""
 
 import dataclasses
+import json
 import logging
 import os
 import sys
 
 import datasets
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from audioformer.tokenization.folder_lock import FolderLock, check_writable_folder, held_lock
+from audioformer.modeling_audioformer.configuration_audioformer import DEFAULT_CODEC
+from audioformer.tokenization.folder_lock import (
+    FolderLock,
+    FolderNotWritableError,
+    check_writable_folder,
+    held_lock,
+    is_disk_full,
+)
 from audioformer.tokenization.processes import process_state, wait_for_everyone_or_raise
 
-from .checkpointing import checkpoint_bytes, checkpoint_problem, find_resume_checkpoint
+from .checkpointing import checkpoint_problem, find_resume_checkpoint, run_bytes
 from .loading import load_config
+from .preemption import exit_status, signal_name
 
 
 logger = logging.getLogger(__name__)
@@ -61,10 +71,10 @@ def log_process(training_args, script_logger: logging.Logger):
 def claim_output_dir(training_args, model_args) -> None:
     """
     Before any work: locks --output_dir for this run (`tokenization.folder_lock`; a second run on it stops at once,
-    naming this one), and checks that it is writable and that its disk has room for one checkpoint (see
-    `checkpointing.checkpoint_bytes`), so that a run does not train for hours and then fail at its first save. The
-    main process locks; every saving process checks; every process raises the same error. The lock is released by
-    `finish_run`, or when the process ends.
+    naming this one), and checks that it is writable and that its disk has room for one checkpoint and the final
+    folder, codec and remote code included (see `checkpointing.run_bytes`), so that a run does not train for hours
+    and then fail at its first save. The main process locks; every saving process checks; every process raises the
+    same error. The lock is released by `finish_run`, or when the process ends.
     """
     error, lock = None, None
     output_dir = training_args.output_dir
@@ -74,8 +84,10 @@ def claim_output_dir(training_args, model_args) -> None:
             lock = lock.acquire()
         if training_args.should_save:  # the codebook row is checked against the data later; the size ignores it
             config = load_config(dataclasses.replace(model_args, codebook_index=None, input_codebooks=None))
-            needed = checkpoint_bytes(config, training_args)
-            check_writable_folder(output_dir, needed_bytes=needed, flag="--output_dir")
+            needed = run_bytes(config, training_args, run_codec(model_args))
+            check_writable_folder(
+                output_dir, needed_bytes=needed, flag="--output_dir", what="one checkpoint and the final model"
+            )
     except Exception as err:  # shared with every process, so that none of them waits at a barrier
         error = err
         if lock is not None and lock.held:
@@ -83,10 +95,33 @@ def claim_output_dir(training_args, model_args) -> None:
     wait_for_everyone_or_raise(process_state(), error)
 
 
+def run_codec(model_args) -> str:
+    """The codec the run will save with its checkpoints, as far as the flags tell before any work:
+    --codec_name_or_path, else the one the local --feature_extractor_name (or --model_name_or_path) folder names,
+    else the paper's (a tokenized dataset's own codec is only known once it is read)."""
+    if model_args.codec_name_or_path:
+        return model_args.codec_name_or_path
+    source = model_args.feature_extractor_name or model_args.model_name_or_path
+    path = os.path.join(source, "preprocessor_config.json") if source and os.path.isdir(source) else None
+    if path is None or not os.path.isfile(path):
+        return DEFAULT_CODEC
+    try:
+        with open(path) as f:
+            codec = json.load(f).get("codec_name_or_path") or DEFAULT_CODEC
+    except (OSError, ValueError):
+        return DEFAULT_CODEC
+    return os.path.normpath(os.path.join(source, codec)) if codec.startswith(".") else codec
+
+
 def finish_run(trainer) -> None:
-    """How both scripts end, after rank 0 has written the card: every process waits, then leaves the process group
-    (`Trainer.end`), and the output folder is released. A gloo group left to interpreter exit can abort a finished
-    run ("terminate called without an active exception")."""
+    """How both scripts end, after rank 0 has written the card: every process waits, drops the DDP wrapper, then
+    leaves the process group (`Trainer.end`), and the output folder is released. A gloo group left to interpreter exit
+    can abort a finished run ("terminate called without an active exception")."""
+    trainer.accelerator.wait_for_everyone()
+    # DDP's reducer holds the gloo group: freed only when main() returned, after the group was destroyed and the other
+    # rank had exited, its teardown hung a finished 2-process run now and then (1 run in 8 here, once in CI).
+    trainer.model_wrapped = trainer.model
+    trainer.accelerator.free_memory()
     trainer.accelerator.wait_for_everyone()
     trainer.end()
     lock = held_lock(trainer.args.output_dir)
@@ -94,24 +129,64 @@ def finish_run(trainer) -> None:
         lock.release()
 
 
+def run_main(main) -> None:
+    """How the scripts run `main()`: a full disk or an unwritable folder ends the run with one line naming the
+    folder and how to resume, not a traceback (status 1)."""
+    try:
+        main()
+    except FolderNotWritableError as err:
+        sys.exit(f"error: {err}")
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        sys.exit(
+            f"error: no space left on device ({err}); free some space, then resume with --resume_from_checkpoint last."
+        )
+
+
+def exit_if_stopped(trainer) -> None:
+    """After `trainer.train()`: if a SIGTERM / SIGUSR1 stopped it (`AtomicCheckpointTrainer.stopped_by`), every
+    process leaves the group, the output folder is released, and the run ends here with one line and the status
+    128 + the signal's number (no final model: the run is unfinished)."""
+    signum = getattr(trainer, "stopped_by", None)
+    if signum is None:
+        return
+    name = f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}"
+    finish_run(trainer)
+    if trainer.is_world_process_zero():
+        logger.warning(
+            "saved %s on %s; resume with --resume_from_checkpoint last (--output_dir %s).",
+            name,
+            signal_name(signum),
+            trainer.args.output_dir,
+        )
+    sys.exit(exit_status(signum))
+
+
 def resolve_checkpoint(training_args) -> str | None:
     """
     --resume_from_checkpoint PATH, or "true" / "last" for the newest complete checkpoint in --output_dir (newer ones
-    that a kill left incomplete are skipped, each named with the reason). A ValueError names what a given PATH lacks.
+    that a kill left incomplete are skipped, each named with the reason), or "auto": the same, but a fresh start
+    when --output_dir holds no checkpoint at all (one job script for the first start and every requeue). A
+    ValueError names what a given PATH lacks.
     """
     value = training_args.resume_from_checkpoint
     if value is None or not training_args.do_train:
         return None
-    if value.lower() in ("true", "last"):
+    if value.lower() in ("true", "last", "auto"):
         last, skipped = find_resume_checkpoint(training_args.output_dir)
         for path, reason in skipped:
             logger.warning("--resume_from_checkpoint %s: skipping %s: %s.", value, path, reason)
+        if last is None and value.lower() == "auto" and not skipped:
+            logger.warning("--resume_from_checkpoint auto: no checkpoint in %s: starting.", training_args.output_dir)
+            training_args.resume_from_checkpoint = None
+            return None
         if last is None:
             raise ValueError(
                 f"--resume_from_checkpoint {value}: no checkpoint to resume from in {training_args.output_dir} (no "
                 f"complete checkpoint-* folder{f'; {len(skipped)} incomplete' if skipped else ''})."
             )
-        (logger.warning if skipped else logger.info)("--resume_from_checkpoint %s: resuming from %s.", value, last)
+        logger.warning("--resume_from_checkpoint %s: resuming from %s.", value, last)  # always shown: which one
         return last
     if not os.path.isdir(value):
         raise ValueError(f"--resume_from_checkpoint {value} is not a folder.")

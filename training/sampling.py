@@ -21,13 +21,19 @@ def inverse_frequency_weights(labels: Sequence, num_labels: int) -> np.ndarray:
     """Per-clip sampling weights from inverse label frequency.
 
     Args:
-        labels: one entry per clip: a class index (single-label) or a list of class indices (multi-label).
+        labels: one entry per clip: a class index (single-label) or a list of class indices (multi-label); or
+            the same as an Arrow array (`ds.select_columns([c]).with_format("arrow")[:].column(c)`), done in a
+            few vectorised passes with no Python object per clip (2M clips of AudioSet).
         num_labels: number of classes.
 
     Returns:
         `(N,)` float64 weights, `sum over the clip's classes of 1 / count(class)`. A clip without any label gets
         the smallest weight of a labelled clip, so it is still drawn now and then.
     """
+    import pyarrow as pa
+
+    if isinstance(labels, (pa.Array, pa.ChunkedArray)):
+        return _inverse_frequency_weights_arrow(labels, num_labels)
     label_lists = [[int(x)] if np.isscalar(x) else [int(v) for v in x] for x in labels]
     counts = np.zeros(num_labels, dtype=np.float64)
     for row in label_lists:
@@ -37,6 +43,32 @@ def inverse_frequency_weights(labels: Sequence, num_labels: int) -> np.ndarray:
             counts[c] += 1
     class_weight = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
     weights = np.array([class_weight[row].sum() if row else 0.0 for row in label_lists])
+    if not (weights > 0).any():
+        raise ValueError("inverse_frequency_weights: no clip has a label.")
+    weights[weights == 0] = weights[weights > 0].min()
+    return weights
+
+
+def _inverse_frequency_weights_arrow(labels, num_labels: int) -> np.ndarray:
+    """`inverse_frequency_weights` of an Arrow array of class indices or of lists of them: the same weights."""
+    import pyarrow as pa
+
+    if isinstance(labels, pa.ChunkedArray):
+        labels = labels.combine_chunks()
+    if pa.types.is_list(labels.type) or pa.types.is_large_list(labels.type):
+        offsets = labels.offsets.to_numpy()
+        lengths = np.diff(offsets)
+        values = labels.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    else:
+        values = labels.to_numpy(zero_copy_only=False).astype(np.int64)
+        lengths = np.ones(len(values), dtype=np.int64)
+    bad = values[(values < 0) | (values >= num_labels)]
+    if len(bad):
+        raise ValueError(f"label index {int(bad[0])} is outside [0, {num_labels - 1}].")
+    counts = np.bincount(values, minlength=num_labels).astype(np.float64)
+    class_weight = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    weights = np.bincount(rows, weights=class_weight[values], minlength=len(lengths))
     if not (weights > 0).any():
         raise ValueError("inverse_frequency_weights: no clip has a label.")
     weights[weights == 0] = weights[weights > 0].min()

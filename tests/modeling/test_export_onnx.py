@@ -18,6 +18,7 @@ from audioformer.modeling_audioformer import (
 from audioformer.modeling_audioformer.export_onnx import example_batch, export_onnx, main
 from audioformer.modeling_audioformer.long_audio import OnnxAudioClassifier, classify_long_audio
 from audioformer.tokenization import AudioFormerFeatureExtractor
+from audioformer.training.tiny_codec import TINY_MODEL
 
 
 onnx = pytest.importorskip("onnx")
@@ -27,14 +28,7 @@ LABELS = ["dog", "rain", "siren"]
 
 
 def tiny_config(**kwargs):
-    return AudioFormerConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        **kwargs,
-    )
+    return AudioFormerConfig(**{**TINY_MODEL, "max_position_embeddings": 128, **kwargs})
 
 
 @pytest.fixture(scope="module")

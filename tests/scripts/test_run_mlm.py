@@ -6,8 +6,10 @@ processes (`accelerate launch --multi_gpu --num_processes 2` on CPU = 2 gloo ran
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -56,6 +58,56 @@ def write_clips(directory, num_clips, seed):
         f.write("\n".join(json.dumps(r) for r in rows))
 
 
+def _descendants(pid: int) -> list[int]:
+    """The pids of `pid`'s children, grandchildren, ... (from /proc; empty where there is no /proc)."""
+    children = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def run_command(cmd, *, env, cwd, timeout):
+    """`subprocess.run(cmd, capture_output=True, text=True)`, except on a timeout: then every process of the run
+    (`accelerate launch` starts its own) gets SIGABRT first, so that Python's faulthandler prints where each one was
+    stuck, and the test fails with those stacks instead of a bare TimeoutExpired (a 2-process run hung once in CI)."""
+    process = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=dict(env, PYTHONFAULTHANDLER="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in [process.pid, *_descendants(process.pid)]:
+            try:
+                os.kill(pid, signal.SIGABRT)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(
+            f"{' '.join(cmd[:6])} ... ran past {timeout} s; its processes' stacks:\n{(stdout + stderr)[-20000:]}"
+        )
+    return subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
+
+
 def run_script(args, launch=None, timeout=300):
     """run_mlm.py in one process, or in two CPU processes through the `launch` fixture."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=REPO, OMP_NUM_THREADS="1")
@@ -65,7 +117,7 @@ def run_script(args, launch=None, timeout=300):
     else:
         env["ACCELERATE_USE_CPU"] = "1"
         cmd = launch(script, *args)
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    result = run_command(cmd, cwd=REPO, env=env, timeout=timeout)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     return output

@@ -36,3 +36,23 @@ def test_weighted_sampler_is_rank_consistent_and_weighted():
     ]
     full = list(BatchSampler(sampler, 2, False))
     assert shards[0] == full[0::2] and shards[1] == full[1::2]
+
+
+def test_inverse_frequency_weights_of_an_arrow_column_equal_the_python_path():
+    """The vectorised path (an Arrow column, as run_classification passes it) gives the same weights."""
+    import pyarrow as pa
+
+    from audioformer.training.sampling import inverse_frequency_weights
+
+    rng = np.random.default_rng(0)
+    multi = [sorted(rng.choice(7, size=rng.integers(0, 4), replace=False).tolist()) for _ in range(300)]
+    multi[5] = [6]  # a rare class
+    np.testing.assert_array_equal(
+        inverse_frequency_weights(pa.array(multi, pa.list_(pa.int64())), 9), inverse_frequency_weights(multi, 9)
+    )
+    chunked = pa.chunked_array([pa.array(multi[:100]), pa.array(multi[100:])]).slice(50)
+    np.testing.assert_array_equal(inverse_frequency_weights(chunked, 9), inverse_frequency_weights(multi[50:], 9))
+    single = rng.integers(0, 5, size=200).tolist()
+    np.testing.assert_array_equal(inverse_frequency_weights(pa.array(single), 5), inverse_frequency_weights(single, 5))
+    with pytest.raises(ValueError, match="label index 9 is outside"):
+        inverse_frequency_weights(pa.array([[1], [9]]), 9)
