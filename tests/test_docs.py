@@ -37,14 +37,6 @@ PROJECT_MODULES = ("audioformer", "audioformer_hear", "run_mlm", "run_classifica
 FOLDER_NAMES = ("modeling_audioformer", "tokenization", "training", "model_cards")
 # run_cross_validation.py parses its own flags, then passes the rest to run_classification.py's parser.
 FORWARDS_TO = {"run_cross_validation": "run_classification"}
-# Pages that other branches of the same round write (issues 18, 19, 20, 23, 24): linked from the README before they
-# are merged. Once they exist this never applies.
-PAGES_OF_OTHER_BRANCHES = {
-    "docs/all-codebooks.md",
-    "docs/audioset-at-scale.md",
-    "docs/fault-tolerance.md",
-}
-
 # Flags of other projects' commands that the docs quote on their own.
 EXTERNAL_FLAGS = {
     "--freeze_feature_encoder": "transformers' examples/pytorch/audio-classification",
@@ -225,34 +217,13 @@ def flags(args: list[str]) -> set[str]:
     return {n for n in names if re.match(r"^--?[A-Za-z]", n)}
 
 
-def pending(path: Path) -> bool:
-    """A file that another branch of this round is writing: a page of PAGES_OF_OTHER_BRANCHES, or a YAML recipe
-    whose JSON original is still there (the recipes are being converted). Never true once they are merged."""
-    relative = path.resolve().relative_to(ROOT).as_posix()
-    converting = path.suffix in (".yaml", ".yml") and path.with_suffix(".json").is_file()
-    return relative in PAGES_OF_OTHER_BRANCHES or converting
-
-
-PENDING = []  # what the page being checked names that is pending: a skip, when nothing else fails
-
-
 def check_recipe(token: str, command: str, fields: set[str]) -> list[str]:
     path = ROOT / token
     if not path.is_file():
-        if not pending(path):
-            return [f"`{command} {token}`: no such recipe"]
-        PENDING.append(token)
-        path = path.with_suffix(".json")  # the recipe before its conversion
+        return [f"`{command} {token}`: no such recipe"]
     recipe = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
     unknown = sorted(set(recipe) - fields)
     return [f"{token}: {key!r} is not a field of {command}" for key in unknown]
-
-
-def fail_or_skip(page: str, problems: list[str]):
-    assert not problems, f"{page}:\n" + "\n".join(problems)
-    if PENDING:
-        names, PENDING[:] = sorted(set(PENDING)), []
-        pytest.skip(f"{page} names files another branch is writing: {names}")
 
 
 def check_python(code: str, where: str) -> list[str]:
@@ -291,10 +262,9 @@ def check_python(code: str, where: str) -> list[str]:
 
 @pytest.mark.parametrize("page", [p.name for p in DOC_FILES])
 def test_every_command_of_the_page_exists_with_its_flags_and_recipes(page):
-    PENDING.clear()
     commands = [tokens for p, tokens in doc_commands() if p == page]
     problems = [problem for tokens in commands for problem in check_command(tokens)]
-    fail_or_skip(page, problems)
+    assert not problems, f"{page}:\n" + "\n".join(problems)
 
 
 @pytest.mark.parametrize("page", [p.name for p in DOC_FILES])
@@ -308,19 +278,14 @@ def test_python_snippets_parse_and_import_the_project(page):
 @pytest.mark.parametrize("page", [p.name for p in DOC_FILES])
 def test_relative_links_point_at_files(page):
     path = next(p for p in DOC_FILES if p.name == page)
-    PENDING.clear()
     missing = []
     for target in LINK.findall(FENCE.sub("", path.read_text())):
         if re.match(r"^(\w+:|#)", target):
             continue
         file = path.parent / target.split("#")[0]
-        if file.exists():
-            continue
-        if pending(file):
-            PENDING.append(target)
-        else:
+        if not file.exists():
             missing.append(f"{target}: no such file")
-    fail_or_skip(page, missing)
+    assert not missing, f"{page}:\n" + "\n".join(missing)
 
 
 def test_flags_named_in_prose_are_flags_of_a_project_command():
