@@ -83,9 +83,11 @@ FT1 = ["--learning_rate", "1e-3", "--num_train_epochs", "20"]
 CODE_MASKING = ["--code_mask_probability", "0.15"]
 TIME_MASKING = ["--time_mask_probability", "0.2", "--time_mask_length", "10"]
 # The few-label recipe (issue 18 part 2), explored with one seed each (marked "1 seed, exploration" in the table),
-# cheapest first: a smaller model, dropout 0.3 (hidden and attention) with weight decay 0.05, code + time masking.
+# cheapest first: a smaller model, dropout 0.3 (hidden and attention) with weight decay 0.05, code + time masking,
+# mixup on the input embeddings (`--mixup_alpha`, training/mixup.py).
 DROPOUT = "hidden_dropout_prob=0.3,attention_probs_dropout_prob=0.3"
 WEIGHT_DECAY = ["--weight_decay", "0.05"]
+MIXUP = ["--mixup_alpha", "0.4"]
 RECIPE = {
     "ft1_small_scratch": ("FT1 from scratch, small (2 x 64), lr 1e-3", None, ["--config_overrides", SMALL, *FT1]),
     "ft1_small_scratch_reg": (
@@ -97,6 +99,12 @@ RECIPE = {
         "FT1 from scratch, small (2 x 64), lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
         None,
         ["--config_overrides", f"{SMALL},{DROPOUT}", *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+    ),
+    "ft1_small_scratch_reg_mask_mixup": (
+        "FT1 from scratch, small (2 x 64), lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking"
+        " + embedding mixup 0.4",
+        None,
+        ["--config_overrides", f"{SMALL},{DROPOUT}", *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING, *MIXUP],
     ),
     "ft1_scratch_reg_mask": (
         "FT1 from scratch, lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
