@@ -86,6 +86,7 @@ TIME_MASKING = ["--time_mask_probability", "0.2", "--time_mask_length", "10"]
 # cheapest first: a smaller model, dropout 0.3 (hidden and attention) with weight decay 0.05, code + time masking,
 # mixup on the input embeddings (`--mixup_alpha`, training/mixup.py).
 DROPOUT = "hidden_dropout_prob=0.3,attention_probs_dropout_prob=0.3"
+ONE_LAYER = SMALL.replace("num_hidden_layers=2", "num_hidden_layers=1")
 WEIGHT_DECAY = ["--weight_decay", "0.05"]
 MIXUP = ["--mixup_alpha", "0.4"]
 RECIPE = {
@@ -105,6 +106,11 @@ RECIPE = {
         " + embedding mixup 0.4",
         None,
         ["--config_overrides", f"{SMALL},{DROPOUT}", *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING, *MIXUP],
+    ),
+    "ft1_1layer_scratch_reg_mask": (
+        "FT1 from scratch, 1 x 64, lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
+        None,
+        ["--config_overrides", f"{ONE_LAYER},{DROPOUT}", *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
     ),
     "ft1_scratch_reg_mask": (
         "FT1 from scratch, lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
