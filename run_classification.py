@@ -245,13 +245,14 @@ def main(argv: list[str] | None = None):
         logger.info(
             "FT2: %d frozen positive model(s) on codebook rows %s, alpha=%s, tau=%s",
             len(positive_models),
-            [p.config.codebook_index for p in positive_models],
+            [p.config.read_codebooks for p in positive_models],
             cls_args.mpc_alpha,
             cls_args.mpc_temperature,
         )
 
     collator = DataCollatorForCodeClassification(
-        codebook_index=None if positive_models else config.codebook_index,  # FT2 reads every row
+        # FT2 and a fused model read several rows: all are kept, each model picks its own.
+        codebook_index=None if positive_models or config.is_fused else config.codebook_index,
         label_column="label_ids",
         num_labels=len(labels.names) if labels.multi_label else None,
         max_length=max_length,

@@ -3,7 +3,9 @@
 # Licensed under the Apache License, Version 2.0.
 """
 Masked-LM pretraining of AudioFormer on EnCodec codes (paper sections 3.2 and 4.2): one model per codebook,
-25% of the code tokens masked, cross-entropy on the masked tokens.
+25% of the code tokens masked, cross-entropy on the masked tokens. With `--input_codebooks 0 1 2 3`, one fused
+model reads every codebook of a frame: whole frames are masked and each codebook's code is predicted by its own head
+(the loss is the mean over codebooks; evaluation reports `accuracy_c1` .. per codebook and their mean `accuracy`).
 
     python run_mlm.py configs/mlm_tiny_demo.yaml                       # all flags in one .json / .yaml file
     python run_mlm.py --data_dir clips/ --config_overrides "hidden_size=64,num_hidden_layers=2" \
@@ -16,10 +18,12 @@ The output folder holds a safetensors checkpoint, its config (with
 `auto_map`), the feature extractor and a model card.
 """
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from audioformer.model_cards.card import write_model_card
@@ -67,11 +71,22 @@ def preprocess_logits_for_metrics(logits, labels):
     return logits.argmax(dim=-1)
 
 
-def compute_metrics(eval_pred):
-    """Masked-token accuracy; predictions and labels are `(N, T)` (padded with -100 across batches)."""
+def compute_metrics(eval_pred, input_codebooks=None):
+    """Masked-token accuracy; predictions and labels are `(N, T)` (padded with -100 across batches). A fused model's
+    are `(N, T, K)`: the accuracy of each codebook (`accuracy_c<k + 1>` for codebook row k) and their mean."""
     predictions, labels = eval_pred.predictions, eval_pred.label_ids
+    if input_codebooks is None:
+        return {"accuracy": masked_accuracy(predictions, labels)}
+    per_codebook = {
+        f"accuracy_c{k + 1}": masked_accuracy(predictions[..., j], labels[..., j])
+        for j, k in enumerate(input_codebooks)
+    }
+    return {"accuracy": float(np.mean(list(per_codebook.values()))), **per_codebook}
+
+
+def masked_accuracy(predictions, labels) -> float:
     masked = labels != IGNORE_INDEX
-    return {"accuracy": float((predictions[masked] == labels[masked]).mean()) if masked.any() else float("nan")}
+    return float((predictions[masked] == labels[masked]).mean()) if masked.any() else float("nan")
 
 
 def main(argv=None):
@@ -100,13 +115,15 @@ def main(argv=None):
     max_length = max_code_length(model_args, feature_extractor)  # --max_duration also cuts pre-tokenized codes
     check_max_positions(code_datasets, config, max_length)
     model = load_model(AudioFormerForMaskedLM, model_args, config)
-    logger.info("Pretraining on codebook C%d; %d parameters", config.codebook_index + 1, model.num_parameters())
+    reads = " + ".join(f"C{k + 1}" for k in config.read_codebooks)
+    logger.info("Pretraining on codebook %s; %d parameters", reads, model.num_parameters())
 
     code_datasets = code_datasets.select_columns(["input_ids"])  # labels, ids, ... of the source are not used
     train_dataset = code_datasets.get("train") if training_args.do_train else None
     eval_dataset = code_datasets.get("validation") if training_args.do_eval else None
     collator = DataCollatorForCodeMLM(
         codebook_index=config.codebook_index,
+        input_codebooks=config.input_codebooks,  # a fused model: whole frames masked in every codebook
         pad_token_id=config.pad_token_id,
         mask_token_id=config.mask_token_id,
         max_length=max_length,
@@ -124,7 +141,9 @@ def main(argv=None):
         eval_dataset=eval_dataset,
         data_collator=collator,
         processing_class=feature_extractor,
-        compute_metrics=compute_metrics if training_args.do_eval else None,
+        compute_metrics=functools.partial(compute_metrics, input_codebooks=config.input_codebooks)
+        if training_args.do_eval
+        else None,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics if training_args.do_eval else None,
         callbacks=[CollatorEpochCallback(collator)],
     )
@@ -155,7 +174,8 @@ def main(argv=None):
 
 
 def write_card(trainer, model_args, data_args, training_args, metrics):
-    card_metrics = {k: float(metrics[k]) for k in ("eval_loss", "eval_accuracy") if k in metrics}
+    # eval_accuracy, and a fused model's eval_accuracy_c1 .. per codebook
+    card_metrics = {k: float(v) for k, v in metrics.items() if k == "eval_loss" or k.startswith("eval_accuracy")}
     write_model_card(
         training_args.output_dir,
         task="fill-mask",

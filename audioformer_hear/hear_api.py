@@ -46,7 +46,8 @@ class AudioFormerHEARModel(nn.Module):
     `.to(device)` moves everything.
 
     Args:
-        encoders: `AudioFormerModel`s, each reading its own codebook row (`config.codebook_index`).
+        encoders: `AudioFormerModel`s, each reading its own codebook row (`config.codebook_index`), or its own rows
+            (a fused model, `config.input_codebooks`).
         feature_extractor: the `AudioFormerFeatureExtractor` the models were trained with.
         sample_rate: the rate HEAR gives the audio at (one of `HEAR_SAMPLE_RATES`).
     """
@@ -62,13 +63,14 @@ class AudioFormerHEARModel(nn.Module):
             raise ValueError(f"HEAR takes audio at one of {HEAR_SAMPLE_RATES} Hz, got sample_rate={sample_rate}.")
         if not encoders:
             raise ValueError("Give at least one AudioFormer model.")
-        rows = [m.config.codebook_index for m in encoders]
-        if len(set(rows)) != len(rows):
+        views = [m.config.read_codebooks for m in encoders]
+        rows = [v[0] if len(v) == 1 else v for v in views]
+        if len({tuple(v) for v in views}) != len(views):
             raise ValueError(f"The models read codebook rows {rows}: each must read its own row.")
-        if max(rows) >= feature_extractor.num_codebooks:
+        if max(max(v) for v in views) >= feature_extractor.num_codebooks:
             raise ValueError(
-                f"A model reads codebook row {max(rows)} but the codec gives {feature_extractor.num_codebooks} "
-                f"codebooks at {feature_extractor.bandwidth} kbps."
+                f"A model reads codebook row {max(max(v) for v in views)} but the codec gives "
+                f"{feature_extractor.num_codebooks} codebooks at {feature_extractor.bandwidth} kbps."
             )
         self.encoders = nn.ModuleList(encoders).eval()
         self.feature_extractor = feature_extractor
@@ -118,8 +120,9 @@ class AudioFormerHEARModel(nn.Module):
             ids, mask = features["input_ids"].to(self.device), features["attention_mask"].to(self.device)
             per_model = []
             for encoder in self.encoders:
-                row, row_mask = codes_and_mask(ids, mask, encoder.config)
-                per_model.append(encoder(input_ids=row, attention_mask=row_mask).last_hidden_state.float())
+                _, row_mask = codes_and_mask(ids, mask, encoder.config)
+                # (B, K, T): each encoder reads its own row(s)
+                per_model.append(encoder(input_ids=ids, attention_mask=row_mask).last_hidden_state.float())
             hidden.append(torch.cat(per_model, dim=-1))
             masks.append(mask)
         length = max(h.shape[1] for h in hidden)  # batches of windows may be padded to different lengths

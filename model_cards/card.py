@@ -152,6 +152,16 @@ def _metadata(task, config, by_split, split_names, dataset_name, base_model, wid
     return data.to_yaml()
 
 
+def codebooks_read(config: dict) -> str:
+    """What the card says the model reads: "codebook row C1", or for a fused model "codebook rows C1 + C2 + C3 + C4
+    at once (a frame's embedding is the sum of one embedding per codebook)"."""
+    rows = config.get("input_codebooks")
+    if not rows:
+        return f"codebook row C{int(config.get('codebook_index', 0)) + 1}"
+    names = " + ".join(f"C{int(k) + 1}" for k in rows)
+    return f"codebook rows {names} at once (a frame's embedding is the sum of one embedding per codebook)"
+
+
 def _usage(task: str, multi_label: bool, max_duration: float, calibrated: bool = False) -> str:
     repo = "ORG/NAME"
     if task == "fill-mask":
@@ -318,6 +328,7 @@ def write_model_card(
         "vocab_size",
         "max_position_embeddings",
         "codebook_index",
+        "input_codebooks",
         "problem_type",
         "multi_label_loss",
     )
@@ -332,7 +343,8 @@ def write_model_card(
         training_lines.append(f"- {key}: `{_fmt(value)}`")
     training = "\n".join(training_lines) or "Hyper-parameters were not recorded for this run."
     training += (
-        "\n\nPretraining: masked code modelling (25% of codes masked). "
+        "\n\nPretraining: masked code modelling (25% of codes masked"
+        + ("; whole frames, every codebook predicted by its own head). " if config.get("input_codebooks") else "). ")
         if task == "fill-mask"
         else "\n\nFine-tuning: mean-pooled encoder features, cross-entropy (single-label) or LSEP / BCE "
         "(multi-label); FT2 adds the multi-positive contrastive loss over codebooks (paper eq. 8-9). "
@@ -347,7 +359,7 @@ def write_model_card(
         usage=_usage(task, multi_label, max_duration, calibrated=config.get("decision_thresholds") is not None),
         scores=_scores_section(task, config, widget),
         codec=fe_config.get("codec_name_or_path", DEFAULT_CODEC),
-        codebook_row=f"C{int(config.get('codebook_index', 0)) + 1}",
+        codebooks_read=codebooks_read(config),
         max_duration=f"{max_duration:g}",
         architecture=architecture,
         training=training,

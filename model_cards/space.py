@@ -368,6 +368,8 @@ def restore_masked_codes(
     """
     Encodes the clip (its first `max_duration` seconds), replaces `mask_ratio` of the codes of the model's codebook
     row by `<MASK>` (positions drawn with `seed`) and lets the masked-LM predict them (argmax over the vocabulary).
+    A fused model (several codebooks per frame) has whole frames masked in every codebook; the page shows its first
+    codebook (`codebook_index`).
     """
     config, fe = checkpoint.config, checkpoint.feature_extractor
     inputs = fe(waveform, sampling_rate=sampling_rate, return_tensors="pt")
@@ -377,9 +379,15 @@ def restore_masked_codes(
     generator = torch.Generator().manual_seed(seed)
     num_masked = max(1, int(round(mask_ratio * len(positions))))
     chosen = positions[torch.randperm(len(positions), generator=generator)[:num_masked]]
-    masked_row = row.clone()
-    masked_row[chosen] = config.mask_token_id
-    logits = checkpoint.model(input_ids=masked_row[None], attention_mask=inputs["attention_mask"]).logits[0]
+    if getattr(config, "input_codebooks", None):
+        masked_rows = inputs["input_ids"][0].clone()  # (K, L): the frame in every codebook, else they give it away
+        masked_rows[:, chosen] = config.mask_token_id
+        logits = checkpoint.model(input_ids=masked_rows[None], attention_mask=inputs["attention_mask"]).logits[0]
+        logits = logits[:, 0]  # (L, K_in, V) -> (L, V): the first input codebook, `codebook_index`
+    else:
+        masked_row = row.clone()
+        masked_row[chosen] = config.mask_token_id
+        logits = checkpoint.model(input_ids=masked_row[None], attention_mask=inputs["attention_mask"]).logits[0]
     predicted_ids = logits.argmax(-1)
     is_code = (predicted_ids >= fe.code_offset) & (predicted_ids < config.mask_token_id)
     predicted = torch.where(is_code, predicted_ids - fe.code_offset, torch.full_like(predicted_ids, -1))
@@ -437,6 +445,13 @@ def codec_name(feature_extractor) -> str:
     return name
 
 
+def reads_text(config) -> str:
+    """ "codebook C1", or a fused model's "codebooks C1 + C2 + C3 + C4 (summed per frame)"."""
+    if not getattr(config, "input_codebooks", None):
+        return f"codebook C{config.codebook_index + 1}"
+    return f"codebooks {' + '.join(f'C{k + 1}' for k in config.input_codebooks)} (summed per frame)"
+
+
 def describe(checkpoint: Checkpoint) -> str:
     """Markdown: what the model is, which codec it reads, and what the page's numbers mean."""
     config, fe = checkpoint.config, checkpoint.feature_extractor
@@ -450,7 +465,7 @@ def describe(checkpoint: Checkpoint) -> str:
     lines.append(
         f"**Codec.** The audio is resampled to {fe.sampling_rate} Hz and encoded by the EnCodec model "
         f"`{codec_name(fe)}` at {fe.bandwidth:g} kbps ({fe.num_codebooks} codebooks{frames}); the model "
-        f"reads codebook C{config.codebook_index + 1} and sees {fe.max_duration:g} s at a time."
+        f"reads {reads_text(config)} and sees {fe.max_duration:g} s at a time."
     )
     if checkpoint.kind == "classifier":
         scores = long_audio.score_description(config)

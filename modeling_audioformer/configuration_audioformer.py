@@ -58,6 +58,10 @@ class AudioFormerConfig(PreTrainedConfig):
         num_codebooks: codebooks the feature extractor produces (3 kbps EnCodec = 4).
         codebook_index: which codebook row of a `(batch, num_codebooks, seq_len)` input the model
             reads (0 = C1, the paper's anchor).
+        input_codebooks: the codebook rows a *fused* model reads at once, e.g. `[0, 1, 2, 3]`: a frame's embedding
+            is the sum of one embedding per codebook, and masked-LM pretraining predicts each of them. None (the
+            default, the paper) reads `[codebook_index]` only; a one-entry list means the same and is stored as
+            `codebook_index`. A fused model's `codebook_index` is its first input codebook.
         classifier_dropout: dropout before the classification head (`hidden_dropout_prob` if None).
         multi_label_loss: `"lsep"` (paper eq. 7, default) or `"bce"` for multi-label classification.
         decision_thresholds: multi-label models: the per-class decision thresholds calibrated on a validation
@@ -100,6 +104,7 @@ class AudioFormerConfig(PreTrainedConfig):
     mask_token_id: int | None = MASK_TOKEN_ID
     num_codebooks: int = 4
     codebook_index: int = 0
+    input_codebooks: list[int] | None = None
     classifier_dropout: float | int | None = None
     multi_label_loss: str = "lsep"
     decision_thresholds: list[float | int] | None = None
@@ -108,6 +113,7 @@ class AudioFormerConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         self.embedding_size = self.hidden_size if self.embedding_size is None else self.embedding_size
+        self.normalize_input_codebooks()
         self.raise_if_inconsistent()
         super().__post_init__(**kwargs)
         self.raise_if_bad_thresholds()  # again: `num_labels=` only sets id2label in the parent's __post_init__
@@ -129,6 +135,34 @@ class AudioFormerConfig(PreTrainedConfig):
     @custom_pipelines.setter
     def custom_pipelines(self, value: dict) -> None:
         self.__dict__["custom_pipelines"] = value  # saved with the rest of `__dict__`
+
+    def to_dict(self) -> dict:
+        # A single-codebook config is saved exactly as before fused models existed (no `input_codebooks` key).
+        output = super().to_dict()
+        if output.get("input_codebooks", 0) is None:
+            del output["input_codebooks"]
+        return output
+
+    @property
+    def is_fused(self) -> bool:
+        """Whether the model reads several codebooks of a frame at once (`input_codebooks`)."""
+        return self.input_codebooks is not None
+
+    @property
+    def read_codebooks(self) -> list[int]:
+        """The codebook rows the model reads: `input_codebooks`, or `[codebook_index]`."""
+        return list(self.input_codebooks) if self.input_codebooks is not None else [self.codebook_index]
+
+    def normalize_input_codebooks(self) -> None:
+        """`[k]` -> `codebook_index = k`, `input_codebooks = None` (the paper's model, RoFormer's weights); a fused
+        model's `codebook_index` is its first input codebook (the row FT2 and the card name as its anchor)."""
+        codebooks = self.input_codebooks
+        if codebooks is None or not isinstance(codebooks, (list, tuple)) or not codebooks:
+            return  # None, or malformed: raise_if_inconsistent names the problem
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in codebooks):
+            return
+        self.input_codebooks = None if len(codebooks) == 1 else [int(k) for k in codebooks]
+        self.codebook_index = int(codebooks[0])
 
     def raise_if_inconsistent(self):
         """Raise a ValueError naming the first inconsistent field (plain ValueError, not a strict-dataclass error)."""
@@ -159,6 +193,7 @@ class AudioFormerConfig(PreTrainedConfig):
                 f"`codebook_index` ({self.codebook_index}) must be in [0, {self.num_codebooks - 1}] "
                 f"for a codec with `num_codebooks`={self.num_codebooks}."
             )
+        self.raise_if_bad_input_codebooks()
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
@@ -174,6 +209,30 @@ class AudioFormerConfig(PreTrainedConfig):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"`{name}` ({getattr(self, name)}) must be a token id (>= 0) or None.")
         self.raise_if_bad_thresholds()
+
+    def raise_if_bad_input_codebooks(self):
+        """`input_codebooks`: None, or distinct codebook rows of the codec, the first one `codebook_index`."""
+        codebooks = self.input_codebooks
+        if codebooks is None:
+            return
+        if not isinstance(codebooks, (list, tuple)) or not codebooks:
+            raise ValueError(
+                f"`input_codebooks` must be None or a non-empty list of codebook rows, got {codebooks!r}."
+            )
+        for k in codebooks:
+            if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < self.num_codebooks:
+                raise ValueError(
+                    f"`input_codebooks` holds {k!r}, which is not a codebook row of a codec with `num_codebooks`="
+                    f"{self.num_codebooks} (rows 0..{self.num_codebooks - 1})."
+                )
+        repeated = sorted({k for k in codebooks if list(codebooks).count(k) > 1})
+        if repeated:
+            raise ValueError(f"`input_codebooks` {list(codebooks)} names codebook {repeated[0]} more than once.")
+        if self.codebook_index != codebooks[0]:
+            raise ValueError(
+                f"A fused model's `codebook_index` ({self.codebook_index}) must be its first input codebook "
+                f"({codebooks[0]}, `input_codebooks`={list(codebooks)})."
+            )
 
     def raise_if_bad_thresholds(self):
         """`decision_thresholds`: None, or one finite number per class (as many as `id2label` holds)."""

@@ -156,15 +156,21 @@ def find_backbone_prefix(state_dict: dict) -> str:
 
 
 def config_from_state_dict(state_dict: dict, prefix: str, num_attention_heads: int, **overrides) -> AudioFormerConfig:
-    """AudioFormer sizes read off the tensors (heads cannot be: pass them)."""
+    """AudioFormer sizes read off the tensors (heads cannot be: pass them). A fused model's table holds
+    `len(input_codebooks) * vocab_size` rows: pass `input_codebooks` to read it as one."""
     word = state_dict[prefix + ANCHOR]
+    num_input_codebooks = len(overrides.get("input_codebooks") or [None])
+    if word.shape[0] % num_input_codebooks:
+        raise ValueError(
+            f"{prefix + ANCHOR} has {word.shape[0]} rows, not a multiple of the {num_input_codebooks} input codebooks."
+        )
     layers = {
         int(m.group(1)) for k in state_dict if (m := re.match(re.escape(prefix) + r"encoder\.layer\.(\d+)\.", k))
     }
     q = state_dict[prefix + "encoder.layer.0.attention.self.query.weight"]
     inter = state_dict[prefix + "encoder.layer.0.intermediate.dense.weight"]
     kwargs = dict(
-        vocab_size=word.shape[0],
+        vocab_size=word.shape[0] // num_input_codebooks,
         embedding_size=word.shape[1],
         hidden_size=q.shape[0],
         num_hidden_layers=max(layers) + 1,
@@ -185,7 +191,13 @@ def config_from_dict(config: dict, **overrides) -> AudioFormerConfig:
     """A RoFormer (or AudioFormer) config.json -> AudioFormerConfig with the same numbers (and, from a RoFormer
     config, AudioFormer's own special token ids)."""
     kwargs = {k: config[k] for k in ROFORMER_FIELDS if k in config}
-    audioformer_fields = ("num_codebooks", "codebook_index", "classifier_dropout", "multi_label_loss")
+    audioformer_fields = (
+        "num_codebooks",
+        "codebook_index",
+        "input_codebooks",
+        "classifier_dropout",
+        "multi_label_loss",
+    )
     for k in ("id2label", "label2id", "problem_type") + (
         audioformer_fields + TOKEN_ID_FIELDS if config.get("model_type") == "audioformer" else ()
     ):
@@ -304,9 +316,14 @@ def main(argv=None):
     parser.add_argument("--config", default=None, help="AudioFormer / RoFormer config.json (or folder) to use")
     parser.add_argument("--num_attention_heads", type=int, default=None, help="needed when the source has no config")
     parser.add_argument("--num_labels", type=int, default=None, help="for --task classification")
+    parser.add_argument(
+        "--input_codebooks", type=int, nargs="+", default=None, help="a fused model's codebook rows, e.g. 0 1 2 3"
+    )
     parser.add_argument("--strict", action="store_true", help="fail if any parameter is missing")
     args = parser.parse_args(argv)
     overrides = {"num_labels": args.num_labels} if args.num_labels else {}
+    if args.input_codebooks:
+        overrides.update(input_codebooks=args.input_codebooks, codebook_index=args.input_codebooks[0])
     model, report = convert(
         args.source, task=args.task, config=args.config, num_attention_heads=args.num_attention_heads, **overrides
     )

@@ -9,7 +9,10 @@ batch before the command returns.
 Both graphs take the code ids of the model's codebook row, `input_ids` int64 `(batch, seq_len)` (`<BOA>`, code + 3,
 ..., `<EOA>`, then `<PAD>`), and `attention_mask` int64 `(batch, seq_len)` (1 = real, 0 = padding), with
 `2 <= seq_len <= config.max_position_embeddings`. From the feature extractor's `(batch, num_codebooks, seq_len)`
-ids, pass row `config.codebook_index`. `model.onnx` returns `logits` float32 `(batch, num_labels)` for a classifier
+ids, pass row `config.codebook_index`. A fused model's graphs (`config.input_codebooks`) take the feature extractor's
+ids as they are, `input_ids` int64 `(batch, num_codebooks, seq_len)`, and read their rows themselves; a fused
+masked-LM's `logits` are `(batch, seq_len, len(input_codebooks), vocab_size)`. `model.onnx` returns `logits` float32
+`(batch, num_labels)` for a classifier
 (`(batch, seq_len, vocab_size)` for a masked-LM checkpoint); `encoder.onnx` returns `last_hidden_state` float32
 `(batch, seq_len, hidden_size)`, 0 at padding. `OUT/config.json` is the checkpoint's config (labels, codebook row).
 
@@ -87,13 +90,15 @@ def load_checkpoint(path: str):
 
 
 def example_batch(config: AudioFormerConfig, lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random code ids `(B, max(lengths))` wrapped as clips (`<BOA>` ... `<EOA>`, then `<PAD>`) and their mask."""
+    """Random code ids `(B, max(lengths))` (a fused model: `(B, num_codebooks, max(lengths))`) wrapped as clips
+    (`<BOA>` ... `<EOA>`, then `<PAD>`) and their mask `(B, max(lengths))`."""
     generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.full((len(lengths), max(lengths)), config.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros_like(input_ids)
+    rows = (config.num_codebooks,) if config.is_fused else ()
+    input_ids = torch.full((len(lengths), *rows, max(lengths)), config.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
     for i, n in enumerate(lengths):
-        input_ids[i, :n] = torch.randint(3, 1027, (n,), generator=generator)
-        input_ids[i, 0], input_ids[i, n - 1] = config.bos_token_id, config.eos_token_id
+        input_ids[i, ..., :n] = torch.randint(3, 1027, (*rows, n), generator=generator)
+        input_ids[i, ..., 0], input_ids[i, ..., n - 1] = config.bos_token_id, config.eos_token_id
         attention_mask[i, :n] = 1
     return input_ids, attention_mask
 
@@ -113,7 +118,10 @@ def export_graph(module: torch.nn.Module, config: AudioFormerConfig, output_name
             dynamo=True,
             input_names=["input_ids", "attention_mask"],
             output_names=[output_name],
-            dynamic_shapes={"input_ids": {0: batch, 1: seq_len}, "attention_mask": {0: batch, 1: seq_len}},
+            dynamic_shapes={
+                "input_ids": {0: batch, inputs[0].dim() - 1: seq_len},  # (B, T), or a fused model's (B, K, T)
+                "attention_mask": {0: batch, 1: seq_len},
+            },
             opset_version=opset,
             optimize=True,
             external_data=False,

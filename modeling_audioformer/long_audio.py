@@ -316,11 +316,18 @@ class OnnxAudioClassifier:
         self.config = config
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
-        """`input_ids` `(B, T)` or `(B, K, T)` (row `config.codebook_index` is read), `attention_mask` `(B, T)`."""
-        if input_ids.dim() == 3:
+        """`input_ids` `(B, T)` or `(B, K, T)` (row `config.codebook_index` is read; a fused model's graph takes all
+        `(B, K, T)` and reads its rows itself), `attention_mask` `(B, T)`."""
+        fused = getattr(self.config, "input_codebooks", None) is not None
+        if fused and input_ids.dim() != 3:
+            raise ValueError(
+                f"This fused model reads codebooks {self.config.input_codebooks}: input_ids must be (batch, "
+                f"num_codebooks, seq_len), got {tuple(input_ids.shape)}."
+            )
+        if input_ids.dim() == 3 and not fused:
             input_ids = input_ids[:, self.config.codebook_index]
         if attention_mask is None:
-            attention_mask = input_ids != self.config.pad_token_id
+            attention_mask = (input_ids[:, 0] if fused else input_ids) != self.config.pad_token_id
         if attention_mask.dim() == 3:
             attention_mask = attention_mask[:, self.config.codebook_index]
         feeds = {"input_ids": input_ids.long().numpy(), "attention_mask": attention_mask.long().numpy()}

@@ -47,26 +47,36 @@ PER_CLIP_SDPA = "sdpa_per_clip"
 
 
 def select_codebook(input_ids: torch.Tensor, config: AudioFormerConfig) -> torch.Tensor:
-    """`(B, K, T)` codes of all codebooks -> `(B, T)` row `config.codebook_index`; `(B, T)` passes through."""
-    if input_ids.dim() == 2:
+    """The rows the model reads: `(B, K, T)` codes of all codebooks -> `(B, T)` row `config.codebook_index`, or for
+    a fused model (`config.input_codebooks`) `(B, len(input_codebooks), T)` rows `input_codebooks`; a `(B, T)` input
+    passes through a single-codebook model."""
+    if input_ids.dim() == 2 and not config.is_fused:
         return input_ids
     if input_ids.dim() != 3:
-        raise ValueError(
-            "input_ids must have shape (batch, seq_len) or (batch, num_codebooks, seq_len), "
-            f"got {tuple(input_ids.shape)}."
+        expected = (
+            "(batch, num_codebooks, seq_len)"
+            if config.is_fused
+            else "(batch, seq_len) or (batch, num_codebooks, seq_len)"
         )
-    if config.codebook_index >= input_ids.shape[1]:
+        reads = f" (this model reads codebooks {config.input_codebooks})" if config.is_fused else ""
+        raise ValueError(f"input_ids must have shape {expected}{reads}, got {tuple(input_ids.shape)}.")
+    rows = config.read_codebooks
+    if max(rows) >= input_ids.shape[1]:
+        field = "config.input_codebooks" if config.is_fused else "config.codebook_index"
         raise ValueError(
-            f"This model reads codebook {config.codebook_index} (config.codebook_index) but input_ids has only "
-            f"{input_ids.shape[1]} codebooks (shape {tuple(input_ids.shape)})."
+            f"This model reads codebook {max(rows)} ({field}) but input_ids has only {input_ids.shape[1]} codebooks "
+            f"(shape {tuple(input_ids.shape)})."
         )
+    if config.is_fused:
+        return input_ids[:, rows]
     return input_ids[:, config.codebook_index]
 
 
 def codes_and_mask(
     input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, config: AudioFormerConfig
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The `(B, T)` codebook row the model reads and a `(B, T)` bool mask, True at real positions.
+    """The `(B, T)` codebook row the model reads (a fused model: its `(B, len(input_codebooks), T)` rows) and a
+    `(B, T)` bool mask, True at real positions.
 
     `attention_mask` may be `(B, T)` or `(B, K, T)`, of any dtype (0 = padding); without one, positions whose id is
     `config.pad_token_id` are padding.
@@ -74,7 +84,7 @@ def codes_and_mask(
     if input_ids is not None:
         input_ids = select_codebook(input_ids, config)
         if attention_mask is None and config.pad_token_id is not None:
-            attention_mask = input_ids != config.pad_token_id
+            attention_mask = (input_ids[:, 0] if config.is_fused else input_ids) != config.pad_token_id
     if attention_mask is None:
         return input_ids, None
     if attention_mask.dim() == 3:  # (B, K, T) masks: every row is the same
@@ -270,11 +280,21 @@ def apply_rotary(x: torch.Tensor, rotary: torch.Tensor) -> torch.Tensor:
 
 
 class AudioFormerEmbeddings(nn.Module):
-    """Token + token-type embeddings, LayerNorm, dropout (no absolute positions: RoPE encodes them)."""
+    """Token + token-type embeddings, LayerNorm, dropout (no absolute positions: RoPE encodes them).
+
+    A fused model (`config.input_codebooks`, K codebooks) embeds a frame as the sum of one embedding per codebook, as
+    codec language models embed residual codes. Its `word_embeddings` is one table of `K * vocab_size` rows, codebook
+    j's ids offset by `j * vocab_size`: one lookup for all codebooks, each MLM head ties to its codebook's slice, and
+    slice 0 has the layout of a single-codebook table. `<BOA>` / `<EOA>` / `<PAD>` / `<MASK>` keep their ids in every
+    codebook (their frame embedding is the sum of the K special rows).
+    """
 
     def __init__(self, config: AudioFormerConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.num_input_codebooks = len(config.read_codebooks) if config.is_fused else 0
+        self.vocab_size = config.vocab_size
+        num_embeddings = config.vocab_size * max(self.num_input_codebooks, 1)
+        self.word_embeddings = nn.Embedding(num_embeddings, config.embedding_size, padding_idx=config.pad_token_id)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
         self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -285,7 +305,17 @@ class AudioFormerEmbeddings(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if inputs_embeds is None:
+        """`input_ids` `(..., )` ids, or `(..., K)` one id per input codebook for a fused model; or `inputs_embeds`
+        `(..., embedding_size)` -> `(..., embedding_size)`."""
+        if inputs_embeds is None and self.num_input_codebooks:
+            if input_ids.shape[-1] != self.num_input_codebooks:
+                raise ValueError(
+                    f"A fused model embeds {self.num_input_codebooks} codebooks per frame, got ids of shape "
+                    f"{tuple(input_ids.shape)}."
+                )
+            offsets = torch.arange(self.num_input_codebooks, device=input_ids.device) * self.vocab_size
+            inputs_embeds = self.word_embeddings(input_ids + offsets).sum(dim=-2)  # (..., K, E) -> (..., E)
+        elif inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         if token_type_ids is None:
             # All codes are type 0: add row 0 directly instead of looking up a (B, T) tensor of zeros.
@@ -495,14 +525,23 @@ class AudioFormerPredictionHeadTransform(nn.Module):
 
 
 class AudioFormerLMPredictionHead(nn.Module):
+    """`(..., hidden)` -> `(..., vocab_size)` logits; a fused model's K codebooks each have their own output head,
+    `(..., K, vocab_size)`: codebook j's decoder is its slice of the (tied) embedding table and its own bias, after
+    the transform they share."""
+
     def __init__(self, config: AudioFormerConfig):
         super().__init__()
+        self.num_input_codebooks = len(config.read_codebooks) if config.is_fused else 0
+        num_outputs = config.vocab_size * max(self.num_input_codebooks, 1)
         self.transform = AudioFormerPredictionHeadTransform(config)
-        self.decoder = nn.Linear(config.embedding_size, config.vocab_size, bias=True)  # weight tied to the embeddings
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder = nn.Linear(config.embedding_size, num_outputs, bias=True)  # weight tied to the embeddings
+        self.bias = nn.Parameter(torch.zeros(num_outputs))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.transform(hidden_states))
+        logits = self.decoder(self.transform(hidden_states))
+        if self.num_input_codebooks:
+            logits = logits.unflatten(-1, (self.num_input_codebooks, -1))  # (..., K * V) -> (..., K, V)
+        return logits
 
 
 class AudioFormerOnlyMLMHead(nn.Module):
@@ -602,7 +641,8 @@ class AudioFormerModel(AudioFormerPreTrainedModel):
         r"""
         Args:
             input_ids: `(B, T)` code ids, or `(B, K, T)` ids of all codebooks as the feature extractor returns them
-                (the model reads row `config.codebook_index`).
+                (the model reads row `config.codebook_index`; a fused model rows `config.input_codebooks`, and needs
+                this layout).
             attention_mask: `(B, T)` (or `(B, K, T)`), 1 / True for real positions and 0 / False for padding, any
                 dtype. If omitted, positions whose id is `config.pad_token_id` are padding.
             inputs_embeds: `(B, T, embedding_size)`, instead of `input_ids`.
@@ -626,7 +666,9 @@ class AudioFormerModel(AudioFormerPreTrainedModel):
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         input_ids, attention_mask = codes_and_mask(input_ids, attention_mask, self.config)
-        batch_size, seq_len = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+        if input_ids is not None and self.config.is_fused:
+            input_ids = input_ids.transpose(1, 2)  # (B, K, T) -> frames (B, T, K): pack and embed frame by frame
+        batch_size, seq_len = input_ids.shape[:2] if input_ids is not None else inputs_embeds.shape[:2]
         if attention_mask is not None and attention_mask.shape != (batch_size, seq_len):
             raise ValueError(
                 f"attention_mask must have shape (batch, seq_len) = {(batch_size, seq_len)} (or (batch, "
@@ -697,11 +739,14 @@ class AudioFormerForMaskedLM(AudioFormerPreTrainedModel):
         r"""
         Args:
             labels: `(B, T)` (or `(B, K, T)`, row `codebook_index` is used) original ids at masked positions and
-                -100 elsewhere; the loss is the cross-entropy over masked positions only.
+                -100 elsewhere; the loss is the cross-entropy over masked positions only. A fused model (K input
+                codebooks): `(B, T, K)`, column j for codebook `input_codebooks[j]` (frames first, like its logits,
+                so Trainer pads evaluation batches of different lengths along T); the loss is the mean over
+                codebooks of each codebook's cross-entropy over its masked positions.
             kwargs: `output_attentions`, `output_hidden_states`, `return_dict`, as for `AudioFormerModel`.
 
         Returns:
-            `MaskedLMOutput` with `logits` `(B, T, vocab_size)`.
+            `MaskedLMOutput` with `logits` `(B, T, vocab_size)`; a fused model's `(B, T, K, vocab_size)`.
         """
         outputs = self.roformer(
             input_ids,
@@ -713,7 +758,9 @@ class AudioFormerForMaskedLM(AudioFormerPreTrainedModel):
         )
         prediction_scores = self.cls(outputs.last_hidden_state)
         loss = None
-        if labels is not None:
+        if labels is not None and self.config.is_fused:
+            loss = fused_mlm_loss(prediction_scores, labels)
+        elif labels is not None:
             labels = select_codebook(labels, self.config)
             loss = F.cross_entropy(
                 prediction_scores.view(-1, self.config.vocab_size).float(), labels.reshape(-1), ignore_index=-100
@@ -721,6 +768,23 @@ class AudioFormerForMaskedLM(AudioFormerPreTrainedModel):
         return MaskedLMOutput(
             loss=loss, logits=prediction_scores, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+
+def fused_mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """`(B, T, K, V)` logits, `(B, T, K)` labels (-100 where not masked) -> the mean over the K codebooks of each
+    one's cross-entropy over its masked positions (codebooks with none left out)."""
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"A fused model's MLM labels must have shape (batch, seq_len, num_input_codebooks) = "
+            f"{tuple(logits.shape[:-1])}, got {tuple(labels.shape)}."
+        )
+    labels = labels.to(logits.device)
+    token_losses = F.cross_entropy(
+        logits.flatten(0, -2).float(), labels.reshape(-1), ignore_index=-100, reduction="none"
+    ).view(labels.shape)  # (B, T, K), 0 where not masked
+    masked = (labels != -100).sum(dim=(0, 1))  # (K,)
+    per_codebook = token_losses.sum(dim=(0, 1)) / masked.clamp(min=1)
+    return per_codebook[masked > 0].mean()
 
 
 @dataclass
@@ -783,9 +847,9 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
         Returns:
             `AudioFormerClassifierOutput` with `logits` `(B, num_labels)` and `pooled_output` `(B, hidden_size)`.
         """
-        input_ids, attention_mask = codes_and_mask(input_ids, attention_mask, self.config)
+        rows, attention_mask = codes_and_mask(input_ids, attention_mask, self.config)
         outputs = self.roformer(
-            input_ids,
+            input_ids if self.config.is_fused else rows,  # a fused encoder picks its rows of (B, K, T) itself
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             inputs_embeds=inputs_embeds,
@@ -854,6 +918,7 @@ __all__ = [
     "AudioFormerForAudioClassification",
     "AudioFormerForSequenceClassification",
     "AudioFormerClassifierOutput",
+    "fused_mlm_loss",
     "masked_mean",
     "select_codebook",
 ]

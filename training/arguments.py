@@ -33,6 +33,14 @@ class ModelArguments(CodecArguments):
         default=None,
         metadata={"help": "Codebook row to train on (0 = C1). Default: the config's (0 for a new model)."},
     )
+    input_codebooks: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Codebook rows a fused model reads at once, e.g. '0 1 2 3' (a frame's embedding is the sum of "
+            "one per codebook; MLM masks whole frames and predicts every codebook). Default: the config's (the "
+            "paper's single row, --codebook_index)."
+        },
+    )
     model_revision: str = field(default="main", metadata={"help": "Model branch, tag or commit."})
     attn_implementation: str | None = field(
         default=None,
@@ -43,6 +51,16 @@ class ModelArguments(CodecArguments):
         super().__post_init__()
         if self.config_overrides is not None and self.model_name_or_path is not None:
             raise ValueError("--config_overrides can't be combined with --model_name_or_path (it is for new models).")
+        if self.input_codebooks is not None:
+            if not self.input_codebooks:
+                raise ValueError("--input_codebooks needs at least one codebook row, e.g. --input_codebooks 0 1 2 3.")
+            if len(set(self.input_codebooks)) != len(self.input_codebooks):
+                raise ValueError(f"--input_codebooks {self.input_codebooks} names a codebook more than once.")
+            if self.codebook_index is not None and self.codebook_index != self.input_codebooks[0]:
+                raise ValueError(
+                    f"--codebook_index {self.codebook_index} and --input_codebooks {self.input_codebooks} disagree: a "
+                    "fused model's codebook_index is its first input codebook; pass only --input_codebooks."
+                )
 
 
 @dataclass

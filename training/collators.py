@@ -7,6 +7,8 @@ Batch collators for pre-tokenized code ids (rows of `input_ids` `(K, L_i)`, see 
   single-token masking easy: a masked `738` between two `738`s is a free guess). With a `seed`, each clip's mask is
   drawn from its own generator seeded by (seed, epoch, the clip's codes), as fairseq seeds masks by (seed, epoch,
   index): the same in any batch, any process and after a resume mid-epoch (`CollatorEpochCallback` keeps the epoch).
+  With `input_codebooks` (a fused model, which reads several codebooks of a frame at once) it masks whole frames:
+  a selected frame is masked in every codebook row together, else the other rows would give its code away.
 - `DataCollatorForCodeClassification`: pads and stacks the labels (class index or multi-hot) for fine-tuning.
 
     >>> collator = DataCollatorForCodeMLM(codebook_index=0, mlm_probability=0.25)
@@ -86,19 +88,23 @@ def pad_code_rows(
 
 
 def run_ids(input_ids: torch.Tensor) -> torch.Tensor:
-    """`(B, T)` -> `(B, T)` index of the run of equal consecutive ids each position belongs to (0, 0, 1, 2, 2, ...)."""
-    starts = torch.ones_like(input_ids, dtype=torch.long)
-    starts[:, 1:] = (input_ids[:, 1:] != input_ids[:, :-1]).long()
+    """`(B, T)` -> `(B, T)` index of the run of equal consecutive ids each position belongs to (0, 0, 1, 2, 2, ...).
+    `(B, K, T)` frames -> `(B, T)` runs of equal consecutive frames (all K ids equal)."""
+    frames = input_ids if input_ids.dim() == 3 else input_ids[:, None]
+    starts = torch.ones(frames.shape[0], frames.shape[2], dtype=torch.long)
+    starts[:, 1:] = (frames[..., 1:] != frames[..., :-1]).any(dim=1).long()
     return starts.cumsum(dim=1) - 1
 
 
 @dataclass
 class DataCollatorForCodeMLM:
     """
-    Masked-LM collator for one codebook row.
+    Masked-LM collator for one codebook row, or for the frames of a fused model (`input_codebooks`).
 
     Args:
         codebook_index: row of `(K, L)` examples to train on (0 = C1); None if the rows are already 1-D.
+        input_codebooks: a fused model's codebook rows (`config.input_codebooks`): whole frames are selected, and
+            masked (or replaced, or kept) in every row together; `codebook_index` is then not used.
         mlm_probability: chance that a code token is selected (paper: 0.25). Each token is selected
             independently, so the masked fraction is `mlm_probability` in expectation, per batch.
         mask_replace_prob: share of selected tokens replaced by `<MASK>` (1.0 = always, the default).
@@ -116,10 +122,13 @@ class DataCollatorForCodeMLM:
             `Trainer` seeds, but also draws from elsewhere: masks then change with a resume).
 
     Returns (from `__call__`): dict(input_ids `(B, T)` with masks applied, attention_mask `(B, T)`,
-    labels `(B, T)`: the original id at selected positions, -100 elsewhere).
+    labels `(B, T)`: the original id at selected positions, -100 elsewhere). With `input_codebooks`: input_ids
+    `(B, K, T)` (all the codec's rows, masked frame by frame), labels `(B, T, len(input_codebooks))` (frames first,
+    as the fused model's logits `(B, T, K, V)`; column j is codebook `input_codebooks[j]`).
     """
 
     codebook_index: int | None = 0
+    input_codebooks: list[int] | None = None
     mlm_probability: float = 0.25
     mask_replace_prob: float = 1.0
     random_replace_prob: float = 0.0
@@ -148,6 +157,8 @@ class DataCollatorForCodeMLM:
             )
 
     def __call__(self, examples) -> dict:
+        if self.input_codebooks is not None:
+            return self.mask_frames_of(examples)
         batch = pad_code_rows(
             examples, self.pad_token_id, self.codebook_index, self.pad_to_multiple_of, self.max_length
         )
@@ -156,36 +167,52 @@ class DataCollatorForCodeMLM:
         batch["input_ids"], batch["labels"] = self.mask_tokens(batch["input_ids"], batch["attention_mask"])
         return batch
 
+    def mask_frames_of(self, examples) -> dict:
+        batch = pad_code_rows(examples, self.pad_token_id, None, self.pad_to_multiple_of, self.max_length)
+        ids = batch["input_ids"]
+        if ids.dim() != 3 or max(self.input_codebooks) >= ids.shape[1]:
+            raise ValueError(
+                f"input_codebooks={list(self.input_codebooks)} needs examples of shape (K, L) with K > "
+                f"{max(self.input_codebooks)}; got a batch of shape {tuple(ids.shape)}."
+            )
+        batch["input_ids"], labels = self.mask_tokens(ids, batch["attention_mask"])
+        batch["labels"] = labels[:, list(self.input_codebooks)].transpose(1, 2).contiguous()  # (B, T, K_in)
+        return batch
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def row_seed(self, ids: torch.Tensor) -> int:
-        """The mask seed of one clip's ids `(L,)`: a hash of (seed, epoch, ids), 64 bits."""
+        """The mask seed of one clip's ids `(L,)` (or `(K, L)` frames): a hash of (seed, epoch, ids), 64 bits."""
         key = hashlib.blake2b(ids.to(torch.int64).numpy().tobytes(), digest_size=8)
         key.update(f"{self.seed}/{self.epoch}".encode())
         return int.from_bytes(key.digest(), "little")
 
     def _noise(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The random numbers of one batch `(B, T)`: uniforms for selection, fallback pick and action, and random
-        codes. With `seed`, row i takes them from its own generator over its own length only, so they do not depend
-        on the padded length or the other rows."""
-        shape = input_ids.shape
+        """The random numbers of one batch `(B, T)` (or `(B, K, T)` frames): `(B, T)` uniforms for selection,
+        fallback pick and action, and random codes of the ids' shape. With `seed`, row i takes them from its own
+        generator over its own length only, so they do not depend on the padded length or the other rows."""
+        shape = (input_ids.shape[0], input_ids.shape[-1])
         low, high = self.code_offset, self.code_offset + self.codebook_size
         if self.seed is None:
             uniforms = [torch.rand(shape, generator=self.generator) for _ in range(3)]
-            return (*uniforms, torch.randint(low, high, shape, generator=self.generator))
+            return (*uniforms, torch.randint(low, high, input_ids.shape, generator=self.generator))
         uniforms = [torch.ones(shape) for _ in range(3)]  # padding: 1.0 selects nothing
-        codes = torch.full(shape, low, dtype=torch.long)
+        codes = torch.full(input_ids.shape, low, dtype=torch.long)
         for i, length in enumerate(attention_mask.sum(dim=1).tolist()):
-            generator = torch.Generator().manual_seed(self.row_seed(input_ids[i, :length]))
+            generator = torch.Generator().manual_seed(self.row_seed(input_ids[i, ..., :length]))
             for u in uniforms:
                 u[i, :length] = torch.rand(length, generator=generator)
-            codes[i, :length] = torch.randint(low, high, (length,), generator=generator)
+            codes[i, ..., :length] = torch.randint(low, high, (*input_ids.shape[1:-1], length), generator=generator)
         return (*uniforms, codes)
 
     def mask_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(B, T)` ids and mask -> (masked ids `(B, T)`, labels `(B, T)`)."""
+        """`(B, T)` ids and mask -> (masked ids `(B, T)`, labels `(B, T)`). `(B, K, T)` frames: positions are
+        selected once per frame and act on all K rows (masked ids and labels `(B, K, T)`)."""
+        frames = input_ids.dim() == 3
         specials = torch.isin(input_ids, torch.tensor(self.special_token_ids))
+        if frames:
+            specials = specials.any(dim=1)  # (B, T): a frame with a special id in any row is not a code frame
         maskable = (attention_mask == 1) & ~specials
         selection, fallback, action, random_codes = self._noise(input_ids, attention_mask)
 
@@ -202,16 +229,17 @@ class DataCollatorForCodeMLM:
             pick = fallback.masked_fill(~maskable, -1.0).argmax(dim=1)
             selected[empty, pick[empty]] = True
 
-        labels = input_ids.masked_fill(~selected, IGNORE_INDEX)
-        inputs = input_ids.clone()
         to_mask = selected & (action < self.mask_replace_prob)
         to_random = (
             selected
             & (action >= self.mask_replace_prob)
             & (action < self.mask_replace_prob + self.random_replace_prob)
         )
-        inputs[to_mask] = self.mask_token_id
-        inputs[to_random] = random_codes[to_random]
+        if frames:  # (B, T) -> (B, 1, T): the frame's decision holds for every row
+            selected, to_mask, to_random = selected[:, None], to_mask[:, None], to_random[:, None]
+        labels = input_ids.masked_fill(~selected, IGNORE_INDEX)
+        inputs = input_ids.masked_fill(to_mask, self.mask_token_id)
+        inputs = torch.where(to_random, random_codes, inputs)
         return inputs, labels
 
 

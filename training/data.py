@@ -171,8 +171,8 @@ def prepare_code_datasets(
     Returns:
         (DatasetDict with "train" and/or "validation", AudioFormerFeatureExtractor)
     Raises:
-        ValueError: no audio column, not a tokenized dataset, a missing or empty split, or a --codebook_index the
-        codec does not produce.
+        ValueError: no audio column, not a tokenized dataset, a missing or empty split, or a --codebook_index (or
+        --input_codebooks row) the codec does not produce.
     """
     need_train = training_args.do_train if need_train is None else need_train
     need_eval = training_args.do_eval if need_eval is None else need_eval
@@ -251,3 +251,9 @@ def _check_codebook_index(model_args, num_codebooks: int, what: str):
             f"--codebook_index {index} is not produced by {what}: it gives {num_codebooks} codebooks "
             f"(indices 0..{num_codebooks - 1})."
         )
+    for index in getattr(model_args, "input_codebooks", None) or ():
+        if not 0 <= index < num_codebooks:
+            raise ValueError(
+                f"--input_codebooks {index} is not produced by {what}: it gives {num_codebooks} codebooks "
+                f"(indices 0..{num_codebooks - 1})."
+            )

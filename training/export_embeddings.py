@@ -39,11 +39,12 @@ logger = logging.getLogger(__name__)
 @torch.no_grad()
 def pooled_embeddings(models, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int = -1) -> torch.Tensor:
     """`(B, K, T)` ids of all codebooks and `(B, T)` mask -> `(B, sum of hidden sizes)`: per model, the masked mean
-    of hidden layer `layer` (-1 = last; 0 = the embeddings) of its own codebook row, concatenated."""
+    of hidden layer `layer` (-1 = last; 0 = the embeddings) of its own codebook row (a fused model: rows),
+    concatenated."""
     features = []
     for model in models:
-        ids, mask = codes_and_mask(input_ids, attention_mask, model.config)
-        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=layer != -1)
+        _, mask = codes_and_mask(input_ids, attention_mask, model.config)
+        out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=layer != -1)  # it picks its rows
         hidden = out.last_hidden_state if layer == -1 else out.hidden_states[layer]
         features.append(masked_mean(hidden, mask).float())
     return torch.cat(features, dim=-1)
@@ -65,8 +66,8 @@ def load_models(paths: list[str], device: str = "cpu") -> list[AudioFormerModel]
     """Backbones of the checkpoints (an MLM or classification head is dropped), in eval mode; each must read its own
     codebook row."""
     models = [AudioFormerModel.from_pretrained(p).to(device).eval() for p in paths]
-    rows = [m.config.codebook_index for m in models]
-    if len(set(rows)) != len(rows):
+    rows = [m.config.read_codebooks for m in models]
+    if len({tuple(r) for r in rows}) != len(rows):
         raise ValueError(
             f"The models read codebook rows {rows}: concatenating two models of the same row is a mistake."
         )

@@ -54,9 +54,9 @@ def _number_or_text(value: str) -> int | float | str | None:
 def load_config(model_args: ModelArguments, num_codebooks: int | None = None, **kwargs):
     """
     AudioFormerConfig from --model_name_or_path, else --config_name, else the paper's defaults with
-    --config_overrides; then --codebook_index, the codec's `num_codebooks` (for a new model), and `kwargs`
-    (e.g. num_labels, id2label). Raises a ValueError naming the field if the result is inconsistent (e.g. a
-    codebook index the codec does not produce).
+    --config_overrides; then --codebook_index, --input_codebooks (a fused model), the codec's `num_codebooks` (for a
+    new model), and `kwargs` (e.g. num_labels, id2label). Raises a ValueError naming the field if the result is
+    inconsistent (e.g. a codebook index the codec does not produce).
     """
     common = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
     if model_args.model_name_or_path:
@@ -71,6 +71,11 @@ def load_config(model_args: ModelArguments, num_codebooks: int | None = None, **
         config.num_codebooks = num_codebooks
     if model_args.codebook_index is not None:
         config.codebook_index = model_args.codebook_index
+    input_codebooks = getattr(model_args, "input_codebooks", None)
+    if input_codebooks is not None:
+        config.input_codebooks = list(input_codebooks)
+        config.codebook_index = int(input_codebooks[0])
+        config.normalize_input_codebooks()
     for key, value in kwargs.items():
         setattr(config, key, value)
     config.raise_if_inconsistent()

@@ -73,7 +73,7 @@ def claim_output_dir(training_args, model_args) -> None:
             lock = FolderLock(output_dir, purpose=f"training ({os.path.basename(sys.argv[0]) or 'python'})")
             lock = lock.acquire()
         if training_args.should_save:  # the codebook row is checked against the data later; the size ignores it
-            config = load_config(dataclasses.replace(model_args, codebook_index=None))
+            config = load_config(dataclasses.replace(model_args, codebook_index=None, input_codebooks=None))
             needed = checkpoint_bytes(config, training_args)
             check_writable_folder(output_dir, needed_bytes=needed, flag="--output_dir")
     except Exception as err:  # shared with every process, so that none of them waits at a barrier

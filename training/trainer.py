@@ -43,7 +43,8 @@ def load_positive_models(
     Args:
         paths: pretrained AudioFormer checkpoints (folders or Hub ids), one per positive codebook.
         anchor_config: the anchor's config; checks that hidden sizes match and no positive reads the anchor's row.
-        codebook_indices: the codebook row each positive reads; default: each checkpoint's `codebook_index`.
+        codebook_indices: the codebook row each positive reads; default: each checkpoint's `codebook_index` (a fused
+            positive reads its `input_codebooks`, which cannot be changed here).
 
     Returns:
         models in eval mode with `requires_grad=False`.
@@ -53,6 +54,11 @@ def load_positive_models(
     models = []
     for i, path in enumerate(paths):
         model = AudioFormerModel.from_pretrained(path, **from_pretrained_kwargs)
+        if codebook_indices is not None and model.config.is_fused:
+            raise ValueError(
+                f"{path} is a fused model reading codebooks {model.config.input_codebooks}; a codebook row can't be "
+                "given for it (--mpc_positive_codebooks is for single-codebook positives)."
+            )
         if codebook_indices is not None:  # checked against the data's codebooks by check_positive_models
             model.config.codebook_index = int(codebook_indices[i])
         models.append(freeze(model))
@@ -76,11 +82,19 @@ def freeze(model: nn.Module) -> nn.Module:
 
 def check_positive_models(models: Sequence[nn.Module], anchor_config=None, names: Sequence[str] | None = None):
     """Raises a ValueError when a positive model cannot serve as one: another hidden size than the anchor, a
-    codebook row the data lacks (the anchor's `num_codebooks`), or one that the anchor or another positive reads."""
+    codebook row the data lacks (the anchor's `num_codebooks`), or the same codebook rows as the anchor or another
+    positive reads (the same view of the clip). A fused anchor or positive reads several rows
+    (`config.input_codebooks`); single-codebook positives of a fused anchor read rows it also reads, which is allowed:
+    their views differ."""
     names = names or [f"positive model {i}" for i in range(len(models))]
     if not models:
         raise ValueError("FT2 needs at least one positive model.")
-    seen = {} if anchor_config is None else {anchor_config.codebook_index: "the anchor model"}
+
+    def view(config):
+        rows = tuple(config.read_codebooks)
+        return rows, (f"row {rows[0]}" if len(rows) == 1 else f"rows {list(rows)}")
+
+    seen = {} if anchor_config is None else {view(anchor_config)[0]: "the anchor model"}
     for name, model in zip(names, models):
         config = model.config
         if anchor_config is not None and config.hidden_size != anchor_config.hidden_size:
@@ -88,17 +102,18 @@ def check_positive_models(models: Sequence[nn.Module], anchor_config=None, names
                 f"{name} has hidden_size {config.hidden_size}, the anchor {anchor_config.hidden_size}; "
                 "MPC compares their pooled features, which need the same size."
             )
-        if anchor_config is not None and not 0 <= config.codebook_index < anchor_config.num_codebooks:
+        rows, described = view(config)
+        if anchor_config is not None and not all(0 <= k < anchor_config.num_codebooks for k in rows):
             raise ValueError(
-                f"{name} reads codebook row {config.codebook_index}, but the data has "
+                f"{name} reads codebook {described}, but the data has "
                 f"{anchor_config.num_codebooks} codebooks (rows 0..{anchor_config.num_codebooks - 1})."
             )
-        if config.codebook_index in seen:
+        if rows in seen:
             raise ValueError(
-                f"{name} reads codebook row {config.codebook_index}, as {seen[config.codebook_index]} "
-                "does; give each positive its own row (--mpc_positive_codebooks)."
+                f"{name} reads codebook {described}, as {seen[rows]} does; give each positive its own row "
+                "(--mpc_positive_codebooks)."
             )
-        seen[config.codebook_index] = name
+        seen[rows] = name
 
 
 class AudioClassificationTrainer(AtomicCheckpointTrainer):
@@ -176,8 +191,8 @@ class AudioClassificationTrainer(AtomicCheckpointTrainer):
 
     @torch.no_grad()
     def positive_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
-        """`(B, K, T)` ids -> one `(B, D)` pooled feature per positive model, each from its own codebook row, computed
-        under the accelerator's autocast (the anchor's mixed precision)."""
+        """`(B, K, T)` ids -> one `(B, D)` pooled feature per positive model, each from its own codebook row (a fused
+        positive: its rows), computed under the accelerator's autocast (the anchor's mixed precision)."""
         if input_ids.dim() != 3:
             raise ValueError(
                 f"FT2 needs input_ids of all codebooks, shape (B, K, T); got shape {tuple(input_ids.shape)}."
@@ -185,8 +200,8 @@ class AudioClassificationTrainer(AtomicCheckpointTrainer):
         features = []
         with self.accelerator.autocast():
             for model in self.positive_models:
-                row, mask = codes_and_mask(input_ids, attention_mask, model.config)
-                hidden = model(input_ids=row, attention_mask=mask).last_hidden_state
+                _, mask = codes_and_mask(input_ids, attention_mask, model.config)
+                hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state  # it picks its rows
                 features.append(masked_mean(hidden, mask))
         return features
 
