@@ -65,7 +65,7 @@ PRETRAINING = {
     "mlm": (20, None, 0, MODEL),
     "mlm_40": (20, "mlm", 1, MODEL),
     "random": (0, None, 0, MODEL),
-    "mlm_small": (20, None, 0, SMALL),
+    "mlm_small": (10, None, 0, SMALL),
 }
 # Linear probes: name -> (what the table calls it, the model: a pretraining run, or "run/checkpoint-N" of one).
 PROBES = {
@@ -118,7 +118,7 @@ RECIPE = {
         ["--config_overrides", f"{MODEL},{DROPOUT}", *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
     ),
     "ft1_mlm_small_reg_mask": (
-        "FT1 from MLM small (2 x 64, 20 epochs), lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
+        "FT1 from MLM small (2 x 64, 10 epochs), lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
         "mlm_small",
         ["--config_overrides", DROPOUT, *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
     ),

@@ -62,3 +62,24 @@ def test_draw_depends_on_seed_and_step_only():
     assert mixup_draw(0.4, 16, seed=3, step=8)[0] != lam
     with pytest.raises(ValueError, match="alpha"):
         mixup_draw(0.0, 4, seed=0, step=0)
+
+
+def test_fused_model_mixes_frame_embeddings(tiny_config):
+    torch.manual_seed(1)
+    config = tiny_config(
+        num_labels=3, problem_type="multi_label_classification", hidden_dropout_prob=0.0, input_codebooks=[0, 1, 2, 3]
+    )
+    config.attention_probs_dropout_prob = 0.0
+    model = AudioFormerForAudioClassification(config).eval()
+    ids = torch.randint(3, 1027, (3, 4, 10))
+    ids[:, :, 0], ids[:, :, -1] = 0, 2
+    labels = torch.tensor([[1.0, 0, 0], [0, 1, 1], [1, 0, 1]])
+    perm = torch.tensor([1, 2, 0])
+    with torch.no_grad():
+        plain = model(input_ids=ids, labels=labels)
+        loss_one, outputs_one = mixup_loss(model, {"input_ids": ids, "labels": labels}, 1.0, perm)
+        permuted = model(input_ids=ids[perm], labels=labels[perm])
+        _, outputs_zero = mixup_loss(model, {"input_ids": ids, "labels": labels}, 0.0, perm)
+    torch.testing.assert_close(outputs_one.logits, plain.logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss_one, plain.loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(outputs_zero.logits, permuted.logits, rtol=1e-5, atol=1e-6)
