@@ -59,13 +59,16 @@ MLM = [
 # MLM pretraining runs: name -> (epochs, the run it continues (None: from a fresh model), seed); 0 epochs: an
 # untrained model of the same architecture. "mlm_40" continues "mlm" with a second schedule (warm-up, then linear
 # decay) and another seed (the masks are drawn from (seed, epoch, clip): seed 0 would repeat the first run's masks).
-# "mlm_small" pretrains the small model of the few-label recipe (`SMALL`): name -> (..., its architecture).
+# "mlm_small" pretrains the small model of the few-label recipe (`SMALL`), "mlm_fused_small" the same reading all
+# four codebooks: name -> (..., its architecture, flags of run_mlm.py).
 SMALL = "hidden_size=64,num_hidden_layers=2,num_attention_heads=4,intermediate_size=256,max_position_embeddings=512"
+FUSED = ["--input_codebooks", "0", "1", "2", "3"]  # one model reading C1..C4 (the sum of their embeddings)
 PRETRAINING = {
-    "mlm": (20, None, 0, MODEL),
-    "mlm_40": (20, "mlm", 1, MODEL),
-    "random": (0, None, 0, MODEL),
-    "mlm_small": (10, None, 0, SMALL),
+    "mlm": (20, None, 0, MODEL, []),
+    "mlm_40": (20, "mlm", 1, MODEL, []),
+    "random": (0, None, 0, MODEL, []),
+    "mlm_small": (10, None, 0, SMALL, []),
+    "mlm_fused_small": (10, None, 0, SMALL, FUSED),
 }
 # Linear probes: name -> (what the table calls it, the model: a pretraining run, or "run/checkpoint-N" of one).
 PROBES = {
@@ -111,6 +114,18 @@ RECIPE = {
         "FT1 from scratch, 1 x 64, lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
         None,
         ["--config_overrides", f"{ONE_LAYER},{DROPOUT}", *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+    ),
+    "ft1_fused_small_scratch_reg_mask": (
+        "FT1 fused (C1..C4) from scratch, small (2 x 64), lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time"
+        " masking",
+        None,
+        ["--config_overrides", f"{SMALL},{DROPOUT}", *FUSED, *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+    ),
+    "ft1_mlm_fused_small_reg_mask": (
+        "FT1 fused (C1..C4) from fused MLM small (2 x 64, 10 epochs), lr 1e-3 + dropout 0.3 + weight decay 0.05 +"
+        " code and time masking",
+        "mlm_fused_small",
+        ["--config_overrides", DROPOUT, *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
     ),
     "ft1_scratch_reg_mask": (
         "FT1 from scratch, lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
@@ -228,7 +243,7 @@ def pretrain(work: str, spec: str) -> str:
     out = os.path.join(work, "runs", name)
     if checkpoint and os.path.exists(os.path.join(out, checkpoint, "model.safetensors")):
         return os.path.join(out, checkpoint)  # saved on the way: usable while the run goes on
-    epochs, start, seed, model = PRETRAINING[name]
+    epochs, start, seed, model, extra = PRETRAINING[name]
     if epochs == 0 and not os.path.exists(os.path.join(out, "model.safetensors")):
         import torch
 
@@ -244,7 +259,7 @@ def pretrain(work: str, spec: str) -> str:
             "--config_overrides", model, "--codebook_index", "0"]  # fmt: skip
         run(
             [sys.executable, "run_mlm.py", "--tokenized_dataset", os.path.join(work, "codes", "pretrain"), *init,
-             *MLM, "--num_train_epochs", str(epochs), "--seed", str(seed), "--output_dir", out],
+             *MLM, *extra, "--num_train_epochs", str(epochs), "--seed", str(seed), "--output_dir", out],
             out + ".log",
         )  # fmt: skip
     return os.path.join(out, checkpoint) if checkpoint else out
@@ -403,7 +418,7 @@ def test_map(run_dir: str, work: str, names: list[str]) -> dict:
             for start in range(0, len(ds), 64):
                 batch = pad_code_rows(
                     [{"input_ids": r} for r in ds[start : start + 64]["input_ids"]],
-                    codebook_index=model.config.codebook_index,
+                    codebook_index=None if model.config.is_fused else model.config.codebook_index,
                 )
                 logits.append(model(**batch).logits.float().numpy())
         y[split], predictions[split] = label_matrix(ds["labels"], names), np.concatenate(logits)
