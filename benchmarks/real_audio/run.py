@@ -127,6 +127,12 @@ RECIPE = {
         "mlm_fused_small",
         ["--config_overrides", DROPOUT, *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
     ),
+    "ft1_mlm_fused_small500_reg_mask": (
+        "FT1 fused (C1..C4) from fused MLM small (2 x 64, 500 steps, 5 epochs), lr 1e-3 + dropout 0.3 + weight decay"
+        " 0.05 + code and time masking",
+        "mlm_fused_small/checkpoint-500",
+        ["--config_overrides", DROPOUT, *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+    ),
     "ft1_scratch_reg_mask": (
         "FT1 from scratch, lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
         None,
