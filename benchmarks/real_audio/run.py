@@ -468,8 +468,8 @@ def main(argv=None):
     selected = set(args.only if args.only is not None else rows)
 
     def record(key, label, row, **extra):
-        if os.path.exists(results_path):  # re-read: another instance (other --only runs) may have added rows
-            results.update({k: v for k, v in json.load(open(results_path)).items() if k not in results})
+        if os.path.exists(results_path):  # re-read: another instance (other --only runs) may have added or redone rows
+            results.update(json.load(open(results_path)))
         results[key] = {"model": label, **{k: round(v, 4) for k, v in row.items()}, **extra}
         json.dump(results, open(results_path, "w"), indent=2)
         print(f"{label}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "C"), flush=True)
