@@ -121,27 +121,27 @@ RECIPE = {
         None,
         ["--config_overrides", f"{SMALL},{DROPOUT}", *FUSED, *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
     ),
-    "ft1_mlm_fused_small_reg_mask": (
-        "FT1 fused (C1..C4) from fused MLM small (2 x 64, 10 epochs), lr 1e-3 + dropout 0.3 + weight decay 0.05 +"
-        " code and time masking",
+    "ft1_mlm_fused_small_wd_mask": (
+        "FT1 fused (C1..C4) from fused MLM small (2 x 64, 10 epochs), lr 1e-3 + weight decay 0.05 + code and time"
+        " masking",
         "mlm_fused_small",
-        ["--config_overrides", DROPOUT, *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+        [*FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
     ),
-    "ft1_mlm_fused_small500_reg_mask": (
-        "FT1 fused (C1..C4) from fused MLM small (2 x 64, 500 steps, 5 epochs), lr 1e-3 + dropout 0.3 + weight decay"
-        " 0.05 + code and time masking",
+    "ft1_mlm_fused_small500_wd_mask": (
+        "FT1 fused (C1..C4) from fused MLM small (2 x 64, 500 steps, 5 epochs), lr 1e-3 + weight decay 0.05 + code"
+        " and time masking (dropout 0.1: a checkpoint takes no --config_overrides)",
         "mlm_fused_small/checkpoint-500",
-        ["--config_overrides", DROPOUT, *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+        [*FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
     ),
     "ft1_scratch_reg_mask": (
         "FT1 from scratch, lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
         None,
         ["--config_overrides", f"{MODEL},{DROPOUT}", *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
     ),
-    "ft1_mlm_small_reg_mask": (
-        "FT1 from MLM small (2 x 64, 10 epochs), lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
+    "ft1_mlm_small_wd_mask": (
+        "FT1 from MLM small (2 x 64, 10 epochs), lr 1e-3 + weight decay 0.05 + code and time masking",
         "mlm_small",
-        ["--config_overrides", DROPOUT, *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+        [*FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
     ),
 }
 EXPERIMENTS = {
