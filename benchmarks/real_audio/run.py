@@ -22,9 +22,14 @@ instances with different `--only` can run side by side):
    - bag of codes: per-clip code counts (C1, or C1..C4) -> tf-idf -> one-vs-rest logistic regression;
    - linear probes: frozen pooled embeddings (`training/export_embeddings.py`) of an MLM checkpoint or of an
      untrained model -> the same logistic regression;
+   - log-mel: per-clip mean and standard deviation of 64 log-mel bands -> the same logistic regression (reads the
+     audio, not the codes: what a user tries first);
    - FT1 (`run_classification.py`, LSEP, batch 16) from scratch and from the MLM model, the epoch with the best
-     validation mAP kept; each run with `--seeds` (default 0 1 2), reported as mean ± standard deviation.
-   A logistic regression's only choice is its C (on validation mAP); it has no randomness, so it runs once.
+     validation mAP kept; each run with `--seeds` (default 0 1 2), reported as mean ± standard deviation;
+   - the few-label recipe (`RECIPE`, one seed each unless `--seeds`): a small model, dropout, weight decay, masking,
+     embedding mixup, fused (C1..C4) models from scratch and from a fused MLM.
+   A logistic regression's only choice is its C (on validation mAP); it has no randomness, so it runs once. Every
+   row also reports the AP of the speech class.
 
 Writes `results.json` (one entry per run) and `results.md` (the README table) in `--work_dir`. One thread per process:
 on the shared 2-core machine, multi-threaded kernels of two processes spin against each other.
