@@ -137,6 +137,10 @@ class ClassificationArguments:
     freeze_backbone: bool = field(
         default=False, metadata={"help": "Linear probing: train only the classifier on the frozen backbone."}
     )
+    mixup_alpha: float = field(
+        default=0.0,
+        metadata={"help": "Mixup on the input embeddings while training, lam ~ Beta(alpha, alpha); 0 = off (FT1)."},
+    )
 
     def __post_init__(self):
         if self.loss is not None and self.loss not in LOSSES:
@@ -147,6 +151,10 @@ class ClassificationArguments:
         self.augmentation(seed=0)  # raises on bad masking flags before any work
         if self.layerwise_lr_decay is not None and not 0.0 < self.layerwise_lr_decay <= 1.0:
             raise ValueError(f"--layerwise_lr_decay must be in (0, 1], got {self.layerwise_lr_decay}.")
+        if self.mixup_alpha < 0:
+            raise ValueError(f"--mixup_alpha must be >= 0 (0 = off), got {self.mixup_alpha}.")
+        if self.mixup_alpha and self.mpc_positive_models:
+            raise ValueError("--mixup_alpha is for FT1: FT2's positive models would read the clips unmixed.")
 
     def augmentation(self, seed: int) -> CodeAugmentation:
         return CodeAugmentation(
@@ -293,6 +301,7 @@ def main(argv: list[str] | None = None):
         mpc_temperature=cls_args.mpc_temperature,
         sample_weights=sample_weights,
         layerwise_lr_decay=cls_args.layerwise_lr_decay,
+        mixup_alpha=cls_args.mixup_alpha,
     )
 
     # 4. Train (selecting on the validation split), calibrate the decision thresholds there, save a ready Hub folder,
@@ -350,7 +359,13 @@ def write_card(training_args, model_args, data_args, cls_args, metrics, trainer,
     summary["fine_tuning"] = "FT2 (MPC)" if cls_args.mpc_positive_models else "FT1"
     if cls_args.mpc_positive_models:
         summary.update(mpc_alpha=cls_args.mpc_alpha, mpc_temperature=cls_args.mpc_temperature)
-    small_data = ("code_mask_probability", "time_mask_probability", "layerwise_lr_decay", "freeze_backbone")
+    small_data = (
+        "code_mask_probability",
+        "time_mask_probability",
+        "layerwise_lr_decay",
+        "freeze_backbone",
+        "mixup_alpha",
+    )
     summary.update({name: getattr(cls_args, name) for name in small_data if getattr(cls_args, name)})
     if cls_args.time_mask_probability:
         summary["time_mask_length"] = cls_args.time_mask_length

@@ -27,6 +27,7 @@ from audioformer.modeling_audioformer.modeling_audioformer import AudioFormerMod
 
 from .augmentation import CLIP_INDEX_COLUMN
 from .checkpointing import AtomicCheckpointTrainer
+from .mixup import mixup_draw, mixup_loss
 from .optimization import create_layerwise_optimizer
 from .sampling import WeightedClipSampler
 
@@ -128,6 +129,8 @@ class AudioClassificationTrainer(AtomicCheckpointTrainer):
             training loader then draws N clips with replacement.
         layerwise_lr_decay: factor of layer-wise learning-rate decay (`optimization.layerwise_lr_groups`); None
             gives every parameter the same rate.
+        mixup_alpha: mixup on the input embeddings while training (`mixup.py`), lam ~ Beta(alpha, alpha); 0 (the
+            default) is off. FT1 only.
     """
 
     def __init__(
@@ -138,9 +141,15 @@ class AudioClassificationTrainer(AtomicCheckpointTrainer):
         mpc_temperature: float = 0.05,
         sample_weights=None,
         layerwise_lr_decay: float | None = None,
+        mixup_alpha: float = 0.0,
         **kwargs,
     ):
         self.layerwise_lr_decay = layerwise_lr_decay
+        if mixup_alpha < 0:
+            raise ValueError(f"mixup_alpha must be >= 0 (0 = off), got {mixup_alpha}.")
+        if mixup_alpha and positive_models:
+            raise ValueError("mixup_alpha is for FT1: FT2's positives would read the clips unmixed.")
+        self.mixup_alpha = mixup_alpha
         super().__init__(*args, **kwargs)
         check_mpc_settings(mpc_alpha, mpc_temperature)
         # A plain list: the positives must not become sub-modules of anything the Trainer saves or optimizes.
@@ -197,6 +206,11 @@ class AudioClassificationTrainer(AtomicCheckpointTrainer):
         return features
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.mixup_alpha and model.training:
+            batch_size = inputs["input_ids"].shape[0]
+            lam, perm = mixup_draw(self.mixup_alpha, batch_size, self.args.seed, self.state.global_step)
+            loss, outputs = mixup_loss(model, inputs, lam, perm, core=self.accelerator.unwrap_model(model))
+            return (loss, outputs) if return_outputs else loss
         outputs = model(**inputs)
         loss = outputs.loss
         # MPC only while training: evaluation reports the classification loss of the anchor alone, the model

@@ -22,9 +22,14 @@ instances with different `--only` can run side by side):
    - bag of codes: per-clip code counts (C1, or C1..C4) -> tf-idf -> one-vs-rest logistic regression;
    - linear probes: frozen pooled embeddings (`training/export_embeddings.py`) of an MLM checkpoint or of an
      untrained model -> the same logistic regression;
+   - log-mel: per-clip mean and standard deviation of 64 log-mel bands -> the same logistic regression (reads the
+     audio, not the codes: what a user tries first);
    - FT1 (`run_classification.py`, LSEP, batch 16) from scratch and from the MLM model, the epoch with the best
-     validation mAP kept; each run with `--seeds` (default 0 1 2), reported as mean ± standard deviation.
-   A logistic regression's only choice is its C (on validation mAP); it has no randomness, so it runs once.
+     validation mAP kept; each run with `--seeds` (default 0 1 2), reported as mean ± standard deviation;
+   - the few-label recipe (`RECIPE`, one seed each unless `--seeds`): a small model, dropout, weight decay, masking,
+     embedding mixup, fused (C1..C4) models from scratch and from a fused MLM.
+   A logistic regression's only choice is its C (on validation mAP); it has no randomness, so it runs once. Every
+   row also reports the AP of the speech class.
 
 Writes `results.json` (one entry per run) and `results.md` (the README table) in `--work_dir`. One thread per process:
 on the shared 2-core machine, multi-threaded kernels of two processes spin against each other.
@@ -59,7 +64,17 @@ MLM = [
 # MLM pretraining runs: name -> (epochs, the run it continues (None: from a fresh model), seed); 0 epochs: an
 # untrained model of the same architecture. "mlm_40" continues "mlm" with a second schedule (warm-up, then linear
 # decay) and another seed (the masks are drawn from (seed, epoch, clip): seed 0 would repeat the first run's masks).
-PRETRAINING = {"mlm": (20, None, 0), "mlm_40": (20, "mlm", 1), "random": (0, None, 0)}
+# "mlm_small" pretrains the small model of the few-label recipe (`SMALL`), "mlm_fused_small" the same reading all
+# four codebooks: name -> (..., its architecture, flags of run_mlm.py).
+SMALL = "hidden_size=64,num_hidden_layers=2,num_attention_heads=4,intermediate_size=256,max_position_embeddings=512"
+FUSED = ["--input_codebooks", "0", "1", "2", "3"]  # one model reading C1..C4 (the sum of their embeddings)
+PRETRAINING = {
+    "mlm": (20, None, 0, MODEL, []),
+    "mlm_40": (20, "mlm", 1, MODEL, []),
+    "random": (0, None, 0, MODEL, []),
+    "mlm_small": (10, None, 0, SMALL, []),
+    "mlm_fused_small": (10, None, 0, SMALL, FUSED),
+}
 # Linear probes: name -> (what the table calls it, the model: a pretraining run, or "run/checkpoint-N" of one).
 PROBES = {
     "linear_probe_random": ("linear probe: untrained model (reference)", "random"),
@@ -75,6 +90,65 @@ SEEDS = (0, 1, 2)
 FT1 = ["--learning_rate", "1e-3", "--num_train_epochs", "20"]
 CODE_MASKING = ["--code_mask_probability", "0.15"]
 TIME_MASKING = ["--time_mask_probability", "0.2", "--time_mask_length", "10"]
+# The few-label recipe (issue 18 part 2), explored with one seed each (marked "1 seed, exploration" in the table),
+# cheapest first: a smaller model, dropout 0.3 (hidden and attention) with weight decay 0.05, code + time masking,
+# mixup on the input embeddings (`--mixup_alpha`, training/mixup.py).
+DROPOUT = "hidden_dropout_prob=0.3,attention_probs_dropout_prob=0.3"
+ONE_LAYER = SMALL.replace("num_hidden_layers=2", "num_hidden_layers=1")
+WEIGHT_DECAY = ["--weight_decay", "0.05"]
+MIXUP = ["--mixup_alpha", "0.4"]
+RECIPE = {
+    "ft1_small_scratch": ("FT1 from scratch, small (2 x 64), lr 1e-3", None, ["--config_overrides", SMALL, *FT1]),
+    "ft1_small_scratch_reg": (
+        "FT1 from scratch, small (2 x 64), lr 1e-3 + dropout 0.3 + weight decay 0.05",
+        None,
+        ["--config_overrides", f"{SMALL},{DROPOUT}", *FT1, *WEIGHT_DECAY],
+    ),
+    "ft1_small_scratch_reg_mask": (
+        "FT1 from scratch, small (2 x 64), lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
+        None,
+        ["--config_overrides", f"{SMALL},{DROPOUT}", *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+    ),
+    "ft1_small_scratch_reg_mask_mixup": (
+        "FT1 from scratch, small (2 x 64), lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking"
+        " + embedding mixup 0.4",
+        None,
+        ["--config_overrides", f"{SMALL},{DROPOUT}", *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING, *MIXUP],
+    ),
+    "ft1_1layer_scratch_reg_mask": (
+        "FT1 from scratch, 1 x 64, lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
+        None,
+        ["--config_overrides", f"{ONE_LAYER},{DROPOUT}", *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+    ),
+    "ft1_fused_small_scratch_reg_mask": (
+        "FT1 fused (C1..C4) from scratch, small (2 x 64), lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time"
+        " masking",
+        None,
+        ["--config_overrides", f"{SMALL},{DROPOUT}", *FUSED, *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+    ),
+    "ft1_mlm_fused_small_wd_mask": (
+        "FT1 fused (C1..C4) from fused MLM small (2 x 64, 10 epochs), lr 1e-3 + weight decay 0.05 + code and time"
+        " masking",
+        "mlm_fused_small",
+        [*FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+    ),
+    "ft1_mlm_fused_small500_wd_mask": (
+        "FT1 fused (C1..C4) from fused MLM small (2 x 64, 500 steps, 5 epochs), lr 1e-3 + weight decay 0.05 + code"
+        " and time masking (dropout 0.1: a checkpoint takes no --config_overrides)",
+        "mlm_fused_small/checkpoint-500",
+        [*FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+    ),
+    "ft1_scratch_reg_mask": (
+        "FT1 from scratch, lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
+        None,
+        ["--config_overrides", f"{MODEL},{DROPOUT}", *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+    ),
+    "ft1_mlm_small_wd_mask": (
+        "FT1 from MLM small (2 x 64, 10 epochs), lr 1e-3 + weight decay 0.05 + code and time masking",
+        "mlm_small",
+        [*FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+    ),
+}
 EXPERIMENTS = {
     "ft1_scratch_lr1e-3": ("FT1 from scratch, lr 1e-3", None, FT1, SEEDS),
     "ft1_scratch_lr2e-3": (
@@ -128,10 +202,12 @@ EXPERIMENTS = {
         [*FT1, *CODE_MASKING, *TIME_MASKING],
         SEEDS,
     ),
+    **{name: (label, init, flags, (0,)) for name, (label, init, flags) in RECIPE.items()},
 }
 
 
 THREADS = 1
+SPEECH = "speech"
 
 
 def run(cmd: list[str], log: str) -> None:
@@ -178,7 +254,7 @@ def pretrain(work: str, spec: str) -> str:
     out = os.path.join(work, "runs", name)
     if checkpoint and os.path.exists(os.path.join(out, checkpoint, "model.safetensors")):
         return os.path.join(out, checkpoint)  # saved on the way: usable while the run goes on
-    epochs, start, seed = PRETRAINING[name]
+    epochs, start, seed, model, extra = PRETRAINING[name]
     if epochs == 0 and not os.path.exists(os.path.join(out, "model.safetensors")):
         import torch
 
@@ -186,15 +262,15 @@ def pretrain(work: str, spec: str) -> str:
 
         torch.manual_seed(seed)
         config = AudioFormerConfig(
-            codebook_index=0, **{k: int(v) for k, v in (kv.split("=") for kv in MODEL.split(","))}
+            codebook_index=0, **{k: int(v) for k, v in (kv.split("=") for kv in model.split(","))}
         )
         AudioFormerForMaskedLM(config).save_pretrained(out)
     if not os.path.exists(os.path.join(out, "model.safetensors")):
         init = ["--model_name_or_path", pretrain(work, start)] if start else [
-            "--config_overrides", MODEL, "--codebook_index", "0"]  # fmt: skip
+            "--config_overrides", model, "--codebook_index", "0"]  # fmt: skip
         run(
             [sys.executable, "run_mlm.py", "--tokenized_dataset", os.path.join(work, "codes", "pretrain"), *init,
-             *MLM, "--num_train_epochs", str(epochs), "--seed", str(seed), "--output_dir", out],
+             *MLM, *extra, "--num_train_epochs", str(epochs), "--seed", str(seed), "--output_dir", out],
             out + ".log",
         )  # fmt: skip
     return os.path.join(out, checkpoint) if checkpoint else out
@@ -204,8 +280,11 @@ def fine_tune(work: str, name: str, seed: int) -> str:
     _, init, flags, _ = EXPERIMENTS[name]
     out = os.path.join(work, "runs", f"{name}_seed{seed}")
     if not os.path.exists(os.path.join(out, "model.safetensors")):
-        start = ["--model_name_or_path", pretrain(work, init)] if init else [
-            "--config_overrides", MODEL, "--codebook_index", "0"]  # fmt: skip
+        # A row's own --config_overrides (architecture, dropout) replaces the default architecture from scratch,
+        # and applies to the checkpoint's config when it starts from one.
+        own = "--config_overrides" in flags
+        start = ["--model_name_or_path", pretrain(work, init)] if init else (
+            ["--codebook_index", "0"] if own else ["--config_overrides", MODEL, "--codebook_index", "0"])  # fmt: skip
         run(
             [sys.executable, "run_classification.py", "--tokenized_dataset", os.path.join(work, "codes", "labelled"),
              *start, *FINE_TUNE, *flags, "--seed", str(seed), "--output_dir", out],
@@ -236,9 +315,17 @@ def mean_average_precision(y: np.ndarray, scores: np.ndarray) -> float:
     return float(average_precision_score(y[:, keep], scores[:, keep], average="macro"))
 
 
-def logistic_probe(x: dict, y: dict) -> tuple[float, float, float]:
+def speech_average_precision(y: np.ndarray, scores: np.ndarray, names: list[str]) -> float:
+    """AP of the speech class alone (issue 18's goal compares the models on it)."""
+    from sklearn.metrics import average_precision_score
+
+    k = names.index(SPEECH)
+    return float(average_precision_score(y[:, k], scores[:, k]))
+
+
+def logistic_probe(x: dict, y: dict, names: list[str]) -> dict:
     """One-vs-rest logistic regression on standardised features, C chosen on validation mAP from a half-decade grid;
-    returns (validation mAP, test mAP, C). Deterministic (lbfgs)."""
+    returns the scores of `scores()` and C. Deterministic (lbfgs)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
@@ -250,11 +337,20 @@ def logistic_probe(x: dict, y: dict) -> tuple[float, float, float]:
         clf.fit(x["train"], y["train"])
         val = mean_average_precision(y["validation"], clf.predict_proba(x["validation"]))
         if best is None or val > best[0]:
-            best = (val, mean_average_precision(y["test"], clf.predict_proba(x["test"])), c)
-    return best
+            best = (val, c, {s: clf.predict_proba(x[s]) for s in ("validation", "test")})
+    return {**scores(y, best[2], names), "C": best[1]}
 
 
-def bag_of_codes(work: str, codebooks: list[int], names: list[str]) -> tuple[float, float, float]:
+def scores(y: dict, predictions: dict, names: list[str]) -> dict:
+    """mAP and the speech class's AP on the validation and the test clips; `y`, `predictions`: split -> `(N, C)`."""
+    out = {}
+    for split in ("validation", "test"):
+        out[f"{split}_mAP"] = mean_average_precision(y[split], predictions[split])
+        out[f"{split}_AP_speech"] = speech_average_precision(y[split], predictions[split], names)
+    return out
+
+
+def bag_of_codes(work: str, codebooks: list[int], names: list[str]) -> dict:
     """tf-idf of per-clip code counts of the given codebooks -> logistic regression."""
     from sklearn.feature_extraction.text import TfidfTransformer
 
@@ -269,10 +365,34 @@ def bag_of_codes(work: str, codebooks: list[int], names: list[str]) -> tuple[flo
         x[split], y[split] = counts, label_matrix(ds["labels"], names)
     tfidf = TfidfTransformer(sublinear_tf=True).fit(x["train"])
     x = {s: tfidf.transform(v).toarray() for s, v in x.items()}
-    return logistic_probe(x, y)
+    return logistic_probe(x, y, names)
 
 
-def linear_probe(work: str, names: list[str], model: str) -> tuple[float, float, float]:
+def log_mel(work: str, names: list[str]) -> dict:
+    """What a user tries first: per-clip mean and standard deviation over time of each band of a log-mel spectrogram
+    (64 bands up to 12 kHz, 25 ms windows every 10 ms) -> logistic regression. Reads the audio, not the codes."""
+    import soundfile as sf
+    from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
+
+    rate, window, hop, fft = 24000, 600, 240, 1024
+    mel = mel_filter_bank(fft // 2 + 1, 64, 0.0, rate / 2, rate, norm="slaney", mel_scale="slaney")
+    x, y = {}, {}
+    for split in ("train", "validation", "test"):
+        folder = os.path.join(work, "audio", "labelled", split)
+        rows = [json.loads(line) for line in open(os.path.join(folder, "metadata.jsonl"))]
+        features = []  # (2 * 64,) per clip
+        for row in rows:
+            audio, sr = sf.read(os.path.join(folder, row["file_name"]), dtype="float32")
+            if sr != rate:
+                raise ValueError(f"{row['file_name']}: expected {rate} Hz audio, got {sr} Hz.")
+            hann = window_function(window, "hann")
+            spec = spectrogram(audio, hann, window, hop, fft_length=fft, power=2.0, mel_filters=mel, log_mel="log")
+            features.append(np.concatenate([spec.mean(axis=1), spec.std(axis=1)]))
+        x[split], y[split] = np.stack(features), label_matrix([r["labels"] for r in rows], names)
+    return logistic_probe(x, y, names)
+
+
+def linear_probe(work: str, names: list[str], model: str) -> dict:
     import datasets
 
     emb = os.path.join(work, "embeddings", model.replace("/", "_"))
@@ -287,11 +407,11 @@ def linear_probe(work: str, names: list[str], model: str) -> tuple[float, float,
     dsd = datasets.load_from_disk(emb)
     x = {s: np.asarray(dsd[s]["embedding"], dtype=np.float32) for s in ("train", "validation", "test")}
     y = {s: label_matrix(dsd[s]["labels"], names) for s in x}
-    return logistic_probe(x, y)
+    return logistic_probe(x, y, names)
 
 
-def test_map(run_dir: str, work: str, names: list[str]) -> tuple[float, float]:
-    """(validation mAP, test mAP) of a fine-tuned model (the checkpoint chosen on validation)."""
+def test_map(run_dir: str, work: str, names: list[str]) -> dict:
+    """The scores of `scores()` of a fine-tuned model (the checkpoint chosen on validation)."""
     import torch
 
     import audioformer.modeling_audioformer  # noqa: F401
@@ -299,19 +419,32 @@ def test_map(run_dir: str, work: str, names: list[str]) -> tuple[float, float]:
     from audioformer.training.collators import pad_code_rows
 
     model = AudioFormerForAudioClassification.from_pretrained(run_dir).eval()
-    order = [model.config.id2label[i] for i in range(len(names))]
-    out = []
+    if [model.config.id2label[i] for i in range(len(names))] != names:
+        raise ValueError(f"{run_dir}: its classes {model.config.id2label} are not {names} in that order.")
+    y, predictions = {}, {}
     for split in ("validation", "test"):
         ds = load_split(work, split)
         logits = []
         with torch.no_grad():
             for start in range(0, len(ds), 64):
                 batch = pad_code_rows(
-                    [{"input_ids": r} for r in ds[start : start + 64]["input_ids"]], codebook_index=0
+                    [{"input_ids": r} for r in ds[start : start + 64]["input_ids"]],
+                    codebook_index=None if model.config.is_fused else model.config.codebook_index,
                 )
                 logits.append(model(**batch).logits.float().numpy())
-        out.append(mean_average_precision(label_matrix(ds["labels"], order), np.concatenate(logits)))
-    return tuple(out)
+        y[split], predictions[split] = label_matrix(ds["labels"], names), np.concatenate(logits)
+    return scores(y, predictions, names)
+
+
+# Models without a transformer: name -> (what the table calls it, (work_dir, class names) -> scores and C).
+BASELINES = {
+    "bag_of_codes_c1": ("bag of codes (C1) + logistic regression", lambda w, n: bag_of_codes(w, [0], n)),
+    "bag_of_codes_c1_c4": (
+        "bag of codes (C1..C4) + logistic regression",
+        lambda w, n: bag_of_codes(w, [0, 1, 2, 3], n),
+    ),
+    "log_mel": ("log-mel (mean and std of 64 bands) + logistic regression", log_mel),
+}
 
 
 def main(argv=None):
@@ -325,7 +458,7 @@ def main(argv=None):
     )
     parser.add_argument("--threads", type=int, default=1, help="Threads per training process (OMP_NUM_THREADS).")
     args = parser.parse_args(argv)
-    rows = ["bag_of_codes_c1", "bag_of_codes_c1_c4", *PROBES, *EXPERIMENTS]
+    rows = [*BASELINES, *PROBES, *EXPERIMENTS]
     unknown = sorted(set(args.only or []) - set(rows))
     if unknown:
         parser.error(f"unknown rows {unknown}; the rows are: {', '.join(rows)}")
@@ -339,53 +472,53 @@ def main(argv=None):
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
     selected = set(args.only if args.only is not None else rows)
 
-    def record(key, label, val, test, **extra):
-        if os.path.exists(results_path):  # re-read: another instance (other --only runs) may have added rows
-            results.update({k: v for k, v in json.load(open(results_path)).items() if k not in results})
-        results[key] = {"model": label, "validation_mAP": round(val, 4), "test_mAP": round(test, 4), **extra}
+    def record(key, label, row, **extra):
+        if os.path.exists(results_path):  # re-read: another instance (other --only runs) may have added or redone rows
+            results.update(json.load(open(results_path)))
+        results[key] = {"model": label, **{k: round(v, 4) for k, v in row.items()}, **extra}
         json.dump(results, open(results_path, "w"), indent=2)
-        print(f"{label}: validation mAP {val:.4f}, test mAP {test:.4f}", flush=True)
+        print(f"{label}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "C"), flush=True)
 
-    for key, codebooks, label in (
-        ("bag_of_codes_c1", [0], "bag of codes (C1) + logistic regression"),
-        ("bag_of_codes_c1_c4", [0, 1, 2, 3], "bag of codes (C1..C4) + logistic regression"),
-    ):
+    for key, (label, baseline) in BASELINES.items():
         if key in selected and key not in results:
-            val, test, c = bag_of_codes(work, codebooks, names)
-            record(key, label, val, test, C=c)
+            row = baseline(work, names)
+            record(key, label, {k: v for k, v in row.items() if k != "C"}, C=row["C"])
     for key, (label, model) in PROBES.items():
         if key in selected and key not in results:
-            val, test, c = linear_probe(work, names, model)
-            record(key, label, val, test, C=c)
+            row = linear_probe(work, names, model)
+            record(key, label, {k: v for k, v in row.items() if k != "C"}, C=row["C"])
     for name in EXPERIMENTS:
         if name not in selected:
             continue
         for seed in args.seeds if args.seeds is not None else EXPERIMENTS[name][3]:
             key = f"{name}_seed{seed}"
             if key not in results:
-                val, test = test_map(fine_tune(work, name, seed), work, names)
-                record(key, EXPERIMENTS[name][0], val, test, seed=seed)
+                record(key, EXPERIMENTS[name][0], test_map(fine_tune(work, name, seed), work, names), seed=seed)
     write_table(results, os.path.join(work, "results.md"))
 
 
 def write_table(results: dict, path: str) -> None:
     """One line per row of the table, in the order the rows are defined: the mean (± standard deviation over the
     seeds, when there are several)."""
-    order = ["bag_of_codes_c1", "bag_of_codes_c1_c4", *PROBES, *EXPERIMENTS]
+    order = [*BASELINES, *PROBES, *EXPERIMENTS]
     groups: dict[str, list] = {}
     for key, row in sorted(results.items(), key=lambda kv: order.index(kv[0].rsplit("_seed", 1)[0])):
         name = key.rsplit("_seed", 1)[0]
         label = EXPERIMENTS[name][0] if name in EXPERIMENTS else PROBES[name][0] if name in PROBES else row["model"]
         groups.setdefault(label, []).append(row)
-    lines = ["| model | validation mAP | test mAP | runs |", "| --- | --- | --- | --- |"]
+    columns = ("validation_mAP", "test_mAP", "test_AP_speech")
+    lines = ["| model | validation mAP | test mAP | test AP (speech) | runs |", "| --- | --- | --- | --- | --- |"]
     for label, rows in groups.items():
-        val = np.array([r["validation_mAP"] for r in rows])
-        test = np.array([r["test_mAP"] for r in rows])
-        if len(rows) > 1:  # sample standard deviation over the seeds
-            cells = f"{val.mean():.3f} ± {val.std(ddof=1):.3f} | {test.mean():.3f} ± {test.std(ddof=1):.3f}"
-        else:
-            cells = f"{val[0]:.3f} | {test[0]:.3f}"
-        lines.append(f"| {label} | {cells} | {len(rows)} |")
+        cells = []
+        for column in columns:
+            values = np.array([r[column] for r in rows if column in r])
+            if len(values) == 0:  # a row recorded before the column existed
+                cells.append("-")
+            elif len(values) > 1:  # sample standard deviation over the seeds
+                cells.append(f"{values.mean():.3f} ± {values.std(ddof=1):.3f}")
+            else:
+                cells.append(f"{values[0]:.3f}")
+        lines.append(f"| {label} | {' | '.join(cells)} | {len(rows)} |")
     open(path, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -118,3 +118,17 @@ def test_export_embeddings_matches_the_model_and_concatenates_codebooks(workdir)
             np.testing.assert_allclose(embeddings[i, 32 * k : 32 * (k + 1)], expected, atol=1e-5)
     with pytest.raises(ValueError, match="codebook rows"):
         export_embeddings.load_models([str(workdir / "mlm_c1"), str(workdir / "mlm_c1")])
+
+
+def test_mixup_trains_and_changes_the_run(workdir):
+    mixed, plain = workdir / "mixup", workdir / "mixup_plain"
+    metrics = run_classification.main(flags(workdir, mixed, "--mixup_alpha", "0.4", "--max_steps", "2"))
+    assert 0.0 < metrics["eval_mAP"] <= 1.0
+    run_classification.main(flags(workdir, plain, "--max_steps", "2"))
+    assert not torch.equal(weights(plain)["classifier.weight"], weights(mixed)["classifier.weight"])
+    with pytest.raises(ValueError, match="--mixup_alpha"):
+        run_classification.main(flags(workdir, workdir / "bad", "--mixup_alpha", "-1"))
+    with pytest.raises(ValueError, match="FT1"):
+        run_classification.main(
+            flags(workdir, workdir / "bad2", "--mixup_alpha", "0.4", "--mpc_positive_models", str(workdir / "mlm_c2"))
+        )
