@@ -59,27 +59,38 @@ def write_checksums(folder: str) -> dict:
     return files
 
 
-def checksum_problem(folder: str) -> str | None:
-    """The first file of `folder` that does not match its `checksums.json` (in words), or None if all do (or if
-    the folder has no checksums: written before they were)."""
-    path = os.path.join(folder, CHECKSUMS_FILE)
+def listed_files_problem(folder: str, listing: str, full_paths: bool = True) -> str | None:
+    """
+    The first file listed in `folder/listing` (`{"files": {name: {"size": ..., "xxh3_64": ...}}}`, as
+    `write_checksums` and the checkpoints' manifest write it) that is missing, torn or corrupt, in words; None if all
+    match, or if there is no listing (written before there were). Files are named by their path, or by their name
+    within `folder` (`full_paths=False`).
+    """
+    path = os.path.join(folder, listing)
     if not os.path.isfile(path):
         return None
     try:
         with open(path) as f:
             files = json.load(f)["files"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        return f"{path} is unreadable ({err})"
+        return f"{path if full_paths else listing} is unreadable ({err})"
     for name, expected in files.items():
         file = os.path.join(folder, name)
+        shown = file if full_paths else name
         if not os.path.isfile(file):
-            return f"{file} is missing"
+            return f"{shown} is missing"
         size = os.path.getsize(file)
         if size != expected["size"]:
-            return f"{file} is torn ({size} bytes, {expected['size']} written)"
+            return f"{shown} is torn ({size} bytes, {expected['size']} written)"
         if file_digest(file) != expected["xxh3_64"]:
-            return f"{file} is corrupt (its checksum differs from the one written with it)"
+            return f"{shown} is corrupt (its checksum differs from the one written with it)"
     return None
+
+
+def checksum_problem(folder: str) -> str | None:
+    """The first file of `folder` that does not match its `checksums.json` (in words), or None if all do (or if
+    the folder has no checksums: written before they were)."""
+    return listed_files_problem(folder, CHECKSUMS_FILE)
 
 
 def verify_checksums(folder: str, what: str = "the tokenized dataset") -> None:

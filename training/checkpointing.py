@@ -30,7 +30,7 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from audioformer.modeling_audioformer import AudioFormerModel
-from audioformer.tokenization.code_integrity import file_digest
+from audioformer.tokenization.code_integrity import file_digest, listed_files_problem
 from audioformer.tokenization.folder_lock import disk_full_error, is_disk_full
 from audioformer.tokenization.processes import process_state, wait_for_everyone_or_raise
 
@@ -188,24 +188,7 @@ def write_manifest(folder: str) -> dict:
 def manifest_problem(folder: str) -> str | None:
     """Why the files of `folder` do not match its manifest (naming the first file that does not), or None if they
     all do; None too for a checkpoint without a manifest (written before manifests, checked by name only)."""
-    path = os.path.join(folder, MANIFEST)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            files = json.load(f)["files"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return f"{MANIFEST} is unreadable ({err})"
-    for relative, expected in files.items():
-        file = os.path.join(folder, relative)
-        if not os.path.isfile(file):
-            return f"{relative} is missing"
-        size = os.path.getsize(file)
-        if size != expected["size"]:
-            return f"{relative} is torn ({size} bytes, {expected['size']} written)"
-        if file_digest(file) != expected["xxh3_64"]:
-            return f"{relative} is corrupt (its checksum differs from the one written with it)"
-    return None
+    return listed_files_problem(folder, MANIFEST, full_paths=False)
 
 
 def folder_bytes(folder: str) -> int:
