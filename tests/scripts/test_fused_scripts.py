@@ -11,6 +11,9 @@ import sys
 import numpy as np
 import pytest
 
+# The audiofolder writer of the run_mlm tests (this folder is on sys.path, as for every test module here).
+from test_run_mlm import write_clips
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_MODEL = "hidden_size=32,num_hidden_layers=2,num_attention_heads=4,intermediate_size=64"
@@ -19,21 +22,6 @@ COMMON = [
     "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", "--seed", "0",
     "--dataloader_num_workers", "0", "--eval_strategy", "no", "--save_strategy", "no", "--do_train", "--do_eval",
 ]  # fmt: skip
-
-
-def write_clips(directory, num_clips, seed):
-    import soundfile as sf
-
-    rng = np.random.default_rng(seed)
-    os.makedirs(directory, exist_ok=True)
-    rows = []
-    for i in range(num_clips):
-        t = np.arange(int(24000 * rng.uniform(1.0, 2.0))) / 24000
-        wave = 0.4 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.05 * rng.standard_normal(t.size)
-        sf.write(os.path.join(directory, f"clip{i}.wav"), wave.astype(np.float32), 24000)
-        rows.append({"file_name": f"clip{i}.wav", "label": i % 3})
-    with open(os.path.join(directory, "metadata.jsonl"), "w") as f:
-        f.write("\n".join(json.dumps(r) for r in rows))
 
 
 def run(script, args):

@@ -8,18 +8,11 @@ import torch
 from transformers import TrainingArguments
 
 from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForAudioClassification, AudioFormerModel
+from audioformer.training.tiny_codec import TINY_MODEL
 from audioformer.training.trainer import AudioClassificationTrainer, check_positive_models, load_positive_models
 
 
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=64,
-    max_position_embeddings=64,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
+TINY = dict(**TINY_MODEL, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
 def naive_mpc(features, tau):
