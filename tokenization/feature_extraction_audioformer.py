@@ -20,6 +20,7 @@ Input convention (transformers' audio feature extractors: Wav2Vec2, AST, Whisper
 `(channels, time)` (down-mixed to mono).
 """
 
+import inspect
 import math
 import os
 import re
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import BatchFeature, EncodecModel, SequenceFeatureExtractor
+from transformers import AutoFeatureExtractor, BatchFeature, EncodecModel, SequenceFeatureExtractor
 from transformers.utils import PaddingStrategy, TensorType, cached_file
 
 
@@ -202,6 +203,29 @@ def resolve_relative_codec(source: str, relative_path: str, hub_kwargs: dict) ->
     return os.path.dirname(config_file)
 
 
+def _loading_source() -> tuple[str, str, dict] | None:
+    """`(folder or Hub id, subfolder, Hub kwargs)` of the `from_pretrained` that is building a feature extractor with
+    `from_dict`: the nearest call up the stack of `AudioFormerFeatureExtractor.from_pretrained` or of
+    `AutoFeatureExtractor.from_pretrained`, which from transformers 5.25 calls `from_dict` with the saved dict alone,
+    without this class's `from_pretrained`. None when neither is on the stack (a dict of the caller's own)."""
+    loaders = (
+        AudioFormerFeatureExtractor.from_pretrained.__func__.__code__,
+        AutoFeatureExtractor.from_pretrained.__func__.__code__,
+    )
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_code not in loaders:
+        frame = frame.f_back
+    if frame is None:
+        return None
+    local = frame.f_locals
+    del frame  # a frame holds its callers: do not keep it alive
+    hub_kwargs = {
+        key: local.get(key)
+        for key in ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only")
+    }
+    return str(local["pretrained_model_name_or_path"]), local.get("subfolder") or "", hub_kwargs
+
+
 def split_clips(audio: Any) -> list:
     """`audio` as a list of clips, by transformers' convention: a 1-D array (or a list of numbers) is one mono clip, a
     2-D array `(batch, time)` a batch of mono clips, a list or tuple holds clips (each `(time,)` or
@@ -306,25 +330,50 @@ class AudioFormerFeatureExtractor(SequenceFeatureExtractor):
 
     @classmethod
     def from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, device: str | None = None, **kwargs: Any
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        cache_dir: str | os.PathLike | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        proxies: dict | None = None,
+        subfolder: str = "",
+        device: str | None = None,
+        **kwargs: Any,
     ) -> "AudioFormerFeatureExtractor":
-        """`FeatureExtractionMixin.from_pretrained`, plus `device=` for the codec. A codec path relative to the folder
-        (`"./codec"`) becomes a path on this machine: the folder's, or the Hub cache's (its files are fetched)."""
-        relative_codec = "codec_name_or_path" not in kwargs  # a value passed here is the caller's own path
-        hub_kwargs = {
-            key: kwargs[key]
-            for key in ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only")
-            if key in kwargs
-        }
-        subfolder = kwargs.get("subfolder") or ""
-        out = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        """`FeatureExtractionMixin.from_pretrained`, plus `device=` for the codec; `from_dict` resolves a codec saved
+        inside the folder. The Hub arguments are named (as in `AutoFeatureExtractor.from_pretrained`) for
+        `_loading_source`, which reads them from this frame."""
+        return super().from_pretrained(
+            pretrained_model_name_or_path,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            revision=revision,
+            proxies=proxies,
+            subfolder=subfolder,
+            device=device,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_dict(cls, feature_extractor_dict: dict[str, Any], **kwargs: Any) -> "AudioFormerFeatureExtractor":
+        """`FeatureExtractionMixin.from_dict`, plus `device=` for the codec. Under a `from_pretrained` (this class's or
+        `AutoFeatureExtractor`'s, see `_loading_source`), a saved codec path relative to the folder (`"./codec"`)
+        becomes a path on this machine: the folder's, or the Hub cache's (its files are fetched)."""
+        device = kwargs.pop("device", None)
+        # a codec_name_or_path passed by the caller is the caller's own path
+        source = None if "codec_name_or_path" in kwargs else _loading_source()
+        out = super().from_dict(feature_extractor_dict, **kwargs)
         fe = out[0] if isinstance(out, tuple) else out
-        if relative_codec:
-            check_codec_reference(fe.codec_name_or_path, str(pretrained_model_name_or_path))
-        if relative_codec and fe.codec_name_or_path.startswith("."):
-            fe.codec_name_or_path = resolve_relative_codec(
-                str(pretrained_model_name_or_path), os.path.join(subfolder, fe.codec_name_or_path), hub_kwargs
-            )
+        if source is not None:
+            path, subfolder, hub_kwargs = source
+            check_codec_reference(fe.codec_name_or_path, path)
+            if fe.codec_name_or_path.startswith("."):
+                relative_path = os.path.join(subfolder, fe.codec_name_or_path)
+                fe.codec_name_or_path = resolve_relative_codec(path, relative_path, hub_kwargs)
         if device is not None:
             fe.to(device)
         return out

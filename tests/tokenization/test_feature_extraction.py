@@ -435,6 +435,8 @@ def test_a_local_codec_travels_with_the_folder(tiny_codec_dir, tmp_path, monkeyp
 
 def test_a_saved_codec_resolves_in_the_hub_cache(tiny_codec_dir, tmp_path):
     """From the Hub, `./codec` is the `codec/` folder of the same repository (here a hand-made offline cache)."""
+    from transformers import AutoFeatureExtractor
+
     fe = AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, max_duration=1.0)
     repo = tmp_path / "cache" / "models--org--with-codec"
     fe.save_pretrained(repo / "snapshots" / "0123abc")  # the Hub cache's layout: a snapshot and the ref to it
@@ -444,6 +446,8 @@ def test_a_saved_codec_resolves_in_the_hub_cache(tiny_codec_dir, tmp_path):
     assert Path(loaded.codec_name_or_path).parent.parent.parent.name == "models--org--with-codec"
     clip = _clip(0.4, 44)
     torch.testing.assert_close(loaded(clip, sampling_rate=SR)["input_ids"], fe(clip, sampling_rate=SR)["input_ids"])
+    auto = AutoFeatureExtractor.from_pretrained("org/with-codec", cache_dir=tmp_path / "cache")
+    assert auto.codec_name_or_path == loaded.codec_name_or_path
 
 
 # ---------------------------------------------------------------- padding (Trainer's default collator)
@@ -510,6 +514,30 @@ def test_auto_feature_extractor(tiny_codec_dir):
     fe = AutoFeatureExtractor.from_pretrained(tiny_codec_dir)
     assert type(fe).__name__ == "AudioFormerFeatureExtractor"
     assert fe(_clip(0.5, 15), sampling_rate=SR)["input_ids"].shape == (1, 4, 152)
+
+
+def test_auto_feature_extractor_finds_the_codec_of_a_moved_folder(tiny_codec_dir, tmp_path, monkeypatch):
+    """transformers 5.25's AutoFeatureExtractor builds the extractor with `from_dict` alone (5.24 called this class's
+    `from_pretrained`): a saved folder's `./codec` (here in a subfolder of the repository, the folder moved, loaded
+    from another working directory) is still its own, and `device=` still reaches the codec."""
+    from transformers import AutoFeatureExtractor
+
+    fe = AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, max_duration=1.0)
+    fe.save_pretrained(tmp_path / "made" / "feature_extractor")
+    saved = json.loads((tmp_path / "made" / "feature_extractor" / "preprocessor_config.json").read_text())
+    assert saved["codec_name_or_path"] == "./codec"
+    shutil.move(tmp_path / "made", tmp_path / "moved")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    folder = tmp_path / "moved"
+    loaded = AutoFeatureExtractor.from_pretrained(folder, subfolder="feature_extractor", device="cpu")
+    assert loaded.codec_name_or_path == str(folder / "feature_extractor" / "codec") and loaded._device == "cpu"
+    clip = _clip(0.6, 17)
+    torch.testing.assert_close(loaded(clip, sampling_rate=SR)["input_ids"], fe(clip, sampling_rate=SR)["input_ids"])
+    # the caller's own codec is left as given, and so is a dict built outside any from_pretrained
+    own = AutoFeatureExtractor.from_pretrained(folder, subfolder="feature_extractor", codec_name_or_path="./c")
+    assert own.codec_name_or_path == "./c"
+    assert AudioFormerFeatureExtractor.from_dict({**saved, "codec_name_or_path": "./c"}).codec_name_or_path == "./c"
 
 
 def test_registered_for_audioformer_config():
@@ -680,14 +708,19 @@ def test_trainer_with_the_feature_extractor_as_processing_class(tiny_codec_dir, 
 @pytest.mark.parametrize("reference", ["../../..", "./codec/../../elsewhere", "..", "/etc", "codec/../../x", "a/b/c"])
 def test_a_saved_codec_reference_stays_inside_the_folder(tiny_codec_dir, tmp_path, reference):
     """A preprocessor_config.json may not point its codec outside its folder (it loaded any codec on the machine)."""
+    from transformers import AutoFeatureExtractor
+
     shutil.copytree(tiny_codec_dir, tmp_path / "outside")  # a codec the reference could reach
     folder = tmp_path / "a" / "b" / "model"
     AudioFormerFeatureExtractor(codec_name_or_path=tiny_codec_dir, max_duration=1.0).save_pretrained(folder)
     config = json.loads((folder / "preprocessor_config.json").read_text())
     config["codec_name_or_path"] = reference
     (folder / "preprocessor_config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"codec_name_or_path=.* leaves the folder: .* inside it \(e.g. './codec'\)"):
-        AudioFormerFeatureExtractor.from_pretrained(folder)
+    for load in (AudioFormerFeatureExtractor.from_pretrained, AutoFeatureExtractor.from_pretrained):
+        with pytest.raises(
+            ValueError, match=r"codec_name_or_path=.* leaves the folder: .* inside it \(e.g. './codec'\)"
+        ):
+            load(folder)
     # the caller's own path is still the caller's choice, and references inside the folder or to the Hub load
     AudioFormerFeatureExtractor.from_pretrained(folder, codec_name_or_path=str(tmp_path / "outside"))
     for fine in ("./codec", "./codec/../codec", "facebook/encodec_24khz"):
