@@ -53,7 +53,9 @@ class AudioFormerConfig(PreTrainedConfig):
         vocab_size: number of token ids; code `c` of a codebook is id `c + 3`.
         hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act,
         hidden_dropout_prob, attention_probs_dropout_prob, type_vocab_size, initializer_range,
-        layer_norm_eps, rotary_value: as in `RoFormerConfig`.
+        layer_norm_eps, rotary_value: as in `RoFormerConfig`. `num_hidden_layers=0` is a bag of embeddings: a
+            classifier of it reads the mean of its (fused) code embeddings, with no attention (a few-label
+            baseline; masked-LM pretraining refuses it, having no context to predict from).
         max_position_embeddings: longest sequence, `<BOA>` and `<EOA>` included (a 10 s clip is 752).
         num_codebooks: codebooks the feature extractor produces (3 kbps EnCodec = 4).
         codebook_index: which codebook row of a `(batch, num_codebooks, seq_len)` input the model
@@ -166,10 +168,11 @@ class AudioFormerConfig(PreTrainedConfig):
 
     def raise_if_inconsistent(self):
         """Raise a ValueError naming the first inconsistent field (plain ValueError, not a strict-dataclass error)."""
+        if self.num_hidden_layers < 0:
+            raise ValueError(f"`num_hidden_layers` must be 0 or more, got {self.num_hidden_layers}.")
         positive = (
             "vocab_size",
             "hidden_size",
-            "num_hidden_layers",
             "num_attention_heads",
             "intermediate_size",
             "max_position_embeddings",

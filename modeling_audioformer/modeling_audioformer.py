@@ -717,6 +717,12 @@ class AudioFormerForMaskedLM(AudioFormerPreTrainedModel):
 
     def __init__(self, config: AudioFormerConfig):
         super().__init__(config)
+        if config.num_hidden_layers == 0:
+            raise ValueError(
+                "A masked-LM AudioFormer needs num_hidden_layers >= 1: without layers a masked frame's prediction "
+                "sees nothing but its own <MASK> embedding. num_hidden_layers=0 (a bag of embeddings) is for "
+                "classification."
+            )
         self.roformer = AudioFormerModel(config)
         self.cls = AudioFormerOnlyMLMHead(config)
         self.post_init()

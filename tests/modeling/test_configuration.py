@@ -71,7 +71,7 @@ def test_round_trip(tmp_path):
         (dict(multi_label_loss="focal"), "multi_label_loss"),
         (dict(pad_token_id=5000), "pad_token_id"),
         (dict(mask_token_id=-1), "mask_token_id"),
-        (dict(num_hidden_layers=0), "num_hidden_layers"),
+        (dict(num_hidden_layers=-1), "num_hidden_layers"),
         (dict(vocab_size=0), "vocab_size"),
     ],
 )

@@ -189,6 +189,28 @@ def test_fused_classifier_pools_frames(tiny_config):
     torch.testing.assert_close(model(ids).logits, out.logits)
 
 
+def test_zero_layers_is_a_bag_of_the_frame_embeddings(tiny_config):
+    """`num_hidden_layers=0`: the pooled output is the mean over the clip's frames of LayerNorm(sum of its codebooks'
+    embedding rows + the type-0 row), written out here row by row; masked-LM pretraining refuses such a model."""
+    torch.manual_seed(0)
+    config = tiny_config(input_codebooks=FUSED, num_hidden_layers=0, num_labels=3)
+    model = AudioFormerForAudioClassification(config).eval()
+    ids, mask = clips([9, 6])
+    out = model(ids, attention_mask=mask, labels=torch.tensor([[1.0, 0, 1], [0, 1, 0]]))
+    emb = model.roformer.embeddings
+    expected = []
+    for b, n in enumerate([9, 6]):
+        frames = [
+            sum(emb.word_embeddings.weight[ids[b, j, t] + j * V] for j in range(4)) + emb.token_type_embeddings.weight[0]
+            for t in range(n)
+        ]
+        expected.append(emb.LayerNorm(torch.stack(frames)).mean(0))
+    torch.testing.assert_close(out.pooled_output, torch.stack(expected))
+    assert out.loss.isfinite() and out.hidden_states is None
+    with pytest.raises(ValueError, match="num_hidden_layers >= 1"):
+        AudioFormerForMaskedLM(config)
+
+
 def test_compiled_graph_keeps_padding_and_agrees(tiny_config):
     """Under torch.compile the batch stays padded (no packing); the fused embedding traces, same states."""
     torch.manual_seed(0)
