@@ -74,6 +74,7 @@ PRETRAINING = {
     "random": (0, None, 0, MODEL, []),
     "mlm_small": (10, None, 0, SMALL, []),
     "mlm_fused_small": (10, None, 0, SMALL, FUSED),
+    "mlm_fused": (20, None, 0, MODEL, FUSED),
 }
 # Linear probes: name -> (what the table calls it, the model: a pretraining run, or "run/checkpoint-N" of one).
 PROBES = {
@@ -83,6 +84,18 @@ PROBES = {
     "linear_probe_mlm_1500": ("linear probe: MLM, 1500 steps (15 epochs)", "mlm/checkpoint-1500"),
     "linear_probe_mlm": ("linear probe: MLM, 20 epochs (1980 steps)", "mlm"),
     "linear_probe_mlm_40": ("linear probe: MLM, 40 epochs (20 + 20)", "mlm_40"),
+    "linear_probe_mlm_fused_500": (
+        "linear probe: fused (C1..C4) MLM, 500 steps (5 epochs)",
+        "mlm_fused/checkpoint-500",
+    ),
+    "linear_probe_mlm_fused_1000": (
+        "linear probe: fused (C1..C4) MLM, 1000 steps (10 epochs)",
+        "mlm_fused/checkpoint-1000",
+    ),
+    "linear_probe_mlm_fused_1500": (
+        "linear probe: fused (C1..C4) MLM, 1500 steps (15 epochs)",
+        "mlm_fused/checkpoint-1500",
+    ),
 }
 # Fine-tuning runs: name -> (what the table calls it, the pretraining it starts from (None: from scratch), flags,
 # seeds). `--seeds` replaces the seeds of every row.
@@ -97,6 +110,10 @@ DROPOUT = "hidden_dropout_prob=0.3,attention_probs_dropout_prob=0.3"
 ONE_LAYER = SMALL.replace("num_hidden_layers=2", "num_hidden_layers=1")
 WEIGHT_DECAY = ["--weight_decay", "0.05"]
 MIXUP = ["--mixup_alpha", "0.4"]
+# The lead's probe: the same code embeddings without attention (`num_hidden_layers=0`, a bag of embeddings), with
+# binary cross-entropy, which a bag learns better than LSEP, at lr 3e-3 for 60 epochs.
+BAG = "hidden_size=128,num_hidden_layers=0,num_attention_heads=4,intermediate_size=512,max_position_embeddings=512"
+BAG_FT = ["--loss", "bce", "--learning_rate", "3e-3", "--num_train_epochs", "60"]
 RECIPE = {
     "ft1_small_scratch": ("FT1 from scratch, small (2 x 64), lr 1e-3", None, ["--config_overrides", SMALL, *FT1]),
     "ft1_small_scratch_reg": (
@@ -142,6 +159,21 @@ RECIPE = {
         "FT1 from scratch, lr 1e-3 + dropout 0.3 + weight decay 0.05 + code and time masking",
         None,
         ["--config_overrides", f"{MODEL},{DROPOUT}", *FT1, *WEIGHT_DECAY, *CODE_MASKING, *TIME_MASKING],
+    ),
+    "ft1_bag_fused": (
+        "FT1 fused (C1..C4), 0 layers (a bag of the code embeddings), BCE, lr 3e-3, 60 epochs",
+        None,
+        ["--config_overrides", BAG, *FUSED, *BAG_FT],
+    ),
+    "ft1_bag_c1": (
+        "FT1 on C1, 0 layers (a bag of the code embeddings), BCE, lr 3e-3, 60 epochs",
+        None,
+        ["--config_overrides", BAG, *BAG_FT],
+    ),
+    "ft1_mlm_fused1500_mask": (
+        "FT1 fused (C1..C4) from fused MLM (1500 steps, 15 epochs), lr 1e-3 + code and time masking",
+        "mlm_fused/checkpoint-1500",
+        [*FT1, *CODE_MASKING, *TIME_MASKING],
     ),
     "ft1_mlm_small_wd_mask": (
         "FT1 from MLM small (2 x 64, 10 epochs), lr 1e-3 + weight decay 0.05 + code and time masking",
