@@ -65,7 +65,8 @@ MLM = [
 # untrained model of the same architecture. "mlm_40" continues "mlm" with a second schedule (warm-up, then linear
 # decay) and another seed (the masks are drawn from (seed, epoch, clip): seed 0 would repeat the first run's masks).
 # "mlm_small" pretrains the small model of the few-label recipe (`SMALL`), "mlm_fused_small" the same reading all
-# four codebooks: name -> (..., its architecture, flags of run_mlm.py).
+# four codebooks, "mlm_fused" the default model (4 x 128) reading all four for 20 epochs: name -> (..., its
+# architecture, flags of run_mlm.py).
 SMALL = "hidden_size=64,num_hidden_layers=2,num_attention_heads=4,intermediate_size=256,max_position_embeddings=512"
 FUSED = ["--input_codebooks", "0", "1", "2", "3"]  # one model reading C1..C4 (the sum of their embeddings)
 PRETRAINING = {
@@ -96,6 +97,7 @@ PROBES = {
         "linear probe: fused (C1..C4) MLM, 1500 steps (15 epochs)",
         "mlm_fused/checkpoint-1500",
     ),
+    "linear_probe_mlm_fused": ("linear probe: fused (C1..C4) MLM, 20 epochs (1980 steps)", "mlm_fused"),
 }
 # Fine-tuning runs: name -> (what the table calls it, the pretraining it starts from (None: from scratch), flags,
 # seeds). `--seeds` replaces the seeds of every row.
@@ -169,6 +171,16 @@ RECIPE = {
         "FT1 on C1, 0 layers (a bag of the code embeddings), BCE, lr 3e-3, 60 epochs",
         None,
         ["--config_overrides", BAG, *BAG_FT],
+    ),
+    "ft1_fused_scratch_mask": (
+        "FT1 fused (C1..C4) from scratch, lr 1e-3 + code and time masking",
+        None,
+        ["--config_overrides", MODEL, *FUSED, *FT1, *CODE_MASKING, *TIME_MASKING],
+    ),
+    "ft1_mlm_fused_mask": (
+        "FT1 fused (C1..C4) from fused MLM (20 epochs), lr 1e-3 + code and time masking",
+        "mlm_fused",
+        [*FT1, *CODE_MASKING, *TIME_MASKING],
     ),
     "ft1_mlm_fused1500_mask": (
         "FT1 fused (C1..C4) from fused MLM (1500 steps, 15 epochs), lr 1e-3 + code and time masking",
