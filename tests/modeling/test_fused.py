@@ -201,7 +201,8 @@ def test_zero_layers_is_a_bag_of_the_frame_embeddings(tiny_config):
     expected = []
     for b, n in enumerate([9, 6]):
         frames = [
-            sum(emb.word_embeddings.weight[ids[b, j, t] + j * V] for j in range(4)) + emb.token_type_embeddings.weight[0]
+            sum(emb.word_embeddings.weight[ids[b, j, t] + j * V] for j in range(4))
+            + emb.token_type_embeddings.weight[0]
             for t in range(n)
         ]
         expected.append(emb.LayerNorm(torch.stack(frames)).mean(0))
