@@ -27,7 +27,8 @@ instances with different `--only` can run side by side):
    - FT1 (`run_classification.py`, LSEP, batch 16) from scratch and from the MLM model, the epoch with the best
      validation mAP kept; each run with `--seeds` (default 0 1 2), reported as mean ± standard deviation;
    - the few-label recipe (`RECIPE`, one seed each unless `--seeds`): a small model, dropout, weight decay, masking,
-     embedding mixup, fused (C1..C4) models from scratch and from a fused MLM.
+     embedding mixup, fused (C1..C4) models from scratch and from a fused MLM, and a bag of the code embeddings
+     (`num_hidden_layers=0`: no attention) on C1 and on C1..C4.
    A logistic regression's only choice is its C (on validation mAP); it has no randomness, so it runs once. Every
    row also reports the AP of the speech class.
 
