@@ -16,6 +16,7 @@ from audioformer.modeling_audioformer import (
     AudioFormerForMaskedLM,
     AudioFormerModel,
 )
+from audioformer.modeling_audioformer.export_onnx import example_batch
 from audioformer.modeling_audioformer.modeling_audioformer import fused_mlm_loss
 
 
@@ -23,16 +24,9 @@ V = 1028
 FUSED = [0, 1, 2, 3]
 
 
-def clips(lengths, num_codebooks=4, seed=0):
-    """`(B, K, T)` ids of clips `<BOA> codes <EOA>` padded with `<PAD>`, and the `(B, T)` mask."""
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.full((len(lengths), num_codebooks, max(lengths)), 1, dtype=torch.long)
-    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
-    for i, n in enumerate(lengths):
-        ids[i, :, :n] = torch.randint(3, 1027, (num_codebooks, n), generator=generator)
-        ids[i, :, 0], ids[i, :, n - 1] = 0, 2
-        mask[i, :n] = 1
-    return ids, mask
+def clips(lengths, seed=0):
+    """`(B, 4, T)` ids of clips `<BOA> codes <EOA>` padded with `<PAD>`, and the `(B, T)` mask."""
+    return example_batch(AudioFormerConfig(input_codebooks=FUSED), lengths, seed=seed)
 
 
 # ----- config -----
