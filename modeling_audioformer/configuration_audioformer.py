@@ -65,6 +65,10 @@ class AudioFormerConfig(PreTrainedConfig):
             default, the paper) reads `[codebook_index]` only; a one-entry list means the same and is stored as
             `codebook_index`. A fused model's `codebook_index` is its first input codebook.
         classifier_dropout: dropout before the classification head (`hidden_dropout_prob` if None).
+        classifier_batch_norm: the classification head standardises its pooled features over the batch
+            (`BatchNorm1d` without affine parameters, running statistics at inference), as MAE's linear probes do:
+            mean-pooled features vary little between clips against their common mean, which a linear classifier
+            trained by gradient descent learns slowly from. False (the paper): no normalisation.
         multi_label_loss: `"lsep"` (paper eq. 7, default) or `"bce"` for multi-label classification.
         decision_thresholds: multi-label models: the per-class decision thresholds calibrated on a validation
             split by `run_classification.py`, in the logit units of the classifier as trained. A record:
@@ -108,6 +112,7 @@ class AudioFormerConfig(PreTrainedConfig):
     codebook_index: int = 0
     input_codebooks: list[int] | None = None
     classifier_dropout: float | int | None = None
+    classifier_batch_norm: bool = False
     multi_label_loss: str = "lsep"
     decision_thresholds: list[float | int] | None = None
     is_decoder: bool = False
@@ -139,10 +144,12 @@ class AudioFormerConfig(PreTrainedConfig):
         self.__dict__["custom_pipelines"] = value  # saved with the rest of `__dict__`
 
     def to_dict(self) -> dict:
-        # A single-codebook config is saved exactly as before fused models existed (no `input_codebooks` key).
+        # The paper's config is saved exactly as before fused models and standardised features existed (no new keys).
         output = super().to_dict()
         if output.get("input_codebooks", 0) is None:
             del output["input_codebooks"]
+        if output.get("classifier_batch_norm", True) is False:
+            del output["classifier_batch_norm"]
         return output
 
     @property

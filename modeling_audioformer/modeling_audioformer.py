@@ -825,13 +825,17 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
     """AudioFormer with a mean-pooling classification head (paper 3.3, FT1).
 
     Single-label problems use cross-entropy (eq. 5); multi-label ones LSEP (eq. 7) or, with
-    `config.multi_label_loss="bce"`, binary cross-entropy (eq. 6).
+    `config.multi_label_loss="bce"`, binary cross-entropy (eq. 6). With `config.classifier_batch_norm` the head
+    standardises the pooled features before the classifier; `pooled_output` stays the plain mean (what FT2's
+    contrastive term and the exported embeddings read).
     """
 
     def __init__(self, config: AudioFormerConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.roformer = AudioFormerModel(config)
+        if config.classifier_batch_norm:
+            self.pooled_norm = nn.BatchNorm1d(config.hidden_size, affine=False)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
@@ -865,7 +869,8 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
             **kwargs,
         )
         pooled_output = masked_mean(outputs.last_hidden_state, attention_mask)
-        logits = self.classifier(self.dropout(pooled_output))
+        features = self.standardise(pooled_output) if self.config.classifier_batch_norm else pooled_output
+        logits = self.classifier(self.dropout(features))
 
         loss = None
         if labels is not None:
@@ -876,6 +881,20 @@ class AudioFormerForAudioClassification(AudioFormerPreTrainedModel):
             pooled_output=pooled_output,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+        )
+
+    def standardise(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        """`(B, D)` -> `(B, D)` standardised per feature: by the batch's statistics while training (a batch of one
+        clip, which has none, by the running ones), by the running statistics otherwise."""
+        norm = self.pooled_norm
+        use_batch = self.training and pooled_output.shape[0] > 1
+        return F.batch_norm(
+            pooled_output,
+            norm.running_mean,
+            norm.running_var,
+            training=use_batch,
+            momentum=norm.momentum,
+            eps=norm.eps,
         )
 
     @torch.no_grad()
