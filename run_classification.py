@@ -141,6 +141,14 @@ class ClassificationArguments:
         default=0.0,
         metadata={"help": "Mixup on the input embeddings while training, lam ~ Beta(alpha, alpha); 0 = off (FT1)."},
     )
+    classifier_batch_norm: bool = field(
+        default=False,
+        metadata={
+            "help": "Standardise the pooled features before the classifier (BatchNorm without affine, as MAE's "
+            "linear probes): what lets a probe, then fine-tuning, keep a pretrained model's features "
+            "(config.classifier_batch_norm)."
+        },
+    )
 
     def __post_init__(self):
         if self.loss is not None and self.loss not in LOSSES:
@@ -232,6 +240,8 @@ def main(argv: list[str] | None = None):
     label_kwargs = labels.config_kwargs(cls_args.loss)
     if training_args.do_train:  # a fine-tuned model's thresholds are recalibrated at the end
         label_kwargs["decision_thresholds"] = None
+    if cls_args.classifier_batch_norm:  # unset: a checkpoint's own choice stands
+        label_kwargs["classifier_batch_norm"] = True
     config = load_config(model_args, num_codebooks=num_codebooks_of(code_datasets), **label_kwargs)
     max_length = max_code_length(model_args, feature_extractor)
     check_max_positions(code_datasets, config, max_length)
@@ -365,6 +375,7 @@ def write_card(training_args, model_args, data_args, cls_args, metrics, trainer,
         "layerwise_lr_decay",
         "freeze_backbone",
         "mixup_alpha",
+        "classifier_batch_norm",
     )
     summary.update({name: getattr(cls_args, name) for name in small_data if getattr(cls_args, name)})
     if cls_args.time_mask_probability:

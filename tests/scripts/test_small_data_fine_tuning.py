@@ -10,7 +10,12 @@ import torch
 from safetensors.torch import load_file
 
 import run_classification
-from audioformer.modeling_audioformer import AudioFormerConfig, AudioFormerForMaskedLM, AudioFormerModel
+from audioformer.modeling_audioformer import (
+    AudioFormerConfig,
+    AudioFormerForAudioClassification,
+    AudioFormerForMaskedLM,
+    AudioFormerModel,
+)
 from audioformer.training import export_embeddings
 from audioformer.training.collators import pad_code_rows
 
@@ -132,3 +137,27 @@ def test_mixup_trains_and_changes_the_run(workdir):
         run_classification.main(
             flags(workdir, workdir / "bad2", "--mixup_alpha", "0.4", "--mpc_positive_models", str(workdir / "mlm_c2"))
         )
+
+
+def test_linear_probe_then_fine_tuning_keeps_the_standardised_head(workdir):
+    """LP-FT: a frozen probe with standardised features, then every weight trained from it (no flag repeated)."""
+    probe, tuned = workdir / "lp_bn", workdir / "lp_ft"
+    run_classification.main(
+        flags(
+            workdir, probe, "--freeze_backbone", "--classifier_batch_norm", "--loss", "bce", "--num_train_epochs", "2"
+        )
+    )
+    trained, pretrained = weights(probe), load_file(workdir / "mlm_c1" / "model.safetensors")
+    assert all(torch.equal(trained[k], pretrained[k]) for k in trained if k.startswith("roformer."))
+    # the running statistics were learnt from the frozen features: no longer torch's (0, 1)
+    assert not torch.equal(trained["pooled_norm.running_mean"], torch.zeros_like(trained["pooled_norm.running_mean"]))
+    assert not torch.equal(trained["pooled_norm.running_var"], torch.ones_like(trained["pooled_norm.running_var"]))
+    flag = flags(workdir, tuned, "--num_train_epochs", "1")
+    flag[flag.index("--model_name_or_path") + 1] = str(probe)
+    metrics = run_classification.main(flag)
+    assert 0.0 < metrics["eval_mAP"] <= 1.0
+    second = weights(tuned)
+    assert AudioFormerForAudioClassification.from_pretrained(tuned).config.classifier_batch_norm
+    assert not torch.equal(second["roformer.encoder.layer.0.attention.self.query.weight"],
+                           trained["roformer.encoder.layer.0.attention.self.query.weight"])  # fmt: skip
+    assert not torch.equal(second["pooled_norm.running_mean"], trained["pooled_norm.running_mean"])
