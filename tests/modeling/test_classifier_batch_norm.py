@@ -113,3 +113,28 @@ def test_from_a_pretraining_checkpoint_the_statistics_start_at_zero_and_one(tiny
     with torch.no_grad():
         torch.testing.assert_close(pooled, naive_pool(model, input_ids, mask), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logits, model.classifier(pooled / (1 + EPS) ** 0.5), atol=1e-5, rtol=1e-4)
+
+
+def test_remote_code_and_onnx_export_read_the_statistics(tiny_config, tmp_path):
+    """A standardised head through the folder's own code (`trust_remote_code`) and the exported graph."""
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    from audioformer.modeling_audioformer.export_onnx import export_onnx
+
+    model = build(tiny_config, classifier_batch_norm=True)
+    input_ids, mask = example_batch(model.config, LENGTHS, seed=6)
+    model.train()
+    model(input_ids=input_ids, attention_mask=mask)  # statistics other than (0, 1)
+    model.eval()
+    _, logits = pooled_and_logits(model, input_ids, mask)
+    model.register_for_auto_class("AutoModelForAudioClassification")
+    model.save_pretrained(tmp_path / "model")
+    remote_class = get_class_from_dynamic_module(
+        "modeling_audioformer.AudioFormerForAudioClassification", str(tmp_path / "model")
+    )
+    remote = remote_class.from_pretrained(tmp_path / "model").eval()
+    _, again = pooled_and_logits(remote, input_ids, mask)
+    torch.testing.assert_close(again, logits, atol=1e-5, rtol=1e-5)
+    pytest.importorskip("onnxruntime")
+    report = export_onnx(str(tmp_path / "model"), str(tmp_path / "onnx"), encoder=False)
+    assert report["model.onnx"] < 1e-4
