@@ -28,7 +28,10 @@ instances with different `--only` can run side by side):
      validation mAP kept; each run with `--seeds` (default 0 1 2), reported as mean ± standard deviation;
    - the few-label recipe (`RECIPE`, one seed each unless `--seeds`): a small model, dropout, weight decay, masking,
      embedding mixup, fused (C1..C4) models from scratch and from a fused MLM, and a bag of the code embeddings
-     (`num_hidden_layers=0`: no attention) on C1 and on C1..C4.
+     (`num_hidden_layers=0`: no attention) on C1 and on C1..C4;
+   - linear probing, then fine-tuning (LP-FT): the fused MLM frozen under a standardised head
+     (`--freeze_backbone --classifier_batch_norm`), then every weight from that run of the same seed at a lower rate
+     with masking (a row whose start is `ft:ROW`), by FT1 or by FT2 with the C1 MLM as the positive view.
    A logistic regression's only choice is its C (on validation mAP); it has no randomness, so it runs once. Every
    row also reports the AP of the speech class.
 
@@ -117,6 +120,9 @@ MIXUP = ["--mixup_alpha", "0.4"]
 # binary cross-entropy, which a bag learns better than LSEP, at lr 3e-3 for 60 epochs.
 BAG = "hidden_size=128,num_hidden_layers=0,num_attention_heads=4,intermediate_size=512,max_position_embeddings=512"
 BAG_FT = ["--loss", "bce", "--learning_rate", "3e-3", "--num_train_epochs", "60"]
+LINEAR_PROBE = ["--freeze_backbone", "--classifier_batch_norm", "--loss", "bce", "--learning_rate", "3e-3"]
+FT2_C1 = ["--mpc_positive_models", "pretrained:mlm", "--mpc_alpha", "0.95", "--mpc_temperature", "0.05"]
+LP_FT = ["--loss", "bce", "--learning_rate", "3e-4", *CODE_MASKING, *TIME_MASKING]
 RECIPE = {
     "ft1_small_scratch": ("FT1 from scratch, small (2 x 64), lr 1e-3", None, ["--config_overrides", SMALL, *FT1]),
     "ft1_small_scratch_reg": (
@@ -187,6 +193,45 @@ RECIPE = {
         "FT1 fused (C1..C4) from fused MLM (1500 steps, 15 epochs), lr 1e-3 + code and time masking",
         "mlm_fused/checkpoint-1500",
         [*FT1, *CODE_MASKING, *TIME_MASKING],
+    ),
+    # Linear probing, then fine-tuning (LP-FT, Kumar et al. 2022): the classifier first learns on the frozen MLM
+    # (its pooled features standardised, `--classifier_batch_norm`), then everything trains from there at a lower
+    # rate, so the first steps of fine-tuning do not pull the pretrained features towards a random classifier.
+    # A row whose start is "ft:NAME" starts from row NAME's run of the same seed.
+    "ft1_mlm_fused_lp_bn": (
+        "linear probe (FT1 machinery): fused MLM (20 epochs) frozen, standardised features, BCE, lr 3e-3, 30 epochs",
+        "mlm_fused",
+        [*LINEAR_PROBE, "--num_train_epochs", "30"],
+    ),
+    "ft1_mlm_fused_lp_nobn": (
+        "linear probe (FT1 machinery): fused MLM (20 epochs) frozen, BCE, lr 3e-3, 60 epochs",
+        "mlm_fused",
+        ["--freeze_backbone", "--loss", "bce", "--learning_rate", "3e-3", "--num_train_epochs", "60"],
+    ),
+    "ft1_mlm_fused_lpft_bn_mask": (
+        "FT1 fused (C1..C4) from fused MLM, LP-FT: the probe above, then all weights, BCE, lr 3e-4, 20 epochs + code"
+        " and time masking",
+        "ft:ft1_mlm_fused_lp_bn",
+        [*LP_FT, "--num_train_epochs", "20"],
+    ),
+    "ft1_mlm_fused_lpft_nobn_mask": (
+        "FT1 fused (C1..C4) from fused MLM, LP-FT without standardised features, BCE, lr 3e-4, 20 epochs + code and"
+        " time masking",
+        "ft:ft1_mlm_fused_lp_nobn",
+        [*LP_FT, "--num_train_epochs", "20"],
+    ),
+    # FT2 (eq. 9) in the second stage: the C1 MLM, frozen, is the positive view of each clip for the fused anchor
+    # ("pretrained:NAME" in the flags is the folder of that pretraining run).
+    "ft2_mlm_fused_lpft_bn_mask": (
+        "FT2 fused (C1..C4) from fused MLM, LP-FT, positive: the C1 MLM (20 epochs), alpha 0.95, tau 0.05, BCE,"
+        " lr 3e-4, 20 epochs + code and time masking",
+        "ft:ft1_mlm_fused_lp_bn",
+        [*LP_FT, "--num_train_epochs", "20", *FT2_C1],
+    ),
+    "ft1_mlm_fused_lpft_bn_mask_e40": (
+        "FT1 fused (C1..C4) from fused MLM, LP-FT, BCE, lr 3e-4, 40 epochs + code and time masking",
+        "ft:ft1_mlm_fused_lp_bn",
+        [*LP_FT, "--num_train_epochs", "40"],
     ),
     "ft1_mlm_small_wd_mask": (
         "FT1 from MLM small (2 x 64, 10 epochs), lr 1e-3 + weight decay 0.05 + code and time masking",
@@ -328,8 +373,13 @@ def fine_tune(work: str, name: str, seed: int) -> str:
         # A row's own --config_overrides (architecture, dropout) replaces the default architecture from scratch,
         # and applies to the checkpoint's config when it starts from one.
         own = "--config_overrides" in flags
-        start = ["--model_name_or_path", pretrain(work, init)] if init else (
-            ["--codebook_index", "0"] if own else ["--config_overrides", MODEL, "--codebook_index", "0"])  # fmt: skip
+        if init and init.startswith("ft:"):  # a second stage: from another row's run of this seed
+            start = ["--model_name_or_path", fine_tune(work, init.removeprefix("ft:"), seed)]
+        elif init:
+            start = ["--model_name_or_path", pretrain(work, init)]
+        else:
+            start = ["--codebook_index", "0"] if own else ["--config_overrides", MODEL, "--codebook_index", "0"]
+        flags = [pretrain(work, f.removeprefix("pretrained:")) if f.startswith("pretrained:") else f for f in flags]
         run(
             [sys.executable, "run_classification.py", "--tokenized_dataset", os.path.join(work, "codes", "labelled"),
              *start, *FINE_TUNE, *flags, "--seed", str(seed), "--output_dir", out],
