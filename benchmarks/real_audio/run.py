@@ -40,6 +40,7 @@ on the shared 2-core machine, multi-threaded kernels of two processes spin again
 """
 
 import argparse
+import fcntl
 import json
 import os
 import subprocess
@@ -202,6 +203,24 @@ RECIPE = {
         "linear probe (FT1 machinery): fused MLM (20 epochs) frozen, standardised features, BCE, lr 3e-3, 30 epochs",
         "mlm_fused",
         [*LINEAR_PROBE, "--num_train_epochs", "30"],
+    ),
+    "ft1_mlm_fused1500_lp_bn": (
+        "linear probe (FT1 machinery): fused MLM (1500 steps, 15 epochs) frozen, standardised features, BCE, lr 3e-3,"
+        " 30 epochs",
+        "mlm_fused/checkpoint-1500",
+        [*LINEAR_PROBE, "--num_train_epochs", "30"],
+    ),
+    "ft1_mlm_fused1500_lpft_bn_mask": (
+        "FT1 fused (C1..C4) from fused MLM (1500 steps, 15 epochs), LP-FT: its probe, then all weights, BCE, lr 3e-4,"
+        " 20 epochs + code and time masking",
+        "ft:ft1_mlm_fused1500_lp_bn",
+        [*LP_FT, "--num_train_epochs", "20"],
+    ),
+    "ft1_mlm_fused1500_lpft_bn_mask_llrd": (
+        "FT1 fused (C1..C4) from fused MLM (1500 steps, 15 epochs), LP-FT, BCE, lr 3e-4 + LLRD 0.75, 20 epochs + code"
+        " and time masking",
+        "ft:ft1_mlm_fused1500_lp_bn",
+        [*LP_FT, "--num_train_epochs", "20", "--layerwise_lr_decay", "0.75"],
     ),
     "ft1_mlm_fused_lp_nobn": (
         "linear probe (FT1 machinery): fused MLM (20 epochs) frozen, BCE, lr 3e-3, 60 epochs",
@@ -568,10 +587,16 @@ def main(argv=None):
     selected = set(args.only if args.only is not None else rows)
 
     def record(key, label, row, **extra):
-        if os.path.exists(results_path):  # re-read: another instance (other --only runs) may have added or redone rows
-            results.update(json.load(open(results_path)))
-        results[key] = {"model": label, **{k: round(v, 4) for k, v in row.items()}, **extra}
-        json.dump(results, open(results_path, "w"), indent=2)
+        # Instances side by side (other --only rows) share the file: each adds its row under a lock, re-reading what
+        # the others added, and replaces the file whole (a reader never sees it half written).
+        with open(results_path + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if os.path.exists(results_path):
+                results.update(json.load(open(results_path)))
+            results[key] = {"model": label, **{k: round(v, 4) for k, v in row.items()}, **extra}
+            with open(results_path + ".tmp", "w") as f:
+                json.dump(results, f, indent=2)
+            os.replace(results_path + ".tmp", results_path)
         print(f"{label}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "C"), flush=True)
 
     for key, (label, baseline) in BASELINES.items():
