@@ -222,21 +222,10 @@ RECIPE = {
         "ft:ft1_mlm_fused1500_lp_bn",
         [*LP_FT, "--num_train_epochs", "20", "--layerwise_lr_decay", "0.75"],
     ),
-    "ft1_mlm_fused_lp_nobn": (
-        "linear probe (FT1 machinery): fused MLM (20 epochs) frozen, BCE, lr 3e-3, 60 epochs",
-        "mlm_fused",
-        ["--freeze_backbone", "--loss", "bce", "--learning_rate", "3e-3", "--num_train_epochs", "60"],
-    ),
     "ft1_mlm_fused_lpft_bn_mask": (
         "FT1 fused (C1..C4) from fused MLM, LP-FT: the probe above, then all weights, BCE, lr 3e-4, 20 epochs + code"
         " and time masking",
         "ft:ft1_mlm_fused_lp_bn",
-        [*LP_FT, "--num_train_epochs", "20"],
-    ),
-    "ft1_mlm_fused_lpft_nobn_mask": (
-        "FT1 fused (C1..C4) from fused MLM, LP-FT without standardised features, BCE, lr 3e-4, 20 epochs + code and"
-        " time masking",
-        "ft:ft1_mlm_fused_lp_nobn",
         [*LP_FT, "--num_train_epochs", "20"],
     ),
     # FT2 (eq. 9) in the second stage: the C1 MLM, frozen, is the positive view of each clip for the fused anchor
