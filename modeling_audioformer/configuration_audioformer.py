@@ -42,6 +42,11 @@ def save_remote_code(obj, save_directory: str | os.PathLike) -> str:
     return f"{os.path.splitext(os.path.basename(module_file))[0]}.{type(obj).__name__}"
 
 
+# Options added after the paper's model, with the value that means the paper's model: a config holding that value
+# is saved without the key, so the paper's checkpoints keep their config.json.
+PAPER_VALUES_NOT_SAVED = {"input_codebooks": None, "classifier_batch_norm": False}
+
+
 @strict
 class AudioFormerConfig(PreTrainedConfig):
     r"""
@@ -144,12 +149,11 @@ class AudioFormerConfig(PreTrainedConfig):
         self.__dict__["custom_pipelines"] = value  # saved with the rest of `__dict__`
 
     def to_dict(self) -> dict:
-        # The paper's config is saved exactly as before fused models and standardised features existed (no new keys).
+        # The paper's config is saved exactly as before these options existed: a key at its paper value is left out.
         output = super().to_dict()
-        if output.get("input_codebooks", 0) is None:
-            del output["input_codebooks"]
-        if output.get("classifier_batch_norm", True) is False:
-            del output["classifier_batch_norm"]
+        for name, paper_value in PAPER_VALUES_NOT_SAVED.items():
+            if name in output and output[name] is paper_value:
+                del output[name]
         return output
 
     @property

@@ -7,9 +7,10 @@ import json
 
 import pytest
 import torch
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 from audioformer.modeling_audioformer import AudioFormerForAudioClassification, AudioFormerForMaskedLM
-from audioformer.modeling_audioformer.export_onnx import example_batch
+from audioformer.modeling_audioformer.export_onnx import example_batch, export_onnx
 
 
 LENGTHS = [9, 5, 12, 7]
@@ -117,10 +118,6 @@ def test_from_a_pretraining_checkpoint_the_statistics_start_at_zero_and_one(tiny
 
 def test_remote_code_and_onnx_export_read_the_statistics(tiny_config, tmp_path):
     """A standardised head through the folder's own code (`trust_remote_code`) and the exported graph."""
-    from transformers.dynamic_module_utils import get_class_from_dynamic_module
-
-    from audioformer.modeling_audioformer.export_onnx import export_onnx
-
     model = build(tiny_config, classifier_batch_norm=True)
     input_ids, mask = example_batch(model.config, LENGTHS, seed=6)
     model.train()
